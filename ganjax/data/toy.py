@@ -1,0 +1,51 @@
+"""Toy distributions sampled in pure JAX: a 1-D Gaussian and two 2-D Gaussian mixtures.
+
+The mixtures are the mode-collapse benchmarks of the unrolled-GAN (Metz et al.,
+2016, https://arxiv.org/abs/1611.02163) and VEEGAN (Srivastava et al., 2017,
+https://arxiv.org/abs/1705.07761) papers. Every sampler is jittable and returns
+float32 ``[n, d]``.
+"""
+
+import chex
+import jax
+import jax.numpy as jnp
+
+
+def gaussian_1d(key: chex.PRNGKey, n: int, mean: float = 4.0,
+                std: float = 0.5) -> chex.Array:
+  """``n`` samples of ``N(mean, std^2)``, shape ``[n, 1]``."""
+  return mean + std * jax.random.normal(key, (n, 1), jnp.float32)
+
+
+def ring_centers(num_modes: int = 8, radius: float = 2.0) -> chex.Array:
+  """``[num_modes, 2]`` centres evenly spaced on a circle."""
+  angles = 2.0 * jnp.pi * jnp.arange(num_modes) / num_modes
+  return radius * jnp.stack([jnp.cos(angles), jnp.sin(angles)], axis=-1)
+
+
+def grid_centers(size: int = 5, spacing: float = 2.0) -> chex.Array:
+  """``[size**2, 2]`` centres of a square grid centred on the origin."""
+  ticks = spacing * (jnp.arange(size) - (size - 1) / 2.0)
+  xs, ys = jnp.meshgrid(ticks, ticks, indexing="ij")
+  return jnp.stack([xs.ravel(), ys.ravel()], axis=-1)
+
+
+def mixture(key: chex.PRNGKey, n: int, centers: chex.Array,
+            std: float) -> chex.Array:
+  """``n`` samples of an equal-weight isotropic Gaussian mixture, ``[n, d]``."""
+  mode_key, noise_key = jax.random.split(key)
+  modes = jax.random.randint(mode_key, (n,), 0, centers.shape[0])
+  noise = jax.random.normal(noise_key, (n, centers.shape[1]), jnp.float32)
+  return centers[modes] + std * noise
+
+
+def ring(key: chex.PRNGKey, n: int, num_modes: int = 8, radius: float = 2.0,
+         std: float = 0.02) -> chex.Array:
+  """The ring of 8 Gaussians (radius 2, std 0.02), ``[n, 2]``."""
+  return mixture(key, n, ring_centers(num_modes, radius), std)
+
+
+def grid(key: chex.PRNGKey, n: int, size: int = 5, spacing: float = 2.0,
+         std: float = 0.05) -> chex.Array:
+  """The 5x5 grid of 25 Gaussians (centres -4..4, std 0.05), ``[n, 2]``."""
+  return mixture(key, n, grid_centers(size, spacing), std)

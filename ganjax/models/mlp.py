@@ -1,0 +1,156 @@
+"""Fully connected generators and discriminators: the paper's MLPs and small ones.
+
+Contract shared by every ganjax model:
+  * a generator maps ``z`` ``[B, latent_dim]`` to samples ``[B, *data_shape]``;
+  * a discriminator maps ``x`` ``[B, *data_shape]`` to logits ``[B]``;
+  * both take ``train: bool``; dropout draws from the ``'dropout'`` rng.
+"""
+
+import math
+from typing import Callable, Sequence
+
+import flax.linen as nn
+import jax.numpy as jnp
+
+_OUTPUT_ACTIVATIONS: dict[str, Callable] = {
+    "sigmoid": nn.sigmoid,   # data in [0, 1], as in the GAN paper
+    "tanh": jnp.tanh,        # data in [-1, 1]
+    "linear": lambda x: x,   # unbounded data (toy distributions)
+}
+
+
+def _output_activation(name: str) -> Callable:
+  if name not in _OUTPUT_ACTIVATIONS:
+    raise ValueError(f"Unknown output activation {name!r}; choose one of "
+                     f"{sorted(_OUTPUT_ACTIVATIONS)}.")
+  return _OUTPUT_ACTIVATIONS[name]
+
+
+class Maxout(nn.Module):
+  """Maxout layer: the max over ``pieces`` affine maps, ``[B, D] -> [B, units]``.
+
+  References:
+    Goodfellow et al., 2013, Maxout Networks (https://arxiv.org/abs/1302.4389).
+  """
+  units: int
+  pieces: int
+
+  @nn.compact
+  def __call__(self, x):
+    y = nn.Dense(self.units * self.pieces)(x)
+    return jnp.max(y.reshape(x.shape[0], self.units, self.pieces), axis=-1)
+
+
+class MLPGenerator(nn.Module):
+  """``z [B, latent_dim] -> [B, *data_shape]`` through ReLU hidden layers.
+
+  Attributes:
+    data_shape: shape of one sample, e.g. ``(28, 28, 1)`` or ``(2,)``.
+    hidden: widths of the hidden layers.
+    output_activation: ``'sigmoid'`` (data in [0, 1]), ``'tanh'`` or ``'linear'``.
+  """
+  data_shape: Sequence[int]
+  hidden: Sequence[int] = (1200, 1200)
+  output_activation: str = "sigmoid"
+
+  @nn.compact
+  def __call__(self, z, train: bool = True):
+    del train  # no dropout or batch norm
+    x = z
+    for width in self.hidden:
+      x = nn.relu(nn.Dense(width)(x))
+    x = nn.Dense(math.prod(self.data_shape))(x)
+    x = _output_activation(self.output_activation)(x)
+    return x.reshape((z.shape[0],) + tuple(self.data_shape))
+
+
+class MLPDiscriminator(nn.Module):
+  """``x [B, *data_shape] -> logits [B]`` through ReLU or maxout hidden layers.
+
+  Attributes:
+    hidden: widths of the hidden layers (units, for maxout).
+    maxout_pieces: 0 for ReLU layers, else pieces per maxout unit.
+    input_dropout: dropout rate on the input.
+    hidden_dropout: dropout rate after every hidden layer.
+  """
+  hidden: Sequence[int] = (128,)
+  maxout_pieces: int = 0
+  input_dropout: float = 0.0
+  hidden_dropout: float = 0.0
+
+  @nn.compact
+  def __call__(self, x, train: bool = True):
+    x = x.reshape(x.shape[0], -1)
+    x = nn.Dropout(self.input_dropout, deterministic=not train)(x)
+    for width in self.hidden:
+      if self.maxout_pieces:
+        x = Maxout(width, self.maxout_pieces)(x)
+      else:
+        x = nn.relu(nn.Dense(width)(x))
+      x = nn.Dropout(self.hidden_dropout, deterministic=not train)(x)
+    return nn.Dense(1)(x)[:, 0]
+
+
+def goodfellow_mlp(image_shape: Sequence[int] = (28, 28, 1),
+                   latent_dim: int = 100) -> tuple[nn.Module, nn.Module]:
+  """The GAN paper's MNIST networks.
+
+  G: ``z -> 1200 ReLU -> 1200 ReLU -> pixels`` with a sigmoid (data in [0, 1]).
+  D: two maxout layers of 240 units x 5 pieces with dropout (0.2 on the input,
+  0.5 on hidden units) -> one logit. Use with ``ganjax.optim.goodfellow_sgd``
+  and ``k = 1`` to reproduce the paper's setup.
+
+  References:
+    Goodfellow et al., 2014, Generative Adversarial Nets, Section 5
+    (https://arxiv.org/abs/1406.2661), and its pylearn2 ``mnist.yaml``.
+
+  Args:
+    image_shape: ``(H, W, C)`` of the data.
+    latent_dim: size of ``z`` (kept for a uniform builder signature).
+
+  Returns:
+    ``(generator, discriminator)`` flax modules.
+  """
+  del latent_dim  # the generator's input width is taken from z
+  generator = MLPGenerator(tuple(image_shape), hidden=(1200, 1200),
+                           output_activation="sigmoid")
+  discriminator = MLPDiscriminator(hidden=(240, 240), maxout_pieces=5,
+                                   input_dropout=0.2, hidden_dropout=0.5)
+  return generator, discriminator
+
+
+def small_mlp(image_shape: Sequence[int] = (28, 28, 1), latent_dim: int = 100,
+              hidden: int = 128) -> tuple[nn.Module, nn.Module]:
+  """The 100-128-784 generator and 784-128-1 discriminator of a classic tutorial.
+
+  One ReLU hidden layer each; the generator ends in a sigmoid (data in [0, 1]).
+  The smallest GAN that learns MNIST-like data; trained with Adam(1e-3).
+
+  Args:
+    image_shape: ``(H, W, C)`` of the data.
+    latent_dim: size of ``z`` (100 in the tutorial).
+    hidden: width of the hidden layers.
+
+  Returns:
+    ``(generator, discriminator)`` flax modules.
+  """
+  del latent_dim
+  return (MLPGenerator(tuple(image_shape), hidden=(hidden,),
+                       output_activation="sigmoid"),
+          MLPDiscriminator(hidden=(hidden,)))
+
+
+def toy_mlp(data_dim: int = 2, hidden: int = 128, depth: int = 3
+            ) -> tuple[nn.Module, nn.Module]:
+  """ReLU MLPs for low-dimensional toy data (the 8-Gaussian ring, the 25-grid).
+
+  The setting of the unrolled-GAN and VEEGAN mixture experiments: ``depth``
+  hidden layers of ``hidden`` units in both players, a linear generator output.
+
+  Returns:
+    ``(generator, discriminator)`` mapping ``[B, latent] -> [B, data_dim]`` and
+    ``[B, data_dim] -> [B]``.
+  """
+  widths = (hidden,) * depth
+  return (MLPGenerator((data_dim,), hidden=widths, output_activation="linear"),
+          MLPDiscriminator(hidden=widths))

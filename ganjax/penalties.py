@@ -1,0 +1,156 @@
+"""Regularisers of the discriminator: gradient penalties, weight clipping, instance noise.
+
+Penalties are small frozen dataclasses passed to ``ganjax.GAN`` (``penalty=``,
+``instance_noise=``, ``weight_clip=``). Each is called with per-example random
+keys, so that what it draws does not depend on how a batch is split across
+devices. ``d_fn`` below is the discriminator as a function ``[B, ...] -> [B]``
+that treats examples independently (no batch statistics), so that the gradient
+of ``sum(d_fn(x))`` with respect to ``x`` is the per-example input gradient.
+"""
+
+import dataclasses
+from typing import Callable
+
+import chex
+import jax
+import jax.numpy as jnp
+
+DiscriminatorFn = Callable[[chex.Array], chex.Array]
+
+# Added under the square root of a gradient norm: keeps d||g||/dg finite at g = 0
+# (sqrt has an infinite derivative at 0, which would turn the penalty into NaN).
+_NORM_EPSILON = 1e-12
+
+
+def per_example_norm(x: chex.Array) -> chex.Array:
+  """Euclidean norm of each example, safe to differentiate at zero.
+
+  Args:
+    x: ``[B, ...]`` array.
+
+  Returns:
+    ``[B]`` float32 norms ``sqrt(sum(x**2) + 1e-12)``.
+  """
+  x = x.reshape(x.shape[0], -1).astype(jnp.float32)
+  return jnp.sqrt(jnp.sum(jnp.square(x), axis=-1) + _NORM_EPSILON)
+
+
+def input_gradients(d_fn: DiscriminatorFn, x: chex.Array) -> chex.Array:
+  """Per-example gradients ``dD(x_i)/dx_i``, ``[B, ...]``, of a per-example ``d_fn``."""
+  return jax.grad(lambda v: jnp.sum(d_fn(v)))(x)
+
+
+def gradient_penalty(d_fn: DiscriminatorFn, real: chex.Array,
+                     fake: chex.Array, alpha: chex.Array,
+                     target: float = 1.0) -> chex.Array:
+  """WGAN-GP's two-sided penalty on random interpolates of real and fake.
+
+  References:
+    Gulrajani et al., 2017, Improved Training of Wasserstein GANs, Eq. 3
+    (https://arxiv.org/abs/1704.00028).
+
+  Args:
+    d_fn: the discriminator, ``[B, ...] -> [B]``.
+    real: ``[B, ...]`` real examples.
+    fake: ``[B, ...]`` generated examples (treated as constants).
+    alpha: ``[B]`` interpolation weights in [0, 1].
+    target: the norm the gradient is pulled toward (1 in the paper).
+
+  Returns:
+    scalar ``E[(||grad D(x_hat)|| - target)^2]`` with
+    ``x_hat = alpha * real + (1 - alpha) * fake``.
+  """
+  chex.assert_equal_shape([real, fake])
+  chex.assert_shape(alpha, (real.shape[0],))
+  alpha = alpha.reshape((-1,) + (1,) * (real.ndim - 1)).astype(real.dtype)
+  x_hat = alpha * real + (1.0 - alpha) * jax.lax.stop_gradient(fake)
+  norms = per_example_norm(input_gradients(d_fn, x_hat))
+  return jnp.mean(jnp.square(norms - target))
+
+
+def r1_penalty(d_fn: DiscriminatorFn, real: chex.Array) -> chex.Array:
+  """The R1 penalty: squared gradient norm of D on real data.
+
+  References:
+    Mescheder et al., 2018, Which Training Methods for GANs do actually
+    Converge?, Eq. 9 (https://arxiv.org/abs/1801.04406).
+
+  Args:
+    d_fn: the discriminator, ``[B, ...] -> [B]``.
+    real: ``[B, ...]`` real examples.
+
+  Returns:
+    scalar ``E[||grad D(x)||^2]`` (multiply by ``gamma / 2``).
+  """
+  grads = input_gradients(d_fn, real).reshape(real.shape[0], -1)
+  return jnp.mean(jnp.sum(jnp.square(grads.astype(jnp.float32)), axis=-1))
+
+
+def _uniform_per_example(keys: chex.PRNGKey) -> chex.Array:
+  return jax.vmap(lambda k: jax.random.uniform(k, ()))(keys)
+
+
+@dataclasses.dataclass(frozen=True)
+class GradientPenalty:
+  """WGAN-GP: ``weight * E[(||grad D(x_hat)|| - target)^2]`` added to D's loss."""
+  weight: float = 10.0
+  target: float = 1.0
+
+  def __call__(self, d_fn, real, fake, keys):
+    """``keys``: ``[B]`` per-example keys; returns the weighted scalar penalty."""
+    alpha = _uniform_per_example(keys)
+    return self.weight * gradient_penalty(d_fn, real, fake, alpha, self.target)
+
+
+@dataclasses.dataclass(frozen=True)
+class R1:
+  """R1: ``gamma / 2 * E[||grad D(x)||^2]`` on real data added to D's loss."""
+  gamma: float = 10.0
+
+  def __call__(self, d_fn, real, fake, keys):
+    del fake, keys  # R1 looks at real data only.
+    return 0.5 * self.gamma * r1_penalty(d_fn, real)
+
+
+@dataclasses.dataclass(frozen=True)
+class InstanceNoise:
+  """Gaussian noise added to every input of D, its std annealed linearly to 0.
+
+  Makes the supports of the real and generated distributions overlap, so that
+  the discriminator cannot separate them perfectly early in training.
+
+  References:
+    Sonderby et al., 2016, Amortised MAP Inference for Image Super-resolution,
+    Section 3.2 (https://arxiv.org/abs/1610.04490); Huszar, 2016, Instance
+    Noise: A trick for stabilising GAN training.
+
+  Attributes:
+    std: the noise standard deviation at step 0, in data units.
+    anneal_steps: steps over which the std falls linearly to 0; 0 keeps it
+      constant.
+  """
+  std: float = 0.1
+  anneal_steps: int = 0
+
+  def std_at(self, step: chex.Numeric) -> chex.Array:
+    """The noise std at generator step ``step`` (a scalar)."""
+    if self.anneal_steps <= 0:
+      return jnp.asarray(self.std, jnp.float32)
+    remaining = 1.0 - jnp.asarray(step, jnp.float32) / self.anneal_steps
+    return self.std * jnp.clip(remaining, 0.0, 1.0)
+
+  def __call__(self, x: chex.Array, keys: chex.PRNGKey,
+               step: chex.Numeric) -> chex.Array:
+    """Adds noise to ``x`` ``[B, ...]`` with one key per example (``[B]``)."""
+    noise = jax.vmap(lambda k: jax.random.normal(k, x.shape[1:], x.dtype))(keys)
+    return x + self.std_at(step).astype(x.dtype) * noise
+
+
+def clip_weights(params: chex.ArrayTree, clip_value: float) -> chex.ArrayTree:
+  """WGAN's weight clipping: every parameter into ``[-c, c]``.
+
+  References:
+    Arjovsky et al., 2017, Wasserstein GAN, Algorithm 1
+    (https://arxiv.org/abs/1701.07875).
+  """
+  return jax.tree.map(lambda p: jnp.clip(p, -clip_value, clip_value), params)
