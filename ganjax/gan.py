@@ -188,7 +188,7 @@ class GAN:
           f"ganjax.models.dcgan(image_shape={data_shape}).")
     x = jnp.zeros((1,) + fake_shape, jnp.float32)
     d_vars = self.discriminator.init({"params": d_key}, x, train=False)
-    g_params, d_params = g_vars["params"], d_vars["params"]
+    g_params, d_params = g_vars.get("params", {}), d_vars.get("params", {})
     return GANState(
         step=jnp.zeros((), jnp.int32),
         g_params=g_params,
@@ -304,7 +304,7 @@ class GAN:
     d_params = optax.apply_updates(d_params, updates)
     if self.weight_clip is not None:
       d_params = penalties_lib.clip_weights(d_params, self.weight_clip)
-    metrics["d_grad_norm"] = optax.global_norm(grads)
+    metrics["d_grad_norm"] = optax.tree.norm(grads)
     return (d_params, d_opt_state, d_stats), metrics
 
   def _g_update(self, state: GANState, real, update_key):
@@ -330,7 +330,7 @@ class GAN:
     updates, g_opt_state = self.g_optimizer.update(
         grads, state.g_opt_state, state.g_params)
     g_params = optax.apply_updates(state.g_params, updates)
-    metrics = {"g_loss": g_loss, "g_grad_norm": optax.global_norm(grads)}
+    metrics = {"g_loss": g_loss, "g_grad_norm": optax.tree.norm(grads)}
     return g_params, g_opt_state, g_stats, metrics
 
   def step(self, state: GANState, batch: jax.Array):

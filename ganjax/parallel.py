@@ -123,6 +123,12 @@ def shard_map_step(gan: GAN, mesh: Mesh, sync_batch_norm: bool = False,
     (``put_batch``).
   """
   pgan = gan.parallel(AXIS, sync_batch_norm)
+  # check_vma=False gives the collectives pmap's semantics, which the step is
+  # written for: gradients are taken per device and then averaged explicitly.
+  # (With replication checking on, differentiating with respect to the
+  # replicated parameters would already sum over devices.) The outputs are
+  # replicated because the step averages every gradient, metric and batch
+  # statistic over AXIS.
   mapped = jax.shard_map(pgan.step, mesh=mesh, in_specs=(P(), P(None, AXIS)),
-                         out_specs=(P(), P()))
+                         out_specs=(P(), P()), check_vma=False)
   return jax.jit(mapped, donate_argnums=(0,) if donate else ())

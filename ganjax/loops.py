@@ -1,0 +1,41 @@
+"""Many training steps in one compiled call, for data that lives on the device.
+
+Small models are bound by Python dispatch: one call per step costs more than
+the step. ``scan_steps`` runs ``num_steps`` steps inside one ``jax.lax.scan``,
+drawing each step's batch on the device (toy distributions, or an in-memory
+dataset indexed with a random permutation).
+"""
+
+from typing import Callable
+
+import jax
+
+from ganjax.gan import GANState
+
+BatchSampler = Callable[[jax.Array], jax.Array]
+
+
+def scan_steps(step_fn: Callable, sample_batch: BatchSampler,
+               num_steps: int) -> Callable:
+  """Fuses ``num_steps`` calls of ``step_fn`` into one jitted function.
+
+  Args:
+    step_fn: ``(state, batch) -> (state, metrics)``, e.g. ``gan.step``.
+    sample_batch: ``key -> batch [k, B, ...]``, traced on the device.
+    num_steps: steps per call.
+
+  Returns:
+    ``run(state, data_key) -> (state, metrics)`` with every metric stacked to
+    ``[num_steps]``. Step ``s`` draws its batch from
+    ``fold_in(data_key, state.step)``, so a run split into several calls, or
+    resumed, sees the same data as one long call.
+  """
+
+  def run(state: GANState, data_key: jax.Array):
+    def body(state, _):
+      batch = sample_batch(jax.random.fold_in(data_key, state.step))
+      return step_fn(state, batch)
+
+    return jax.lax.scan(body, state, None, length=num_steps)
+
+  return jax.jit(run, donate_argnums=0)
