@@ -1,0 +1,354 @@
+"""Tests of ganjax.data.pipeline / sources and experiments.prepare_data."""
+
+import hashlib
+import os
+import socket
+import subprocess
+import sys
+import textwrap
+import time
+
+import jax
+import numpy as np
+import pytest
+
+from ganjax.data import pipeline
+from ganjax.data import sources
+
+REPO = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
+HAVE_DEBIAN_FM = os.path.isdir(sources.FASHION_MNIST_DEBIAN_DIR)
+
+
+def take(it, n):
+  return [next(it) for _ in range(n)]
+
+
+def unique_images(n=40, shape=(4, 4, 1)):
+  """uint8 images whose pixels all equal the image's index."""
+  return np.broadcast_to(np.arange(n, dtype=np.uint8)[:, None, None, None],
+                         (n,) + shape).copy()
+
+
+# ------------------------------------------------------ no TF at import ---
+
+def test_import_and_numpy_paths_do_not_import_tensorflow():
+  code = textwrap.dedent("""
+      import sys
+      import ganjax
+      import ganjax.data.pipeline as p, ganjax.data.sources
+      assert 'tensorflow' not in sys.modules, 'import'
+      next(p.batches('digits', batch_size=4))
+      next(p.batches('toy_ring8', batch_size=4))
+      p.data_shape('digits')
+      assert 'tensorflow' not in sys.modules, 'numpy paths'
+      print('ok')
+  """)
+  out = subprocess.run([sys.executable, "-c", code], cwd=REPO,
+                       capture_output=True, text=True, timeout=120)
+  assert out.returncode == 0, out.stderr[-2000:]
+  assert "ok" in out.stdout
+
+
+# ------------------------------------------------- digits / numpy arrays ---
+
+@pytest.mark.parametrize("value_range", [(-1.0, 1.0), (0.0, 1.0)])
+@pytest.mark.parametrize("k", [1, 3])
+def test_digits_shapes_dtype_range(k, value_range):
+  x = next(pipeline.batches("digits", batch_size=16, k=k,
+                            value_range=value_range))
+  assert x.shape == (k, 16, 8, 8, 1)
+  assert x.dtype == np.float32
+  lo, hi = value_range
+  assert x.min() == pytest.approx(lo) and x.max() == pytest.approx(hi)
+
+
+def test_digits_splits_are_fixed_and_disjoint():
+  train, _ = sources.load_digits("train")
+  test, _ = sources.load_digits("test")
+  everything, _ = sources.load_digits("all")
+  assert train.shape == (1500, 8, 8, 1) and test.shape == (297, 8, 8, 1)
+  assert everything.shape == (1797, 8, 8, 1) and everything.max() == 16
+  np.testing.assert_array_equal(train, sources.load_digits("train")[0])
+  with pytest.raises(ValueError, match="splits"):
+    sources.load_digits("validation")
+
+
+def test_device_layout_matches_shard_convention():
+  x = next(pipeline.batches("digits", batch_size=16, k=2, seed=3))
+  xd = next(pipeline.batches("digits", batch_size=16, k=2, seed=3,
+                             num_devices=8))
+  assert xd.shape == (8, 2, 2, 8, 8, 1) and xd.dtype == np.float32
+  for d in range(8):
+    np.testing.assert_array_equal(xd[d], x[:, 2 * d:2 * d + 2])
+
+
+def test_determinism_and_epoch_reshuffle_in_memory():
+  images = unique_images(40)
+  a = take(pipeline.batches(images, batch_size=10, k=2, seed=1), 4)
+  b = take(pipeline.batches(images, batch_size=10, k=2, seed=1), 4)
+  c = take(pipeline.batches(images, batch_size=10, k=2, seed=2), 4)
+  for x, y in zip(a, b):
+    np.testing.assert_array_equal(x, y)
+  assert any(not np.array_equal(x, y) for x, y in zip(a, c))
+  # Each epoch (2 yields of 20) is a permutation of all 40; epochs differ.
+  ids = np.concatenate([np.round((x[..., 0, 0, 0].ravel() + 1) / 2 * 255)
+                        for x in a]).astype(int)
+  epoch1, epoch2 = ids[:40], ids[40:]
+  assert sorted(epoch1) == list(range(40)) == sorted(epoch2)
+  assert not np.array_equal(epoch1, epoch2)
+
+
+def test_numpy_float_and_resize():
+  images = np.random.default_rng(0).uniform(size=(10, 6, 6, 3)).astype(np.float32)
+  x = next(pipeline.batches(images, batch_size=5, value_range=(0, 1)))
+  assert x.shape == (1, 5, 6, 6, 3)
+  assert set(map(bytes, x[0])) <= set(map(bytes, images))
+  y = next(pipeline.batches(images, batch_size=5, image_size=(12, 8)))
+  assert y.shape == (1, 5, 12, 8, 3) and -1 <= y.min() and y.max() <= 1
+  assert pipeline.data_shape(images, image_size=(12, 8)) == (12, 8, 3)
+  with pytest.raises(ValueError, match=r"\[0, 1\]"):
+    pipeline.batches(images * 2, batch_size=5)
+
+
+def test_two_processes_read_disjoint_shards():
+  images = unique_images(40)
+  seen = []
+  for p in range(2):
+    # global batch 8 -> 4 per process; k=5 -> one yield is a whole shard.
+    x = next(pipeline.batches(images, batch_size=8, k=5, value_range=(0, 1),
+                              process_index=p, process_count=2))
+    assert x.shape == (5, 4, 4, 4, 1)
+    ids = np.round(x[..., 0, 0, 0] * 255).astype(int).ravel()
+    assert len(set(ids)) == 20
+    seen.append(set(ids))
+  assert not seen[0] & seen[1]
+  assert seen[0] | seen[1] == set(range(40))
+  with pytest.raises(ValueError, match="process_count=2"):
+    pipeline.batches(images, batch_size=7, process_index=0, process_count=2)
+  with pytest.raises(ValueError, match="not divisible by num_devices"):
+    pipeline.batches(images, batch_size=8, num_devices=8, process_index=0,
+                     process_count=2)
+
+
+# ---------------------------------------------------------------- toys ---
+
+@pytest.mark.parametrize("name,dim", [("toy_ring8", 2), ("toy_grid25", 2),
+                                      ("toy_gaussian1d", 1)])
+def test_toy_shapes_and_determinism(name, dim):
+  a = take(pipeline.batches(name, batch_size=32, k=2, seed=0), 2)
+  b = take(pipeline.batches(name, batch_size=32, k=2, seed=0), 2)
+  c = next(pipeline.batches(name, batch_size=32, k=2, seed=1))
+  assert a[0].shape == (2, 32, dim) and a[0].dtype == np.float32
+  np.testing.assert_array_equal(a[1], b[1])
+  assert not np.array_equal(a[0], a[1]) and not np.array_equal(a[0], c)
+  assert pipeline.data_shape(name) == (dim,)
+  xd = next(pipeline.batches(name, batch_size=32, k=2, num_devices=4))
+  assert xd.shape == (4, 2, 8, dim)
+
+
+def test_toy_ring_is_not_rescaled():
+  x = next(pipeline.batches("toy_ring8", batch_size=256))
+  np.testing.assert_allclose(np.linalg.norm(x, axis=-1), 2.0, atol=0.2)
+
+
+# -------------------------------------------------------------- errors ---
+
+def test_unknown_dataset_lists_known_ones():
+  with pytest.raises(pipeline.UnknownDatasetError) as e:
+    pipeline.batches("fashon_mnist")
+  msg = str(e.value)
+  assert "fashion_mnist" in msg and "digits" in msg and "toy_ring8" in msg
+  assert isinstance(e.value, ValueError)
+
+
+def test_batch_not_divisible_by_devices():
+  with pytest.raises(ValueError, match="batch_size=10 is not divisible by "
+                     "num_devices=4"):
+    pipeline.batches("digits", batch_size=10, num_devices=4)
+  with pytest.raises(ValueError, match="k must be"):
+    pipeline.batches("digits", k=0)
+
+
+@pytest.fixture
+def no_network(monkeypatch):
+  """Fails the test if anything opens a network connection."""
+  attempts = []
+
+  def refuse(*args, **kwargs):
+    attempts.append(args)
+    raise OSError("network access attempted in a test")
+
+  monkeypatch.setattr(socket, "create_connection", refuse)
+  monkeypatch.setattr(socket.socket, "connect", refuse)
+  monkeypatch.setattr(socket, "getaddrinfo", refuse)
+  return attempts
+
+
+@pytest.mark.parametrize("name,fix", [
+    ("mnist", ["download=True", "tfds build mnist"]),
+    ("fashion_mnist", ["apt-get install -y dataset-fashion-mnist",
+                       "python -m experiments.prepare_data fashion_mnist"]),
+])
+def test_missing_data_fails_fast_with_the_fix(tmp_path, no_network, name, fix):
+  start = time.time()
+  with pytest.raises(pipeline.DatasetNotFoundError) as e:
+    pipeline.batches(name, data_dir=str(tmp_path))
+  assert time.time() - start < 30  # import tensorflow included; no retries
+  assert not no_network
+  for text in fix:
+    assert text in str(e.value)
+  assert isinstance(e.value, ValueError)
+
+
+# ------------------------------------------------------ TFDS (mocked) ---
+
+@pytest.fixture
+def mock_tfds():
+  import tensorflow_datasets as tfds  # pylint: disable=g-import-not-at-top
+  with tfds.testing.mock_data(num_examples=24):
+    yield
+
+
+@pytest.mark.parametrize("value_range", [(-1.0, 1.0), (0.0, 1.0)])
+def test_tfds_mnist_shapes_and_range(mock_tfds, value_range):
+  x = next(pipeline.batches("mnist", batch_size=8, k=2,
+                            value_range=value_range))
+  assert x.shape == (2, 8, 28, 28, 1) and x.dtype == np.float32
+  lo, hi = value_range
+  assert lo <= x.min() < x.max() <= hi
+  # uint8 pixels map to exact multiples of 1/255.
+  u = (x - lo) / (hi - lo) * 255
+  np.testing.assert_allclose(u, np.round(u), atol=1e-3)
+
+
+def test_tfds_cifar10_resize_and_devices(mock_tfds):
+  x = next(pipeline.batches("cifar10", batch_size=8, k=3, image_size=(16, 16),
+                            num_devices=4))
+  assert x.shape == (4, 3, 2, 16, 16, 3) and x.dtype == np.float32
+  assert -1 <= x.min() and x.max() <= 1
+
+
+def test_tfds_celeb_a_center_crop(mock_tfds):
+  x = next(pipeline.batches("celeb_a", batch_size=4, image_size=(32, 32),
+                            center_crop=True))
+  assert x.shape == (1, 4, 32, 32, 3)
+
+
+def test_tfds_determinism(mock_tfds):
+  a = take(pipeline.batches("mnist", batch_size=8, k=2, seed=0), 3)
+  b = take(pipeline.batches("mnist", batch_size=8, k=2, seed=0), 3)
+  c = take(pipeline.batches("mnist", batch_size=8, k=2, seed=1), 3)
+  for x, y in zip(a, b):
+    np.testing.assert_array_equal(x, y)
+  assert any(not np.array_equal(x, y) for x, y in zip(a, c))
+
+
+def test_data_shape_without_loading(tmp_path):
+  empty = str(tmp_path)  # nothing prepared: shapes come from builder info
+  assert pipeline.data_shape("fashion_mnist", data_dir=empty) == (28, 28, 1)
+  assert pipeline.data_shape("cifar10", data_dir=empty) == (32, 32, 3)
+  assert pipeline.data_shape("celeb_a", image_size=(64, 64),
+                             data_dir=empty) == (64, 64, 3)
+  assert pipeline.data_shape("digits") == (8, 8, 1)
+  assert pipeline.data_shape(unique_images(3)) == (4, 4, 1)
+
+
+# ------------------------------------------- real Fashion-MNIST, offline ---
+
+@pytest.fixture(scope="session")
+def fashion_mnist_dir(tmp_path_factory):
+  if not HAVE_DEBIAN_FM:
+    pytest.skip(f"{sources.FASHION_MNIST_DEBIAN_DIR} absent: install it with "
+                "`apt-get install -y dataset-fashion-mnist` (CI does).")
+  from experiments import prepare_data  # pylint: disable=g-import-not-at-top
+  data_dir = str(tmp_path_factory.mktemp("tfds"))
+  assert prepare_data.main(["fashion_mnist", "--data_dir", data_dir]) == 0
+  return data_dir
+
+
+@pytest.fixture(scope="session")
+def debian_test_hashes():
+  images, _ = sources.load_fashion_mnist_idx("test")
+  assert images.shape == (10000, 28, 28, 1) and images.dtype == np.uint8
+  return {hashlib.sha1(im.tobytes()).digest() for im in images}
+
+
+def _hashes(x):
+  u = np.round(x.reshape((-1, 28, 28, 1)) * 255).astype(np.uint8)
+  return [hashlib.sha1(im.tobytes()).digest() for im in u]
+
+
+def test_real_fashion_mnist_prepared_offline(fashion_mnist_dir, no_network,
+                                             debian_test_hashes):
+  x = next(pipeline.batches("fashion_mnist", batch_size=64, k=2,
+                            split="test[:512]", value_range=(0, 1),
+                            data_dir=fashion_mnist_dir))
+  assert x.shape == (2, 64, 28, 28, 1) and x.dtype == np.float32
+  assert 0 <= x.min() and x.max() <= 1
+  # Every image is a real Fashion-MNIST test image, bit for bit.
+  assert set(_hashes(x)) <= debian_test_hashes
+  assert not no_network
+
+
+def test_real_fashion_mnist_two_processes_disjoint(fashion_mnist_dir):
+  split = "test[:64]"
+  whole = next(pipeline.batches("fashion_mnist", batch_size=64, split=split,
+                                value_range=(0, 1), data_dir=fashion_mnist_dir))
+  parts = [set(_hashes(next(pipeline.batches(
+      "fashion_mnist", batch_size=64, split=split, value_range=(0, 1),
+      data_dir=fashion_mnist_dir, process_index=p, process_count=2))))
+           for p in range(2)]
+  assert len(parts[0]) == len(parts[1]) == 32
+  assert not parts[0] & parts[1]
+  assert parts[0] | parts[1] == set(_hashes(whole))
+
+
+def test_prepare_data_cli_user_errors(tmp_path, capsys):
+  from experiments import prepare_data  # pylint: disable=g-import-not-at-top
+  rc = prepare_data.main(["fashion_mnist", "--data_dir", str(tmp_path / "d"),
+                          "--source_dir", str(tmp_path)])
+  assert rc == 2
+  assert "apt-get install -y dataset-fashion-mnist" in capsys.readouterr().err
+  with pytest.raises(SystemExit) as e:
+    prepare_data.main(["nope"])
+  assert e.value.code == 2
+
+
+def test_idx_reader_roundtrip(tmp_path):
+  import gzip  # pylint: disable=g-import-not-at-top
+  arr = np.arange(2 * 3 * 4, dtype=np.uint8).reshape(2, 3, 4)
+  path = tmp_path / "x-idx3-ubyte.gz"
+  header = bytes([0, 0, 0x08, 3]) + np.array(arr.shape, ">u4").tobytes()
+  with gzip.open(path, "wb") as f:
+    f.write(header + arr.tobytes())
+  np.testing.assert_array_equal(sources.read_idx(str(path)), arr)
+
+
+# --------------------------------------------------- prefetch_to_device ---
+
+def test_prefetch_to_default_device():
+  it = pipeline.batches("digits", batch_size=8, k=2)
+  ref = take(pipeline.batches("digits", batch_size=8, k=2), 3)
+  got = take(pipeline.prefetch_to_device(it, size=2), 3)
+  for g, r in zip(got, ref):
+    assert isinstance(g, jax.Array)
+    np.testing.assert_array_equal(np.asarray(g), r)
+
+
+def test_prefetch_sharded_over_devices():
+  devices = jax.local_devices()
+  n = len(devices)
+  it = pipeline.batches("digits", batch_size=2 * n, k=2, num_devices=n)
+  ref = next(pipeline.batches("digits", batch_size=2 * n, k=2, num_devices=n))
+  x = next(pipeline.prefetch_to_device(it, devices=devices))
+  assert x.shape == (n, 2, 2, 8, 8, 1)
+  assert len(x.sharding.device_set) == n
+  for shard in x.addressable_shards:
+    np.testing.assert_array_equal(np.asarray(shard.data)[0],
+                                  ref[shard.index[0].start])
+  sums = jax.pmap(lambda a: a.sum())(x)
+  np.testing.assert_allclose(np.asarray(sums), ref.reshape(n, -1).sum(1),
+                             rtol=1e-5)
+  with pytest.raises(ValueError, match="leading axis"):
+    next(pipeline.prefetch_to_device(
+        pipeline.batches("digits", batch_size=8), devices=devices))
