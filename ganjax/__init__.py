@@ -10,10 +10,12 @@
 The core never imports TensorFlow; only ``ganjax.data.pipeline`` does, lazily.
 """
 
-from ganjax import data, loops, losses, models, optim, parallel, penalties
+from ganjax import (data, loops, losses, metrics, models, optim, parallel,
+                    penalties)
 from ganjax.gan import GAN, GANState
 
 __version__ = "0.1.0"
 
-__all__ = ["GAN", "GANState", "data", "loops", "losses", "models", "optim", "parallel",
+__all__ = ["GAN", "GANState", "data", "loops", "losses", "metrics", "models",
+           "optim", "parallel",
            "penalties"]

@@ -1,5 +1,6 @@
 """Optimizer setups from the papers, built from optax (any optax transformation works)."""
 
+import jax.numpy as jnp
 import optax
 
 
@@ -27,9 +28,10 @@ def goodfellow_sgd(learning_rate: float = 0.1,
     an ``optax.GradientTransformation`` whose state carries the current
     learning rate and momentum (``state.hyperparams``).
   """
-  learning_rate_schedule = optax.exponential_decay(
-      init_value=learning_rate, transition_steps=1,
-      decay_rate=1.0 / decay_factor, end_value=min_learning_rate)
+  def learning_rate_schedule(count):
+    decayed = learning_rate * jnp.power(decay_factor, -count.astype(jnp.float32))
+    return jnp.maximum(decayed, min_learning_rate)
+
   momentum_schedule = optax.linear_schedule(
       init_value=initial_momentum, end_value=final_momentum,
       transition_steps=momentum_saturate_steps)
