@@ -105,7 +105,8 @@ class GAN:
     weight_clip: optional WGAN clipping value c; D's parameters are clipped to
       [-c, c] after each of its updates.
     ema_decay: optional decay of an exponential moving average of G's weights
-      (kept in ``state.ema_g_params``, used by ``sample``).
+      (kept in ``state.ema_g_params``, used by ``sample``), warmed up as in
+      ``ema_decay_at``.
     axis_name: named axis over which gradients, metrics and batch statistics
       are averaged; set by ``ganjax.parallel``, None on one device.
   """
@@ -333,6 +334,17 @@ class GAN:
     metrics = {"g_loss": g_loss, "g_grad_norm": optax.tree.norm(grads)}
     return g_params, g_opt_state, g_stats, metrics
 
+  def ema_decay_at(self, step: jax.Array) -> jax.Array:
+    """The EMA decay used at generator update ``step``: ``min(d, (1+t)/(10+t))``.
+
+    The warm-up of TensorFlow's ``ExponentialMovingAverage(num_updates=t)``:
+    early averages follow the weights closely, so that the random
+    initialisation does not linger in the average (with a constant 0.999 it
+    still weighs 5% after 3,000 steps).
+    """
+    t = jnp.asarray(step, jnp.float32)
+    return jnp.minimum(self.ema_decay, (1.0 + t) / (10.0 + t))
+
   def step(self, state: GANState, batch: jax.Array):
     """One iteration of Algorithm 1: k discriminator updates, then one for G.
 
@@ -368,7 +380,8 @@ class GAN:
         state, batch[-1], g_key)
     ema = state.ema_g_params
     if self.ema_decay is not None:
-      ema = optax.incremental_update(g_params, ema, 1.0 - self.ema_decay)
+      decay = self.ema_decay_at(state.step)
+      ema = optax.incremental_update(g_params, ema, 1.0 - decay)
     new_state = state.replace(
         step=state.step + 1, g_params=g_params, g_opt_state=g_opt_state,
         g_batch_stats=g_stats, ema_g_params=ema)

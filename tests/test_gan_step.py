@@ -186,10 +186,15 @@ def test_ema_tracks_generator_and_is_used_for_sampling():
   gan = _mlp_gan(ema_decay=0.75)
   batch = jax.random.uniform(jax.random.key(1), (2, 8, 4, 4, 1))
   state = gan.init(jax.random.key(0), batch[0])
-  new_state, _ = jax.jit(gan.step)(state, batch)
+  step = jax.jit(gan.step)
+  for _ in range(30):  # past the warm-up: (1 + t) / (10 + t) > 0.75 at t >= 26
+    state, _ = step(state, batch)
+  new_state, _ = step(state, batch)
   want = jax.tree.map(lambda old, new: 0.75 * old + 0.25 * new,
                       state.ema_g_params, new_state.g_params)
   _tree_allclose(new_state.ema_g_params, want)
+  np.testing.assert_allclose(gan.ema_decay_at(0), 0.1)
+  np.testing.assert_allclose(gan.ema_decay_at(8), 0.5)
   key = jax.random.key(5)
   ema_samples = gan.sample(new_state, key, 6)
   raw_samples = gan.sample(new_state, key, 6, use_ema=False)
