@@ -1,0 +1,234 @@
+"""DCGAN generator and discriminator for images of any size divisible by 2**n.
+
+References:
+  Radford, Metz, Chintala. Unsupervised Representation Learning with Deep
+  Convolutional Generative Adversarial Networks, 2015.
+  https://arxiv.org/abs/1511.06434
+"""
+from __future__ import annotations
+
+from collections.abc import Callable
+from typing import Any
+
+import flax.linen as nn
+import jax.numpy as jnp
+
+from ganjax.models.layers import ConvTranspose
+
+Array = Any
+
+# Radford et al.: "All weights were initialized from a zero-centered Normal
+# distribution with standard deviation 0.02."
+dcgan_init = nn.initializers.normal(0.02)
+
+
+def num_upsamplings(image_shape: tuple[int, int, int]) -> int:
+  """Number of stride-2 stages for ``image_shape`` ``(H, W, C)``.
+
+  The largest ``n`` such that ``H`` and ``W`` are divisible by ``2**n`` and
+  ``H / 2**n`` and ``W / 2**n`` are both at least 4 (28 -> 2, from 7x7;
+  32 -> 3, from 4x4; 64 -> 4; 48 -> 3, from 6x6).
+
+  Raises:
+    ValueError: if ``image_shape`` is not ``(H, W, C)`` or no ``n >= 1`` exists.
+  """
+  if len(image_shape) != 3 or any(int(d) < 1 for d in image_shape):
+    raise ValueError(
+        f'DCGAN image_shape must be (height, width, channels), got {image_shape}.')
+  h, w, _ = (int(d) for d in image_shape)
+  n = 0
+  while h % 2 ** (n + 1) == 0 and w % 2 ** (n + 1) == 0 and \
+      h // 2 ** (n + 1) >= 4 and w // 2 ** (n + 1) >= 4:
+    n += 1
+  if n == 0:
+    raise ValueError(
+        f'DCGAN cannot build image_shape {tuple(image_shape)}: height and width'
+        ' must both be even and at least 8 (divisible by 2**n with at least 4'
+        ' pixels left after n halvings), e.g. 28x28, 32x32, 64x64 or 32x48.')
+  return n
+
+
+class DCGANGenerator(nn.Module):
+  """DCGAN generator: latent vector -> image in [-1, 1] by stride-2 transposed convolutions.
+
+  Use it for image GANs on small to medium images (MNIST 28x28, CIFAR 32x32,
+  CelebA 64x64); it is the standard convolutional baseline generator.
+
+  Architecture (``n = num_upsamplings(image_shape)``, start size
+  ``(H / 2**n, W / 2**n)``): Dense to ``start_h * start_w * base_features *
+  2**(n-1)``, reshape, BatchNorm, ReLU; ``n - 1`` blocks of [ConvTranspose 4x4
+  stride 2 halving the features, BatchNorm, ReLU]; ConvTranspose 4x4 stride 2
+  to ``C`` channels, tanh. Layers followed by BatchNorm have no bias.
+
+  References:
+    Radford et al. 2015, https://arxiv.org/abs/1511.06434
+
+  Attributes:
+    image_shape: output image shape ``(H, W, C)``.
+    latent_dim: size of ``z``.
+    base_features: channels of the last hidden layer; they double per stage
+      towards the latent end (64 for 28x28 gives 128 -> 64 -> C).
+    axis_name: if set, BatchNorm averages its batch statistics over this
+      mapped axis (``pmap``/``shard_map``), e.g. ``'batch'``.
+    momentum: BatchNorm momentum of the running averages.
+    epsilon: BatchNorm epsilon.
+    fast_conv_transpose: use :class:`ganjax.models.layers.ConvTranspose`
+      (same result and parameters as ``nn.ConvTranspose``, much faster
+      gradients on CPU); ``False`` selects ``nn.ConvTranspose``.
+    kernel_init: initializer of Dense/ConvTranspose kernels (DCGAN: N(0, 0.02)).
+  """
+
+  image_shape: tuple[int, int, int]
+  latent_dim: int
+  base_features: int = 64
+  axis_name: str | None = None
+  momentum: float = 0.9
+  epsilon: float = 1e-5
+  fast_conv_transpose: bool = True
+  kernel_init: Callable[..., Array] = dcgan_init
+
+  def __post_init__(self):
+    num_upsamplings(self.image_shape)  # fail at construction on bad shapes
+    super().__post_init__()
+
+  @nn.compact
+  def __call__(self, z: Array, train: bool) -> Array:
+    """Generates images.
+
+    Args:
+      z: latent vectors, float32 ``[B, latent_dim]``.
+      train: use batch statistics (and update the running averages in
+        ``'batch_stats'``) if True, the running averages if False.
+
+    Returns:
+      Images ``[B, H, W, C]`` in ``[-1, 1]``.
+    """
+    h, w, c = self.image_shape
+    n = num_upsamplings(self.image_shape)
+    sh, sw = h // 2 ** n, w // 2 ** n
+    conv_t = ConvTranspose if self.fast_conv_transpose else nn.ConvTranspose
+    bn = lambda: nn.BatchNorm(use_running_average=not train,
+                              axis_name=self.axis_name, momentum=self.momentum,
+                              epsilon=self.epsilon)
+    features = self.base_features * 2 ** (n - 1)
+    x = nn.Dense(sh * sw * features, use_bias=False,
+                 kernel_init=self.kernel_init)(z)
+    x = x.reshape((z.shape[0], sh, sw, features))
+    x = nn.relu(bn()(x))
+    for _ in range(n - 1):
+      features //= 2
+      x = conv_t(features, (4, 4), strides=(2, 2), padding='SAME',
+                 use_bias=False, kernel_init=self.kernel_init)(x)
+      x = nn.relu(bn()(x))
+    x = conv_t(c, (4, 4), strides=(2, 2), padding='SAME',
+               kernel_init=self.kernel_init)(x)
+    return jnp.tanh(x)
+
+
+class DCGANDiscriminator(nn.Module):
+  """DCGAN discriminator: image -> real/fake logit by stride-2 convolutions.
+
+  Use it with :class:`DCGANGenerator`; set ``spectral_norm=True`` for the
+  spectrally normalised variant (Miyato et al. 2018) that most modern
+  DCGAN-style discriminators use instead of batch norm.
+
+  Architecture (``n = num_upsamplings(image_shape)``): ``n`` Conv 4x4
+  stride 2 with ``base_features * 2**i`` features, each followed by leaky
+  ReLU; flatten; Dense(1). There is no batch norm by default (unlike the
+  original paper), so the discriminator has no batch statistics and real and
+  fake images can be scored in one call. ``batch_norm=True`` adds BatchNorm
+  after every conv except the first, as in the paper.
+
+  References:
+    Radford et al. 2015, https://arxiv.org/abs/1511.06434
+
+  Attributes:
+    image_shape: input image shape ``(H, W, C)``.
+    base_features: features of the first conv; they double per stage.
+    spectral_norm: wrap every Conv and Dense in ``nn.SpectralNorm`` (its power
+      iteration state lives in ``'batch_stats'`` and is updated when
+      ``train``).
+    negative_slope: leaky ReLU slope.
+    batch_norm: add BatchNorm after convs 2..n (default False).
+    axis_name: mapped axis over which BatchNorm averages its statistics; only
+      used with ``batch_norm=True``.
+    momentum: BatchNorm momentum.
+    epsilon: BatchNorm epsilon.
+    kernel_init: initializer of Conv/Dense kernels (DCGAN: N(0, 0.02)).
+  """
+
+  image_shape: tuple[int, int, int]
+  base_features: int = 64
+  spectral_norm: bool = False
+  negative_slope: float = 0.2
+  batch_norm: bool = False
+  axis_name: str | None = None
+  momentum: float = 0.9
+  epsilon: float = 1e-5
+  kernel_init: Callable[..., Array] = dcgan_init
+
+  def __post_init__(self):
+    num_upsamplings(self.image_shape)
+    super().__post_init__()
+
+  @nn.compact
+  def __call__(self, x: Array, train: bool) -> Array:
+    """Scores images.
+
+    Args:
+      x: images ``[B, H, W, C]``.
+      train: update spectral-norm / batch-norm state if True.
+
+    Returns:
+      Raw logits ``[B]`` (no sigmoid).
+    """
+    n = num_upsamplings(self.image_shape)
+
+    def layer(module, y):
+      if self.spectral_norm:
+        return nn.SpectralNorm(module)(y, update_stats=train)
+      return module(y)
+
+    for i in range(n):
+      use_bn = self.batch_norm and i > 0
+      x = layer(nn.Conv(self.base_features * 2 ** i, (4, 4), strides=(2, 2),
+                        padding='SAME', use_bias=not use_bn,
+                        kernel_init=self.kernel_init), x)
+      if use_bn:
+        x = nn.BatchNorm(use_running_average=not train, axis_name=self.axis_name,
+                         momentum=self.momentum, epsilon=self.epsilon)(x)
+      x = nn.leaky_relu(x, self.negative_slope)
+    x = x.reshape((x.shape[0], -1))
+    x = layer(nn.Dense(1, kernel_init=self.kernel_init), x)
+    return x[:, 0]
+
+
+def dcgan(
+    image_shape: tuple[int, int, int] = (28, 28, 1),
+    latent_dim: int = 100,
+    base_features: int = 64,
+    spectral_norm: bool = False,
+) -> tuple[DCGANGenerator, DCGANDiscriminator]:
+  """Builds a DCGAN generator/discriminator pair.
+
+  References:
+    Radford et al. 2015, https://arxiv.org/abs/1511.06434
+
+  Args:
+    image_shape: ``(H, W, C)``; H and W divisible by 2 with at least 4 pixels
+      left after the halvings (28x28, 32x32, 64x64, 32x48, ...).
+    latent_dim: size of the generator input ``z [B, latent_dim]``.
+    base_features: width multiplier of both networks.
+    spectral_norm: spectral normalisation in the discriminator.
+
+  Returns:
+    ``(generator, discriminator)``: ``z [B, latent_dim] -> [B, H, W, C]`` and
+    ``x [B, H, W, C] -> logits [B]``.
+  """
+  image_shape = tuple(int(d) for d in image_shape)
+  generator = DCGANGenerator(image_shape=image_shape, latent_dim=latent_dim,
+                             base_features=base_features)
+  discriminator = DCGANDiscriminator(image_shape=image_shape,
+                                     base_features=base_features,
+                                     spectral_norm=spectral_norm)
+  return generator, discriminator
