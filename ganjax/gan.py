@@ -13,6 +13,10 @@ on 8 devices with a global batch B computes what one device computes on B.
 Data parallelism. With ``axis_name`` set (``ganjax.parallel`` does it), the
 step averages gradients, metrics and batch statistics over that named axis, so
 the same code runs under ``jax.pmap`` and under ``jax.shard_map``.
+
+Mixed precision. With ``compute_dtype=jnp.bfloat16`` both players compute in
+bfloat16 (their ``dtype`` field), while parameters, optimizer states, batch
+statistics, logits, losses, penalty norms and metrics stay float32.
 """
 
 import dataclasses
@@ -71,11 +75,26 @@ def _apply(module: nn.Module, params, stats, x, train: bool, rngs):
   return module.apply(variables, x, train=train, rngs=rngs), stats
 
 
+def _like(new: PyTree, old: PyTree) -> PyTree:
+  """``new`` with the dtypes of ``old`` (statistics stay float32 in bf16 runs)."""
+  return jax.tree.map(lambda n, o: n.astype(o.dtype), new, old)
+
+
 def _as_key(rng) -> jax.Array:
   """Accepts a typed key or legacy uint32 key data; returns a typed key."""
   if jnp.issubdtype(rng.dtype, jax.dtypes.prng_key):
     return rng
   return jax.random.wrap_key_data(rng)
+
+
+def _unrolled_scan(f, init, xs):
+  """``jax.lax.scan(f, init, xs)`` unrolled into straight-line code."""
+  length = jax.tree.leaves(xs)[0].shape[0]
+  carry, outputs = init, []
+  for i in range(length):
+    carry, out = f(carry, jax.tree.map(lambda x: x[i], xs))
+    outputs.append(out)
+  return carry, jax.tree.map(lambda *ys: jnp.stack(ys), *outputs)
 
 
 def _initializer_key(key: jax.Array) -> jax.Array:
@@ -87,6 +106,18 @@ def _initializer_key(key: jax.Array) -> jax.Array:
   """
   return jax.random.wrap_key_data(
       jax.random.bits(key, (4,), jnp.uint32), impl="rbg")
+
+
+def _with_compute_dtype(module: nn.Module, dtype, role: str) -> nn.Module:
+  """Clones a model to compute in ``dtype`` (its ``dtype`` field)."""
+  if dtype is None:
+    return module
+  if "dtype" not in {f.name for f in dataclasses.fields(module)}:
+    raise ValueError(
+        f"GAN(compute_dtype={jnp.dtype(dtype).name}) needs a {role} with a "
+        f"`dtype` field (the computation dtype passed to its layers, as every "
+        f"ganjax model has); {type(module).__name__} has none.")
+  return module.clone(dtype=dtype)
 
 
 def _with_axis_name(module: nn.Module, axis_name: str) -> nn.Module:
@@ -118,8 +149,21 @@ class GAN:
     ema_decay: optional decay of an exponential moving average of G's weights
       (kept in ``state.ema_g_params``, used by ``sample``), warmed up as in
       ``ema_decay_at``.
+    d_loop: how the k discriminator updates are compiled: ``'scan'`` (one
+      ``jax.lax.scan``: compile time independent of k), ``'unroll'`` (k copies
+      of the update: compile time grows with k) or ``'auto'`` (the default:
+      ``'unroll'`` on CPU, ``'scan'`` elsewhere). Both compute the same thing.
+      XLA:CPU runs convolution weight gradients inside a loop body ~10x slower
+      than outside (they are not rewritten into its fast canonical form):
+      the DCGAN 28x28 step took 1,295 ms with the scan and 119 ms unrolled.
     axis_name: named axis over which gradients, metrics and batch statistics
       are averaged; set by ``ganjax.parallel``, None on one device.
+    compute_dtype: None (float32) or a float dtype, e.g. ``jnp.bfloat16``,
+      in which G and D compute (mixed precision, for accelerators with fast
+      bfloat16 matrix units). The models are cloned with ``dtype=``
+      ``compute_dtype``; real batches and latents are cast to it; parameters,
+      optimizer states and batch statistics stay float32, and logits are cast
+      to float32 before losses, penalties and metrics are reduced.
   """
   generator: nn.Module
   discriminator: nn.Module
@@ -135,7 +179,9 @@ class GAN:
   instance_noise: penalties_lib.InstanceNoise | None = None
   weight_clip: float | None = None
   ema_decay: float | None = None
+  d_loop: str = "auto"
   axis_name: str | None = None
+  compute_dtype: Any = None
 
   def __post_init__(self):
     if not isinstance(self.k, int) or isinstance(self.k, bool) or self.k < 1:
@@ -150,9 +196,33 @@ class GAN:
                        f"got {self.latent_distribution!r}.")
     if self.ema_decay is not None and not 0.0 <= self.ema_decay < 1.0:
       raise ValueError(f"ema_decay must be in [0, 1), got {self.ema_decay}.")
+    if self.d_loop not in ("auto", "scan", "unroll"):
+      raise ValueError(f"d_loop must be 'auto', 'scan' or 'unroll', got "
+                       f"{self.d_loop!r}.")
     if self.weight_clip is not None and self.weight_clip <= 0:
       raise ValueError(f"weight_clip must be positive, got {self.weight_clip}.")
     losses_lib.get(self.loss)  # fails early, listing the known losses
+    if self.compute_dtype is not None:
+      if not jnp.issubdtype(self.compute_dtype, jnp.floating):
+        raise ValueError(f"compute_dtype must be a floating dtype such as "
+                         f"jnp.bfloat16, got {self.compute_dtype!r}.")
+      # Fails early for models without a `dtype` field.
+      _ = self._compute_generator, self._compute_discriminator
+
+  @property
+  def _compute_generator(self) -> nn.Module:
+    """The generator as the step runs it (in ``compute_dtype``)."""
+    return _with_compute_dtype(self.generator, self.compute_dtype, "generator")
+
+  @property
+  def _compute_discriminator(self) -> nn.Module:
+    """The discriminator as the step runs it (in ``compute_dtype``)."""
+    return _with_compute_dtype(self.discriminator, self.compute_dtype,
+                               "discriminator")
+
+  def _cast(self, x: jax.Array) -> jax.Array:
+    """``x`` in the compute dtype (unchanged without mixed precision)."""
+    return x if self.compute_dtype is None else x.astype(self.compute_dtype)
 
   @property
   def loss_fn(self) -> losses_lib.LossFn:
@@ -241,9 +311,11 @@ class GAN:
 
   def _generate(self, g_params, g_stats, keys, train: bool):
     """Samples ``[B, ...]`` and G's new batch stats from per-example keys."""
-    z = self._latents(keys[:, _LATENT])
+    z = self._cast(self._latents(keys[:, _LATENT]))
     rngs = {"dropout": keys[0, _DROPOUT_FAKE]}
-    return _apply(self.generator, g_params, g_stats, z, train, rngs)
+    fake, new_stats = _apply(self._compute_generator, g_params, g_stats, z,
+                             train, rngs)
+    return self._cast(fake), _like(new_stats, g_stats)
 
   def _discriminate(self, d_params, d_stats, x, dropout_keys):
     """Logits ``[B]`` and D's new stats, in training mode.
@@ -253,15 +325,17 @@ class GAN:
     are independent of the device split. One with batch statistics (batch
     norm, spectral norm) sees the whole local batch.
     """
+    discriminator = self._compute_discriminator
     if d_stats:
-      return _apply(self.discriminator, d_params, d_stats, x, True,
-                    {"dropout": dropout_keys[0]})
+      logits, new_stats = _apply(discriminator, d_params, d_stats, x, True,
+                                 {"dropout": dropout_keys[0]})
+      return logits.astype(jnp.float32), _like(new_stats, d_stats)
 
     def one(xi, key):
-      return self.discriminator.apply({"params": d_params}, xi[None],
-                                      train=True, rngs={"dropout": key})[0]
+      return discriminator.apply({"params": d_params}, xi[None],
+                                 train=True, rngs={"dropout": key})[0]
 
-    return jax.vmap(one)(x, dropout_keys), d_stats
+    return jax.vmap(one)(x, dropout_keys).astype(jnp.float32), d_stats
 
   def _noisy(self, x, keys, step):
     if self.instance_noise is None:
@@ -362,7 +436,8 @@ class GAN:
   def step(self, state: GANState, batch: jax.Array):
     """One iteration of Algorithm 1: k discriminator updates, then one for G.
 
-    Pure and jittable: ``jax.jit(gan.step, donate_argnums=0)``.
+    Pure and jittable: ``jax.jit(gan.step, donate_argnums=0)``. The k updates
+    run in one ``jax.lax.scan`` (or unrolled on CPU, see ``d_loop``).
 
     Args:
       state: a ``GANState``.
@@ -378,12 +453,13 @@ class GAN:
       Discriminator metrics are means over the k updates.
     """
     self._check_batch(batch)
+    batch = self._cast(batch)
     base_key = _as_key(state.rng)
     step_key = jax.random.fold_in(base_key, state.step)
     d_keys = jax.random.split(jax.random.fold_in(step_key, 0), self.k)
     g_key = jax.random.fold_in(step_key, 1)
 
-    (d_params, d_opt_state, d_stats), d_metrics = jax.lax.scan(
+    (d_params, d_opt_state, d_stats), d_metrics = self._d_updates_loop()(
         lambda carry, xs: self._d_update(state, carry, xs),
         (state.d_params, state.d_opt_state, state.d_batch_stats),
         (batch, d_keys))
@@ -405,6 +481,13 @@ class GAN:
     if self.instance_noise is not None:
       metrics["instance_noise_std"] = self.instance_noise.std_at(state.step)
     return new_state, metrics
+
+  def _d_updates_loop(self) -> Callable:
+    """``jax.lax.scan``, or the same loop unrolled in Python (see ``d_loop``)."""
+    loop = self.d_loop
+    if loop == "auto":
+      loop = "unroll" if jax.default_backend() == "cpu" else "scan"
+    return jax.lax.scan if loop == "scan" else _unrolled_scan
 
   def _check_batch(self, batch) -> None:
     if batch.ndim < 3 or batch.shape[0] != self.k:
@@ -429,6 +512,7 @@ class GAN:
     if use_ema and state.ema_g_params is not None:
       params = state.ema_g_params
     keys = jax.random.split(_as_key(rng), num)
-    z = self._latents(keys)
-    return _apply(self.generator, params, state.g_batch_stats, z, False,
-                  {"dropout": keys[0]})[0]
+    z = self._cast(self._latents(keys))
+    images = _apply(self._compute_generator, params, state.g_batch_stats, z,
+                    False, {"dropout": keys[0]})[0]
+    return images.astype(jnp.float32)

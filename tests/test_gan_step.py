@@ -76,6 +76,17 @@ def test_k_discriminator_updates_then_generator_on_updated_discriminator():
   assert not np.allclose(new_state.g_params["mean"], stale_g["mean"], atol=1e-5)
 
 
+def test_scan_and_unrolled_discriminator_loops_agree():
+  G, Dm = gj.models.dcgan(image_shape=(8, 8, 1), latent_dim=4, base_features=4)
+  batch = jax.random.uniform(jax.random.key(1), (3, 4, 8, 8, 1), minval=-1.0)
+  results = []
+  for loop in ("scan", "unroll"):
+    gan = gj.GAN(G, Dm, k=3, latent_dim=4, d_loop=loop)
+    state = gan.init(jax.random.key(0), batch[0])
+    results.append(jax.jit(gan.step)(state, batch))
+  chex.assert_trees_all_close(results[0], results[1], atol=1e-5, rtol=1e-5)
+
+
 def test_optimizer_update_counts_are_k_and_one():
   gan = _gan(g_optimizer=optax.adam(1e-3), d_optimizer=optax.adam(1e-3), k=3)
   batch = _batch()
@@ -258,6 +269,7 @@ def test_init_accepts_a_step_batch():
     ({"weight_clip": 0.0}, "weight_clip"),
     ({"latent_dim": 0}, "latent_dim"),
     ({"latent_distribution": "cauchy"}, "latent_distribution"),
+    ({"d_loop": "while"}, "d_loop"),
 ])
 def test_bad_options_are_refused(kwargs, match):
   with pytest.raises(ValueError, match=match):
