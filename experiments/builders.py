@@ -1,0 +1,321 @@
+"""From an experiment config to the objects that train: models, optimizers, the GAN.
+
+``build(config)`` checks the config against the known fields
+(``experiments/configs/base.py``), resolves the device count, the data's
+shape and pixel range, and returns an ``Experiment`` holding the ``ganjax.GAN``.
+Every user mistake (an unknown field, model, loss, optimizer argument or
+dataset; a batch that does not split over the devices) raises ``ConfigError``
+(or the pipeline's ``UnknownDatasetError`` / ``DatasetNotFoundError``, also
+``ValueError``s) with a message saying what to change.
+
+Pixel range: data are scaled to the range of the generator's output: (0, 1)
+for the sigmoid MLPs of the GAN paper and the tutorial, (-1, 1) for DCGAN's
+tanh. Toy data (points) are not scaled.
+"""
+
+import dataclasses
+import difflib
+import inspect
+from typing import Callable, Optional, Sequence
+
+import jax
+import ml_collections
+import optax
+
+import ganjax as gj
+
+Config = ml_collections.ConfigDict
+
+
+class ConfigError(ValueError):
+  """A mistake in the experiment config; the message says how to fix it."""
+
+
+# name -> (builder, kind of data, value range of the generator's output)
+MODELS = {
+    "dcgan": (gj.models.dcgan, "image", (-1.0, 1.0)),
+    "goodfellow_mlp": (gj.models.goodfellow_mlp, "image", (0.0, 1.0)),
+    "small_mlp": (gj.models.small_mlp, "image", (0.0, 1.0)),
+    "toy_mlp": (gj.models.toy_mlp, "points", None),
+}
+# Arguments a builder gets from the data and the config, not from config.model.
+_IMPLICIT_MODEL_ARGS = ("image_shape", "latent_dim", "data_dim")
+
+OPTIMIZERS: dict[str, Callable[..., optax.GradientTransformation]] = {
+    "adam": optax.adam,
+    "sgd": optax.sgd,
+    "rmsprop": optax.rmsprop,
+    "goodfellow_sgd": gj.optim.goodfellow_sgd,
+}
+
+PENALTIES = ("none", "gradient_penalty", "r1")
+
+TOY_DATASETS = ("toy_ring8", "toy_grid25", "toy_gaussian1d")
+
+
+@dataclasses.dataclass(frozen=True)
+class Experiment:
+  """What ``build`` resolves from a config.
+
+  Attributes:
+    gan: the ``ganjax.GAN``.
+    data_shape: shape of one example, e.g. ``(8, 8, 1)`` or ``(2,)``.
+    value_range: pixel range of data and samples, or None for points.
+    num_devices: devices the step runs on (1: plain ``jax.jit``).
+    is_toy: the data are points from a toy distribution.
+  """
+  gan: gj.GAN
+  data_shape: tuple
+  value_range: Optional[tuple]
+  num_devices: int
+  is_toy: bool
+
+  def resolved(self) -> dict:
+    return {"data_shape": list(self.data_shape),
+            "value_range": (list(self.value_range)
+                            if self.value_range is not None else None),
+            "num_devices": self.num_devices}
+
+
+# ----------------------------------------------------------------- checks
+
+
+def _close(name: str, choices: Sequence[str]) -> str:
+  close = difflib.get_close_matches(str(name), list(choices), n=2, cutoff=0.6)
+  return f" Did you mean {' or '.join(repr(c) for c in close)}?" if close else ""
+
+
+def _choose(kind: str, name: str, choices: Sequence[str]) -> str:
+  if name not in choices:
+    raise ConfigError(
+        f"Unknown {kind} {name!r}.{_close(name, choices)} Choose one of: "
+        f"{', '.join(choices)}.")
+  return name
+
+
+def check_fields(config: Config, reference: Optional[Config] = None) -> None:
+  """Raises ``ConfigError`` for top-level fields the runner does not know.
+
+  Sub-configs (``model``, ``g_optimizer``, ``d_optimizer``, ``penalty``) hold
+  keyword arguments that are checked against what the chosen model,
+  optimizer or penalty accepts, when they are built.
+  """
+  if reference is None:
+    from experiments.configs import base  # pylint: disable=g-import-not-at-top
+    reference = base.get_config()
+  known = set(reference.keys())
+  unknown = [key for key in config.keys() if key not in known]
+  if unknown:
+    hints = "".join(_close(key, sorted(known)) for key in unknown)
+    raise ConfigError(
+        f"Unknown config field(s) {', '.join(repr(u) for u in unknown)}.{hints} "
+        f"Known fields: {', '.join(sorted(known))}.")
+  for key in ("model", "g_optimizer", "d_optimizer", "penalty"):
+    if not isinstance(config[key], ml_collections.ConfigDict) or \
+        "name" not in config[key]:
+      raise ConfigError(f"config.{key} must be a ConfigDict with a 'name' "
+                        f"field (e.g. {reference[key].to_dict()}).")
+
+
+def _kwargs_for(fn: Callable, kwargs: dict, what: str,
+                implicit: Sequence[str] = ()) -> dict:
+  """Checks ``kwargs`` against ``fn``'s signature; returns them."""
+  params = inspect.signature(fn).parameters
+  accepted = [p for p in params if p not in implicit]
+  unknown = [k for k in kwargs if k not in accepted]
+  if unknown:
+    raise ConfigError(
+        f"{what} does not take {', '.join(repr(u) for u in unknown)}."
+        f"{''.join(_close(u, accepted) for u in unknown)} It accepts: "
+        f"{', '.join(accepted) or 'nothing'}. Remove the field(s) from the "
+        "config file; the command line cannot delete fields, so to switch "
+        "models or optimizers start from a config file that uses them (e.g. "
+        "experiments/configs/small_mlp_mnist.py --config.dataset=digits).")
+  return kwargs
+
+
+def resolve_num_devices(config: Config) -> int:
+  """The device count of ``config.num_devices`` (-1: all local devices)."""
+  requested = int(config.num_devices)
+  available = jax.local_device_count()
+  if requested == -1 or requested == 0:
+    n = available
+  elif requested < -1:
+    raise ConfigError(f"num_devices must be >= 1 or -1 (all local devices), "
+                      f"got {requested}.")
+  else:
+    n = requested
+  if n > available:
+    raise ConfigError(
+        f"num_devices={n} but this machine has {available} local "
+        f"{jax.default_backend()} device(s). Use num_devices=-1 for all of "
+        f"them, or 1 for a single device.")
+  if config.batch_size % n:
+    raise ConfigError(
+        f"batch_size={config.batch_size} is not divisible by the {n} devices "
+        f"it is split over (num_devices={config.num_devices}). Use a batch "
+        f"size that is a multiple of {n}, e.g. "
+        f"--config.batch_size={n * max(1, config.batch_size // n)}.")
+  return n
+
+
+# ----------------------------------------------------------------- builders
+
+
+def image_size(config: Config) -> Optional[tuple]:
+  """``config.image_size`` as ``(H, W)``, or None for the native size."""
+  size = config.image_size
+  if not size:
+    return None
+  if isinstance(size, int):
+    return (size, size)
+  size = tuple(int(s) for s in size)
+  if len(size) != 2:
+    raise ConfigError(f"image_size must be 0, an int or (height, width), got "
+                      f"{config.image_size!r}.")
+  return size
+
+
+def data_dir(config: Config) -> Optional[str]:
+  return config.data_dir or None
+
+
+def build_models(config: Config, data_shape: Sequence[int]):
+  """``(generator, discriminator, value_range)`` for ``config.model``."""
+  spec = config.model.to_dict()
+  name = _choose("model", spec.pop("name"), list(MODELS))
+  builder, kind, value_range = MODELS[name]
+  _kwargs_for(builder, spec, f"Model {name!r}", _IMPLICIT_MODEL_ARGS)
+  data_shape = tuple(int(d) for d in data_shape)
+  if kind == "points":
+    if len(data_shape) != 1:
+      raise ConfigError(
+          f"Model {name!r} is for toy data (points), but dataset "
+          f"{config.dataset!r} holds images of shape {data_shape}. Use "
+          f"--config.model.name=dcgan (or small_mlp), or a toy dataset "
+          f"({', '.join(TOY_DATASETS)}).")
+    g, d = builder(data_dim=data_shape[0], **spec)
+  else:
+    if len(data_shape) != 3:
+      raise ConfigError(
+          f"Model {name!r} generates images, but dataset {config.dataset!r} "
+          f"holds points of shape {data_shape}. Use --config.model.name="
+          f"toy_mlp for toy data.")
+    try:
+      g, d = builder(image_shape=data_shape, latent_dim=config.latent_dim,
+                     **spec)
+    except (ValueError, TypeError) as e:
+      raise ConfigError(f"Cannot build model {name!r} for data of shape "
+                        f"{data_shape}: {e}") from None
+  return g, d, value_range
+
+
+def build_optimizer(spec: Config, what: str) -> optax.GradientTransformation:
+  """An optax optimizer from ``{name: adam|sgd|rmsprop|goodfellow_sgd, **kwargs}``."""
+  kwargs = spec.to_dict()
+  name = _choose(f"{what} optimizer", kwargs.pop("name"), list(OPTIMIZERS))
+  factory = OPTIMIZERS[name]
+  _kwargs_for(factory, kwargs, f"Optimizer {name!r} ({what})")
+  try:
+    return factory(**kwargs)
+  except (ValueError, TypeError) as e:
+    raise ConfigError(f"Cannot build the {what} optimizer {name!r} with "
+                      f"{kwargs}: {e}") from None
+
+
+def build_penalty(spec: Config):
+  name = _choose("penalty", spec.name, PENALTIES)
+  extra = [k for k in spec.keys() if k not in ("name", "weight")]
+  if extra:
+    raise ConfigError(f"config.penalty takes only 'name' and 'weight', got "
+                      f"{extra}.")
+  if name == "none":
+    return None
+  weight = float(spec.weight)
+  if weight <= 0:
+    raise ConfigError(f"penalty {name!r} needs a positive weight, got "
+                      f"{spec.weight} (WGAN-GP uses 10).")
+  if name == "gradient_penalty":
+    return gj.penalties.GradientPenalty(weight=weight)
+  return gj.penalties.R1(gamma=weight)
+
+
+def data_shape_of(config: Config) -> tuple:
+  """The shape of one example of ``config.dataset`` (after resizing)."""
+  from ganjax.data import pipeline  # pylint: disable=g-import-not-at-top
+  size = image_size(config)
+  if config.dataset in TOY_DATASETS and size is not None:
+    raise ConfigError(f"{config.dataset} holds points: image_size must be 0.")
+  try:
+    return tuple(pipeline.data_shape(config.dataset, image_size=size,
+                                     data_dir=data_dir(config)))
+  except (pipeline.UnknownDatasetError, pipeline.DatasetNotFoundError):
+    raise
+  except (ValueError, TypeError) as e:
+    raise ConfigError(f"Dataset {config.dataset!r}: {e}") from None
+
+
+def build(config: Config, data_shape: Optional[Sequence[int]] = None,
+          num_devices: Optional[int] = None) -> Experiment:
+  """Checks ``config`` and builds the GAN it describes.
+
+  Args:
+    config: an experiment config (see ``experiments/configs/base.py``).
+    data_shape: the shape of one example; default from the dataset (TFDS
+      data sets read their metadata, which imports TensorFlow).
+    num_devices: the resolved device count; default from the config.
+
+  Returns:
+    an ``Experiment``.
+
+  Raises:
+    ConfigError: for any mistake in the config.
+  """
+  check_fields(config)
+  for field in ("k", "batch_size", "num_steps", "latent_dim", "log_every",
+                "eval_every", "checkpoint_every"):
+    value = config[field]
+    if not isinstance(value, int) or isinstance(value, bool) or value < 1:
+      raise ConfigError(f"config.{field} must be a positive integer, got "
+                        f"{value!r}.")
+  if num_devices is None:
+    num_devices = resolve_num_devices(config)
+  if data_shape is None:
+    data_shape = data_shape_of(config)
+  data_shape = tuple(int(d) for d in data_shape)
+  generator, discriminator, value_range = build_models(config, data_shape)
+  _choose("loss", config.loss, sorted(gj.losses.LOSSES))
+  instance_noise = None
+  if config.instance_noise_std < 0:
+    raise ConfigError("instance_noise_std must be >= 0.")
+  if config.instance_noise_std > 0:
+    instance_noise = gj.penalties.InstanceNoise(
+        std=float(config.instance_noise_std),
+        anneal_steps=int(config.instance_noise_anneal_steps))
+  try:
+    gan = gj.GAN(
+        generator=generator,
+        discriminator=discriminator,
+        loss=config.loss,
+        g_optimizer=build_optimizer(config.g_optimizer, "generator"),
+        d_optimizer=build_optimizer(config.d_optimizer, "discriminator"),
+        k=int(config.k),
+        latent_dim=int(config.latent_dim),
+        latent_distribution=config.latent_distribution,
+        penalty=build_penalty(config.penalty),
+        instance_noise=instance_noise,
+        weight_clip=float(config.weight_clip) if config.weight_clip else None,
+        ema_decay=float(config.ema_decay) if config.ema_decay else None)
+  except ValueError as e:
+    if isinstance(e, ConfigError):
+      raise
+    raise ConfigError(str(e)) from None
+  return Experiment(gan=gan, data_shape=data_shape, value_range=value_range,
+                    num_devices=num_devices,
+                    is_toy=config.dataset in TOY_DATASETS)
+
+
+def config_from_dict(d: dict) -> Config:
+  """A ConfigDict from ``config.json``'s dict (lists back to tuples where needed)."""
+  return ml_collections.ConfigDict(d)
+

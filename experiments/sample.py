@@ -1,0 +1,129 @@
+r"""Draws samples from a training run's latest checkpoint.
+
+    python -m experiments.sample --workdir=/tmp/digits --num=10000 --out=samples.npy
+
+Writes ``--out`` (``.npy``, float32) and a PNG grid of the first samples next
+to it (``samples.png``). Images are ``[N, H, W, C]`` in [0, 1], whatever the
+generator's own range; toy data are points ``[N, d]`` in data units, and the
+PNG is a scatter plot (histogram for 1-D) over real data. The generator's EMA
+weights are used when the run kept them (``--noema`` for the raw weights);
+batch norm uses its running averages. The same ``--seed`` gives the same
+samples.
+"""
+
+import os
+
+os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "3")
+os.environ.setdefault("TF_ENABLE_ONEDNN_OPTS", "0")
+
+from absl import app  # noqa: E402
+from absl import flags  # noqa: E402
+from absl import logging  # noqa: E402
+import jax  # noqa: E402
+import jax.numpy as jnp  # noqa: E402
+import numpy as np  # noqa: E402
+
+from ganjax import checkpoint as checkpoint_lib  # noqa: E402
+from ganjax import images as images_lib  # noqa: E402
+from experiments import builders  # noqa: E402
+from experiments import train  # noqa: E402
+
+FLAGS = flags.FLAGS
+
+
+def define_flags():
+  """The command line's flags (defined only when run as a program)."""
+  flags.DEFINE_string("workdir", None, "Workdir of a training run.")
+  flags.DEFINE_integer("num", 10_000, "Number of samples.")
+  flags.DEFINE_string("out", "samples.npy", "Output .npy file; the PNG grid "
+                      "goes next to it.")
+  flags.DEFINE_integer("batch_size", 1000, "Samples per generator call.")
+  flags.DEFINE_integer("seed", 0, "Seed of the latent noise.")
+  flags.DEFINE_integer("step", -1, "Checkpoint step; -1 for the latest.")
+  flags.DEFINE_bool("ema", True, "Use the EMA weights when the run has them.")
+  flags.DEFINE_integer("grid", 100, "Samples shown in the PNG grid.")
+  flags.mark_flags_as_required(["workdir"])
+
+
+def load(workdir: str, step=None):
+  """``(experiment, state, config)`` of the checkpoint ``step`` (default latest).
+
+  Raises:
+    builders.ConfigError: when the workdir has no run or no checkpoint.
+  """
+  config, resolved = train.read_config(workdir)
+  data_shape = resolved.get("data_shape")
+  experiment = builders.build(config, data_shape=data_shape, num_devices=1)
+  directory = os.path.join(workdir, train.CHECKPOINT_DIR)
+  latest = checkpoint_lib.latest_step(directory)
+  if latest is None:
+    raise builders.ConfigError(
+        f"{workdir} has no checkpoint yet; train first (python -m "
+        f"experiments.train --workdir={workdir} --config=...).")
+  example = jnp.zeros((config.k, 1) + experiment.data_shape, jnp.float32)
+  template = jax.eval_shape(experiment.gan.init, jax.random.key(0), example)
+  state = checkpoint_lib.restore(directory, template,
+                                 latest if step is None else step)
+  return experiment, state, config
+
+
+def draw(experiment: builders.Experiment, state, num: int, seed: int = 0,
+         batch_size: int = 1000, use_ema: bool = True) -> np.ndarray:
+  """``num`` samples: images float32 ``[N, H, W, C]`` in [0, 1], or points ``[N, d]``."""
+  gan = experiment.gan
+  sample = jax.jit(lambda state, key, n: gan.sample(state, key, n, use_ema),
+                   static_argnums=2)
+  key = jax.random.key(seed)
+  chunks, done = [], 0
+  while done < num:
+    n = min(batch_size, num - done)
+    chunks.append(np.asarray(sample(state, jax.random.fold_in(key, done), n)))
+    done += n
+  samples = np.concatenate(chunks).astype(np.float32)
+  if experiment.value_range is not None:
+    samples = images_lib.to_unit_range(samples, experiment.value_range)
+  return samples
+
+
+def picture(experiment, config, samples: np.ndarray, num: int) -> np.ndarray:
+  """A PNG-ready picture of the first ``num`` samples."""
+  if not experiment.is_toy:
+    return images_lib.make_grid(samples[:num],
+                                scale=max(1, 32 // samples.shape[1]))
+  real = train.real_points(config, min(len(samples), 2000))
+  if samples.shape[-1] == 1:
+    return images_lib.histogram(samples, real)
+  return images_lib.scatter(samples[:2000], real)
+
+
+def main(argv):
+  if not FLAGS["verbosity"].present:
+    logging.set_verbosity(logging.WARNING)
+  if len(argv) > 1:
+    train.fail(f"unexpected arguments {argv[1:]}.")
+  if FLAGS.num < 1 or FLAGS.batch_size < 1:
+    train.fail("--num and --batch_size must be positive.")
+  try:
+    experiment, state, config = load(
+        FLAGS.workdir, None if FLAGS.step < 0 else FLAGS.step)
+  except FileNotFoundError as e:
+    train.fail(str(e))
+  except builders.ConfigError as e:
+    train.fail(str(e))
+  samples = draw(experiment, state, FLAGS.num, FLAGS.seed, FLAGS.batch_size,
+                 FLAGS.ema)
+  out = FLAGS.out if FLAGS.out.endswith(".npy") else FLAGS.out + ".npy"
+  if os.path.dirname(out):
+    os.makedirs(os.path.dirname(out), exist_ok=True)
+  np.save(out, samples)
+  png = out[:-len(".npy")] + ".png"
+  images_lib.save_png(png, picture(experiment, config, samples, FLAGS.grid))
+  print(f"Wrote {samples.shape[0]} samples {samples.shape[1:]} "
+        f"({samples.dtype}, step {int(state.step)}"
+        f"{', EMA weights' if FLAGS.ema and state.ema_g_params is not None else ''})"
+        f" to {out} and a grid to {png}.")
+
+
+if __name__ == "__main__":
+  define_flags()
+  app.run(main)

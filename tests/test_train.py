@@ -1,0 +1,248 @@
+"""The experiment runner: a short real run, exact resume, sampling, user errors.
+
+Tiny models on the real 8x8 digits (sklearn, offline) so that the file runs
+in well under a minute on two CPU cores.
+"""
+
+import json
+import os
+import shutil
+import subprocess
+import sys
+
+import chex
+import jax
+import numpy as np
+import pytest
+
+from ganjax import checkpoint
+from ganjax import summary
+from experiments import builders
+from experiments import sample
+from experiments import train
+from experiments.configs import base
+from experiments.configs import dcgan_digits
+from experiments.configs import toy_ring8
+
+REPO = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
+LOSS_KEYS = ("d_loss", "g_loss", "d_real", "d_fake", "real_logit",
+             "fake_logit", "d_grad_norm", "g_grad_norm")
+
+
+def tiny_config(**overrides):
+  c = dcgan_digits.get_config()
+  c.image_size = 0
+  c.model.base_features = 4
+  c.latent_dim = 8
+  c.batch_size = 8
+  c.num_steps = 4
+  c.ema_decay = 0.9
+  c.log_every = 1
+  c.eval_every = 2
+  c.checkpoint_every = 2
+  c.num_eval_samples = 4
+  for key, value in overrides.items():
+    c[key] = value
+  return c
+
+
+def run(config, workdir):
+  return train.train_and_evaluate(config, str(workdir), progress=False)
+
+
+def final_state(workdir, config):
+  experiment = builders.build(config)
+  example = np.zeros((config.k, 1) + experiment.data_shape, np.float32)
+  template = jax.eval_shape(experiment.gan.init, jax.random.key(0), example)
+  return checkpoint.restore(os.path.join(workdir, train.CHECKPOINT_DIR),
+                            template)
+
+
+def losses_by_step(workdir):
+  return {r["step"]: {k: r[k] for k in LOSS_KEYS if k in r}
+          for r in summary.read_jsonl(str(workdir))}
+
+
+def cli(module, *args, env=None, timeout=120):
+  return subprocess.run(
+      [sys.executable, "-m", module, *args], cwd=REPO, capture_output=True,
+      text=True, timeout=timeout,
+      env={**os.environ, "PYTHONPATH": REPO, **(env or {})})
+
+
+@pytest.fixture(scope="module")
+def full_run(tmp_path_factory):
+  """4 uninterrupted steps."""
+  workdir = tmp_path_factory.mktemp("full")
+  config = tiny_config()
+  result = run(config, workdir)
+  return config, workdir, result
+
+
+# ------------------------------------------------------------------ runs
+
+
+def test_run_writes_config_checkpoints_events_jsonl_and_pngs(full_run):
+  config, workdir, result = full_run
+  assert result["steps"] == 4 and result["steps_run"] == 4
+  with open(workdir / "config.json") as f:
+    written = json.load(f)
+  assert written["dataset"] == "digits" and written["model"]["base_features"] == 4
+  assert written["resolved"] == {"data_shape": [8, 8, 1],
+                                 "value_range": [-1.0, 1.0], "num_devices": 1}
+  assert sorted(os.listdir(workdir / "checkpoints")) == ["2", "4"]
+  assert any(f.startswith("events.out.tfevents") for f in os.listdir(workdir))
+  records = summary.read_jsonl(str(workdir))
+  assert [r["step"] for r in records] == [1, 2, 3, 4]
+  for r in records:
+    assert set(LOSS_KEYS) <= set(r) and all(np.isfinite(r[k]) for k in LOSS_KEYS)
+    assert 0 < r["d_real"] < 1 and 0 < r["d_fake"] < 1
+  assert sorted(os.listdir(workdir / "samples")) == [
+      "step_000000.png", "step_000002.png", "step_000004.png"]
+  assert set(result["metrics"]) >= {"d_loss", "g_loss"}
+  assert "Done: step 4" in train.format_summary(result)
+
+
+def test_resume_continues_exactly_like_an_uninterrupted_run(full_run, tmp_path):
+  """A run killed after step 4 whose last finished checkpoint is step 2,
+  resumed by the real command line."""
+  config, full_dir, _ = full_run
+  workdir = tmp_path / "w"
+  shutil.copytree(full_dir, workdir)
+  shutil.rmtree(workdir / "checkpoints" / "4")
+  assert checkpoint.latest_step(str(workdir / "checkpoints")) == 2
+  # The same command again: resumes at step 2 and goes on to 4.
+  proc = cli("experiments.train",
+             "--config=experiments/configs/dcgan_digits.py",
+             f"--workdir={workdir}", "--config.image_size=0",
+             "--config.model.base_features=4", "--config.latent_dim=8",
+             "--config.batch_size=8", "--config.num_steps=4",
+             "--config.ema_decay=0.9", "--config.log_every=1",
+             "--config.eval_every=2", "--config.checkpoint_every=2",
+             "--config.num_eval_samples=4")
+  assert proc.returncode == 0, proc.stderr[-2000:]
+  assert "Done: step 4 (2 steps run)" in proc.stdout, proc.stdout
+  assert "Resuming from the checkpoint of step 2" in proc.stderr
+  assert "Traceback" not in proc.stderr
+  assert [r["step"] for r in summary.read_jsonl(str(workdir))] == [1, 2, 3, 4]
+  assert losses_by_step(workdir) == losses_by_step(full_dir)  # step for step, exact
+  chex.assert_trees_all_equal(final_state(workdir, config),
+                              final_state(full_dir, config))
+  assert sorted(os.listdir(workdir / "checkpoints")) == ["2", "4"]
+  assert os.path.exists(workdir / "samples" / "step_000004.png")
+  # Nothing left to do: a third start returns at once.
+  assert run(config, workdir)["steps_run"] == 0
+
+
+def test_data_parallel_run_matches_one_device(full_run, tmp_path):
+  config, full_dir, _ = full_run
+  assert jax.local_device_count() >= 2
+  run(tiny_config(num_devices=2, num_steps=2, eval_every=2), tmp_path)
+  with open(tmp_path / "config.json") as f:
+    assert json.load(f)["resolved"]["num_devices"] == 2
+  one, two = losses_by_step(full_dir), losses_by_step(tmp_path)
+  assert sorted(two) == [1, 2]
+  for step in two:
+    for key in ("d_loss", "g_loss", "d_real", "d_fake"):
+      np.testing.assert_allclose(two[step][key], one[step][key], rtol=2e-4,
+                                 atol=1e-5)
+
+
+def test_toy_run_on_device_data_resumes_exactly(tmp_path):
+  c = toy_ring8.get_config()
+  c.model.hidden, c.model.depth = 8, 1
+  c.batch_size, c.num_steps = 16, 6
+  c.log_every, c.eval_every, c.checkpoint_every = 3, 3, 3
+  c.num_eval_samples = 50
+  run(c, tmp_path / "full")
+  shutil.copytree(tmp_path / "full", tmp_path / "split")
+  shutil.rmtree(tmp_path / "split" / "checkpoints" / "6")  # killed after 6
+  assert run(c, tmp_path / "split")["steps_run"] == 3
+  chex.assert_trees_all_equal(final_state(tmp_path / "split", c),
+                              final_state(tmp_path / "full", c))
+  assert losses_by_step(tmp_path / "split") == losses_by_step(tmp_path / "full")
+  assert sorted(losses_by_step(tmp_path / "full")) == [3, 6]
+  assert os.path.exists(tmp_path / "full" / "samples" / "step_000006.png")
+
+
+# ----------------------------------------------------------- sampling
+
+
+def test_sample_cli_writes_npy_in_unit_range_and_png(full_run, tmp_path):
+  _, workdir, _ = full_run
+  out = tmp_path / "s" / "samples.npy"
+  proc = cli("experiments.sample", f"--workdir={workdir}", "--num=37",
+             "--batch_size=16", f"--out={out}")
+  assert proc.returncode == 0, proc.stderr[-2000:]
+  x = np.load(out)
+  assert x.shape == (37, 8, 8, 1) and x.dtype == np.float32
+  assert 0.0 <= x.min() and x.max() <= 1.0 and x.std() > 0
+  assert os.path.exists(tmp_path / "s" / "samples.png")
+  # In-process: the same seed gives the same samples, EMA weights by default.
+  experiment, state, _ = sample.load(str(workdir))
+  assert state.ema_g_params is not None and int(state.step) == 4
+  np.testing.assert_allclose(sample.draw(experiment, state, 37, batch_size=16),
+                             x, atol=1e-6)
+
+
+# --------------------------------------------------------------- the CLI
+
+
+@pytest.mark.parametrize("args, env, message", [
+    (["--config.bogus=1"], {}, "unknown config field 'bogus'"),
+    (["--config.dataset=no_such_data"], {}, "Unknown dataset 'no_such_data'"),
+    (["--config.dataset=mnist", "--config.data_dir=/nonexistent/tfds"], {},
+     "TFDS dataset 'mnist' is not prepared in /nonexistent/tfds"),
+    (["--config.num_devices=8", "--config.batch_size=12"],
+     {"XLA_FLAGS": "--xla_force_host_platform_device_count=8"},
+     "batch_size=12 is not divisible by the 8 devices"),
+])
+def test_cli_user_errors_are_one_clear_message(tmp_path, args, env, message):
+  proc = cli("experiments.train",
+             "--config=experiments/configs/dcgan_digits.py",
+             f"--workdir={tmp_path}", *args, env=env)
+  assert proc.returncode == 2
+  assert message in proc.stderr
+  assert "Traceback" not in proc.stderr
+  assert proc.stderr.startswith("error: ")
+
+
+def test_in_process_user_errors(tmp_path):
+  c = tiny_config()
+  with c.unlocked():
+    c.learning_rate = 1e-3  # a typo'd field in a config file
+  with pytest.raises(builders.ConfigError, match="'learning_rate'"):
+    run(c, tmp_path)
+  with pytest.raises(builders.ConfigError, match="Unknown model 'gan'"):
+    run(tiny_config(model=builders.Config({"name": "gan"})), tmp_path)
+  with pytest.raises(builders.ConfigError, match="does not take 'b1'"):
+    c = tiny_config()
+    c.g_optimizer.name = "sgd"
+    run(c, tmp_path)
+  with pytest.raises(builders.ConfigError, match="toy data"):
+    run(tiny_config(model=builders.Config({"name": "toy_mlp"})), tmp_path)
+  with pytest.raises(builders.ConfigError, match="not divisible by the 8"):
+    run(tiny_config(num_devices=-1, batch_size=12), tmp_path)
+
+
+def test_every_config_builds():
+  configs = os.path.join(REPO, "experiments", "configs")
+  names = sorted(f[:-3] for f in os.listdir(configs)
+                 if f.endswith(".py") and f != "__init__.py")
+  assert {"goodfellow_mnist", "small_mlp_mnist", "dcgan_fashion_mnist",
+          "dcgan_digits", "wgan_gp_cifar10", "dcgan_cifar10", "toy_ring8",
+          "toy_grid25"} <= set(names)
+  shapes = {"mnist": (28, 28, 1), "fashion_mnist": (28, 28, 1),
+            "cifar10": (32, 32, 3), "digits": (8, 8, 1), "toy_ring8": (2,),
+            "toy_grid25": (2,)}
+  reference = set(base.get_config().keys())
+  for name in names:
+    module = __import__(f"experiments.configs.{name}", fromlist=["get_config"])
+    c = module.get_config()
+    assert set(c.keys()) == reference, name
+    exp = builders.build(c, data_shape=shapes[c.dataset], num_devices=1)
+    assert exp.gan.k == c.k
+  wgan = __import__("experiments.configs.wgan_gp_cifar10",
+                    fromlist=["x"]).get_config()
+  gan = builders.build(wgan, data_shape=(32, 32, 3), num_devices=1).gan
+  assert gan.k == 5 and gan.loss == "wasserstein" and gan.penalty.weight == 10.0
