@@ -1,5 +1,43 @@
-"""Evaluation metrics for generative models (pure JAX, no TensorFlow)."""
+"""Evaluation metrics for generative models (pure JAX, no TensorFlow, no scipy).
 
+Building blocks (jitted, batched, memory-bounded):
+  * ``parzen_log_likelihood`` / ``select_sigma`` / ``parzen_window_evaluation``:
+    the GAN paper's Gaussian Parzen-window log-likelihood (Table 1).
+  * ``gaussian_statistics``, ``frechet_distance``: FID's distance, on device.
+  * ``kernel_inception_distance``: KID, unbiased MMD^2 over subsets.
+  * ``inception_score``: exp E KL(p(y|x) || p(y)) from any classifier's softmax.
+  * ``precision_recall``: improved precision and recall (k-NN manifolds).
+  * ``class_coverage``: classes receiving >= 1% of samples, KL to uniform.
+  * ``mode_coverage``: modes captured on the toy Gaussian mixtures.
+
+Feature networks: ``classifier`` (a CNN per MNIST-like data set, trained and
+cached by the project), ``inception`` (pytorch-fid's FID InceptionV3, weights
+from a local file). Everything together, with the protocol in the metric
+names: ``Evaluator`` / ``evaluate_samples``.
+"""
+
+from ganjax.metrics.evaluator import (Evaluator, InvalidSamplesError,
+                                      check_samples, count_tag,
+                                      evaluate_samples)
+from ganjax.metrics.features import (FeatureNetwork, cnn_network,
+                                     inception_network)
+from ganjax.metrics.frechet import (frechet_distance,
+                                    frechet_distance_from_features,
+                                    gaussian_statistics, trace_sqrt_product)
+from ganjax.metrics.inception_score import class_coverage, inception_score
+from ganjax.metrics.kid import kernel_inception_distance, mmd2_unbiased
 from ganjax.metrics.mode_coverage import mode_coverage
+from ganjax.metrics.parzen import (parzen_log_likelihood,
+                                   parzen_window_evaluation, select_sigma)
+from ganjax.metrics.precision_recall import knn_radii, precision_recall
+from ganjax.metrics.reference_stats import reference_statistics
 
-__all__ = ["mode_coverage"]
+__all__ = [
+    "Evaluator", "FeatureNetwork", "InvalidSamplesError", "check_samples",
+    "class_coverage", "cnn_network", "count_tag", "evaluate_samples",
+    "frechet_distance", "frechet_distance_from_features",
+    "gaussian_statistics", "inception_network", "inception_score",
+    "kernel_inception_distance", "knn_radii", "mmd2_unbiased", "mode_coverage",
+    "parzen_log_likelihood", "parzen_window_evaluation", "precision_recall",
+    "reference_statistics", "select_sigma", "trace_sqrt_product",
+]

@@ -1,0 +1,52 @@
+"""The metrics' cache directory and atomic writes (temporary file + ``os.replace``).
+
+Cache root: the ``cache_dir`` argument, else ``$GANJAX_CACHE_DIR``, else
+``~/.cache/ganjax``. It holds trained classifiers (``classifiers/``) and
+reference statistics of real data (``reference/``). Every file is written to
+a temporary name in its final folder and renamed into place, so concurrent
+runs and interrupted runs never leave a half-written file behind.
+"""
+
+import json
+import os
+import tempfile
+
+import numpy as np
+
+CACHE_ENV = "GANJAX_CACHE_DIR"
+
+
+def cache_dir(path: str | None = None) -> str:
+  """The cache root: ``path``, ``$GANJAX_CACHE_DIR`` or ``~/.cache/ganjax``."""
+  return os.path.expanduser(path or os.environ.get(CACHE_ENV) or
+                            "~/.cache/ganjax")
+
+
+def _atomic(path: str, write) -> None:
+  folder = os.path.dirname(os.path.abspath(path))
+  os.makedirs(folder, exist_ok=True)
+  fd, tmp = tempfile.mkstemp(dir=folder, prefix=".tmp-",
+                             suffix=os.path.basename(path))
+  try:
+    with os.fdopen(fd, "wb") as f:
+      write(f)
+      f.flush()
+      os.fsync(f.fileno())
+    os.replace(tmp, path)
+  except BaseException:
+    if os.path.exists(tmp):
+      os.unlink(tmp)
+    raise
+
+
+def atomic_write_bytes(path: str, data: bytes) -> None:
+  _atomic(path, lambda f: f.write(data))
+
+
+def atomic_write_json(path: str, obj) -> None:
+  atomic_write_bytes(path, (json.dumps(obj, indent=2, sort_keys=True) + "\n")
+                     .encode())
+
+
+def atomic_save_npz(path: str, arrays: dict) -> None:
+  _atomic(path, lambda f: np.savez(f, **arrays))

@@ -1,0 +1,323 @@
+"""All sample-quality metrics of a data set in one call, with their protocol in their names.
+
+    ev = ganjax.metrics.Evaluator("fashion_mnist", num=10_000)
+    metrics = ev(samples)    # samples [N, 28, 28(, 1)], float in [0, 1] or uint8
+    # {"fid10k_fashion_mnist_cnn": ..., "kid10k_fashion_mnist_cnn": ...,
+    #  "parzen_ll10k_fashion_mnist": ..., ...}
+    ev.protocol(10_000)      # {metric name: how it was computed}
+
+The evaluator loads (or trains, once) the feature networks and caches the
+real data's statistics on first use, in memory and on disk, so periodic
+evaluation during training pays only for the generated side.
+
+Metric names: ``<metric><count>_<dataset>_<network>``, count = number of
+generated samples used (``10k``, or the number when not a multiple of 1000),
+network = ``cnn`` (the data set's classifier, ``ganjax.metrics.classifier``)
+or ``inception`` (FID InceptionV3); Parzen needs no network:
+``parzen_ll<count>_<dataset>``.
+"""
+
+import math
+import os
+import sys
+import time
+from typing import Any, Sequence
+
+import jax
+import numpy as np
+
+from ganjax.metrics import features as features_lib
+from ganjax.metrics import real_data
+from ganjax.metrics.frechet import frechet_distance, gaussian_statistics
+from ganjax.metrics.inception_score import class_coverage, inception_score
+from ganjax.metrics.kid import kernel_inception_distance
+from ganjax.metrics.parzen import parzen_window_evaluation
+from ganjax.metrics.precision_recall import precision_recall
+from ganjax.metrics.reference_stats import reference_statistics
+
+NETWORKS = ("cnn", "inception")
+
+# Validation split for the Parzen bandwidth: the last part of train, as the
+# paper's MNIST protocol (train[50000:60000]).
+PARZEN_VALIDATION = {"digits": "train[1200:]", "mnist": "train[50000:]",
+                     "fashion_mnist": "train[50000:]",
+                     "kmnist": "train[50000:]"}
+DEFAULT_PARZEN_VALIDATION = "train[-10000:]"
+
+
+class InvalidSamplesError(ValueError):
+  """The samples cannot be evaluated for this data set; the message says why."""
+
+
+def count_tag(n: int) -> str:
+  """``10000 -> "10k"``, ``1797 -> "1797"``."""
+  return f"{n // 1000}k" if n >= 1000 and n % 1000 == 0 else str(n)
+
+
+def check_samples(samples: Any, data_shape: Sequence[int],
+                  min_count: int = 4) -> np.ndarray:
+  """Validates generated samples and returns them as float32 ``[N, H, W, C]`` in [0, 1].
+
+  Accepts ``[N, H, W]`` (one channel) or ``[N, H, W, C]``, uint8 (0..255) or
+  float in [0, 1] (a margin of 1e-4 for rounding, then clipped).
+
+  Raises:
+    InvalidSamplesError: wrong rank, shape, dtype, too few samples, NaN or
+      infinite values, or values outside [0, 1].
+  """
+  data_shape = tuple(int(s) for s in data_shape)
+  if not isinstance(samples, np.ndarray):
+    samples = np.asarray(samples)
+  if samples.ndim == 3 and data_shape[-1] == 1:
+    samples = samples[..., None]
+  if samples.ndim != 4 or tuple(samples.shape[1:]) != data_shape:
+    raise InvalidSamplesError(
+        f"Samples have shape {samples.shape}; this data set needs "
+        f"[N, {', '.join(map(str, data_shape))}]"
+        + (f" or [N, {data_shape[0]}, {data_shape[1]}]" if data_shape[-1] == 1
+           else "") + ".")
+  if samples.shape[0] < min_count:
+    raise InvalidSamplesError(f"Need at least {min_count} samples, got "
+                              f"{samples.shape[0]}.")
+  if samples.dtype == np.uint8:
+    return samples.astype(np.float32) / 255.0
+  if not np.issubdtype(samples.dtype, np.floating):
+    raise InvalidSamplesError(
+        f"Samples must be float in [0, 1] or uint8 in [0, 255], got dtype "
+        f"{samples.dtype}" + (" (cast 0..255 integers to uint8)."
+                              if np.issubdtype(samples.dtype, np.integer) else "."))
+  samples = samples.astype(np.float32)
+  bad = ~np.isfinite(samples)
+  if bad.any():
+    raise InvalidSamplesError(
+        f"Samples contain {int(bad.sum())} NaN or infinite values (in "
+        f"{int(bad.reshape(len(samples), -1).any(1).sum())} samples).")
+  lo, hi = float(samples.min()), float(samples.max())
+  if lo < -1e-4 or hi > 1 + 1e-4:
+    hint = (" They look like tanh outputs in [-1, 1]: pass (x + 1) / 2."
+            if lo >= -1 - 1e-4 and lo < -1e-4 and hi <= 1 + 1e-4 else "")
+    raise InvalidSamplesError(
+        f"Float samples must lie in [0, 1]; found values in [{lo:.4g}, "
+        f"{hi:.4g}].{hint}")
+  return np.clip(samples, 0.0, 1.0)
+
+
+def _default_networks(dataset: str, inception_weights: str | None) -> tuple:
+  if dataset in real_data.MNIST_LIKE:
+    return ("cnn", "inception") if inception_weights else ("cnn",)
+  return ("inception",)
+
+
+class Evaluator:
+  """Computes every metric of generated samples against one data set.
+
+  Use in training loops (one evaluator, called every N steps) and from
+  ``python -m experiments.evaluate``. Real-data statistics and feature
+  networks are loaded on first use (``prepare()``) and reused.
+
+  Args:
+    dataset: ``"fashion_mnist"``, ``"digits"``, ``"mnist"``, or a TFDS image
+      data set (those need ``inception``).
+    num: generated samples to evaluate (the first ``num`` given; fewer are
+      used, and named, if fewer are given).
+    networks: feature networks, from ``("cnn", "inception")``; default
+      ``cnn`` for MNIST-like data (plus ``inception`` when weights are
+      given), ``inception`` otherwise.
+    inception_weights: the FID InceptionV3 weights file (``.npz`` from
+      ``python -m ganjax.metrics.inception --convert``, or pytorch-fid's
+      ``.pth``); default ``$GANJAX_INCEPTION_WEIGHTS``.
+    cache_dir: cache root (default ``$GANJAX_CACHE_DIR`` or ``~/.cache/ganjax``).
+    data_dir: TFDS data dir.
+    reference_split: the real split the feature metrics compare against.
+    parzen: compute the Parzen-window log-likelihood (tens of seconds on CPU
+      for 10k x 10k MNIST-size images).
+    parzen_validation_split: split for choosing sigma (default
+      ``PARZEN_VALIDATION[dataset]``).
+    parzen_test_split: split scored by the Parzen window (default
+      ``reference_split``).
+    kid_subsets, kid_subset_size: KID's subsets.
+    k: neighbours of improved precision / recall.
+    is_splits: splits of the Inception-Score-style score.
+    seed: KID subsets' seed.
+    verbose: print what is being prepared (classifier training, caches).
+  """
+
+  def __init__(self, dataset: str, num: int = 10_000, *,
+               networks: Sequence[str] | None = None,
+               inception_weights: str | None = None,
+               cache_dir: str | None = None, data_dir: str | None = None,
+               reference_split: str = "test", parzen: bool = True,
+               parzen_validation_split: str | None = None,
+               parzen_test_split: str | None = None,
+               kid_subsets: int = 100, kid_subset_size: int = 1000, k: int = 3,
+               is_splits: int = 10, seed: int = 0, verbose: bool = True):
+    if dataset.startswith("toy_"):
+      raise ValueError(
+          f"{dataset} is a toy distribution of points, not images: score it "
+          "with ganjax.metrics.mode_coverage(samples, centers, std).")
+    self.dataset = dataset
+    self.num = int(num)
+    if self.num < 4:
+      raise ValueError(f"num must be at least 4, got {num}.")
+    inception_weights = inception_weights or os.environ.get(
+        "GANJAX_INCEPTION_WEIGHTS")
+    self.networks = tuple(networks or _default_networks(dataset,
+                                                        inception_weights))
+    unknown = set(self.networks) - set(NETWORKS)
+    if unknown:
+      raise ValueError(f"Unknown feature networks {sorted(unknown)}; choose "
+                       f"from {NETWORKS}.")
+    self.inception_weights = inception_weights
+    self.cache_dir, self.data_dir = cache_dir, data_dir
+    self.reference_split = reference_split
+    self.parzen = parzen
+    self.parzen_validation_split = (
+        parzen_validation_split
+        or PARZEN_VALIDATION.get(dataset, DEFAULT_PARZEN_VALIDATION))
+    self.parzen_test_split = parzen_test_split or reference_split
+    self.kid_subsets, self.kid_subset_size = kid_subsets, kid_subset_size
+    self.k, self.is_splits, self.seed = k, is_splits, seed
+    self.verbose = verbose
+    self.data_shape = real_data.data_shape(dataset, data_dir)
+    self._feature_networks: dict[str, features_lib.FeatureNetwork] = {}
+    self._reference: dict[str, dict] = {}
+    self._parzen_data: tuple[np.ndarray, np.ndarray] | None = None
+
+  # ---------------------------------------------------------- preparation
+
+  def _network(self, name: str) -> features_lib.FeatureNetwork:
+    if name not in self._feature_networks:
+      if name == "cnn":
+        net = features_lib.cnn_network(self.dataset, self.cache_dir,
+                                       self.data_dir, verbose=self.verbose)
+      else:
+        net = features_lib.inception_network(self.inception_weights)
+      self._feature_networks[name] = net
+    return self._feature_networks[name]
+
+  def prepare(self) -> "Evaluator":
+    """Loads (or trains) the feature networks and the real-data statistics now."""
+    for name in self.networks:
+      net = self._network(name)
+      if name not in self._reference:
+        start = time.time()
+        ref = reference_statistics(self.dataset, net, self.reference_split,
+                                   None, self.cache_dir, self.data_dir)
+        # On the device once: every evaluation compares against them.
+        ref["features"] = jax.device_put(ref["features"])
+        self._reference[name] = ref
+        if self.verbose and time.time() - start > 5:
+          print(f"[ganjax.metrics] {name} reference statistics of "
+                f"{self.dataset}:{self.reference_split} cached in "
+                f"{ref['path']}", file=sys.stderr, flush=True)
+    if self.parzen and self._parzen_data is None:
+      flat = lambda split: real_data.load_split(
+          self.dataset, split, self.data_dir)[0].reshape(-1, math.prod(
+              self.data_shape))
+      self._parzen_data = (flat(self.parzen_validation_split),
+                           flat(self.parzen_test_split))
+    return self
+
+  # ------------------------------------------------------------ metrics
+
+  def __call__(self, samples: Any) -> dict[str, float]:
+    """Every metric of ``samples`` (the first ``num``), as ``{name: float}``.
+
+    Raises:
+      InvalidSamplesError: samples of the wrong shape or range, or NaN.
+    """
+    images = check_samples(samples, self.data_shape, min_count=self.k + 1)
+    images = images[:self.num]
+    self.prepare()
+    n = images.shape[0]
+    tag = count_tag(n)
+    out: dict[str, float] = {}
+    for name in self.networks:
+      prefix = f"{tag}_{self.dataset}_{name}"
+      ref = self._reference[name]
+      feats, probs = self._feature_networks[name](images)
+      mu, sigma = gaussian_statistics(feats)
+      out[f"fid{prefix}"] = float(frechet_distance(
+          ref["mu"].astype(np.float32), ref["sigma"].astype(np.float32),
+          mu, sigma))
+      kid = kernel_inception_distance(
+          ref["features"], feats, jax.random.key(self.seed),
+          self.kid_subsets, self.kid_subset_size)
+      out[f"kid{prefix}"] = float(kid["mean"])
+      out[f"kid{prefix}_std"] = float(kid["std"])
+      score = inception_score(probs, min(self.is_splits, n))
+      out[f"is{prefix}"] = float(score["mean"])
+      out[f"is{prefix}_std"] = float(score["std"])
+      pr = precision_recall(ref["features"], feats, k=self.k)
+      out[f"precision{prefix}"] = float(pr["precision"])
+      out[f"recall{prefix}"] = float(pr["recall"])
+      if name == "cnn":
+        coverage = class_coverage(probs)
+        out[f"classes_covered{prefix}"] = float(coverage["classes_covered"])
+        out[f"class_kl{prefix}"] = float(coverage["kl_to_uniform"])
+    if self.parzen:
+      validation, test = self._parzen_data
+      flat = images.reshape(n, -1)
+      result = parzen_window_evaluation(flat, validation, test)
+      prefix = f"{tag}_{self.dataset}"
+      out[f"parzen_ll{prefix}"] = result["mean"]
+      out[f"parzen_ll{prefix}_stderr"] = result["stderr"]
+      out[f"parzen_sigma{prefix}"] = result["sigma"]
+    return out
+
+  evaluate = __call__
+
+  def protocol(self, num_samples: int | None = None) -> dict[str, Any]:
+    """How each metric is computed, keyed like the metrics (``num_samples``
+    defaults to ``num``); call after ``prepare()`` or a first evaluation for
+    the networks' facts (accuracy, weights' sha256)."""
+    n = num_samples or self.num
+    tag = count_tag(n)
+    ref = self.reference_split
+    out: dict[str, Any] = {
+        "dataset": self.dataset, "num_samples": n,
+        "reference_split": ref}
+    for name in self.networks:
+      prefix = f"{tag}_{self.dataset}_{name}"
+      net = self._feature_networks.get(name)
+      n_ref = (len(self._reference[name]["features"])
+               if name in self._reference else None)
+      against = (f"{n} generated samples vs the {n_ref or 'all'} images of "
+                 f"{self.dataset}:{ref}, {name} features")
+      out[f"network_{name}"] = dict(net.info) if net else name
+      out[f"fid{prefix}"] = f"Frechet distance, {against}."
+      out[f"kid{prefix}"] = (f"KID (unbiased MMD^2, cubic kernel), mean +- "
+                             f"std over {self.kid_subsets} subsets of "
+                             f"{self.kid_subset_size}, {against}.")
+      out[f"is{prefix}"] = (f"exp(E KL(p(y|x) || p(y))) with the {name} "
+                            f"network's softmax, {self.is_splits} splits of "
+                            f"the {n} generated samples, mean +- std.")
+      out[f"precision{prefix}"] = (f"improved precision (k={self.k}), "
+                                   f"{against}.")
+      out[f"recall{prefix}"] = f"improved recall (k={self.k}), {against}."
+      if name == "cnn":
+        out[f"classes_covered{prefix}"] = (
+            "classes (argmax of the cnn classifier) receiving >= 1% of the "
+            f"{n} generated samples.")
+        out[f"class_kl{prefix}"] = ("KL(class histogram || uniform), nats, "
+                                    f"of the {n} generated samples.")
+    if self.parzen:
+      prefix = f"{tag}_{self.dataset}"
+      out[f"parzen_ll{prefix}"] = (
+          f"Gaussian Parzen window on {n} generated samples (pixels in [0, "
+          f"1]), sigma maximising the mean log-likelihood of "
+          f"{self.dataset}:{self.parzen_validation_split} over logspace(-1, "
+          f"0, 10) refined twice; mean log-likelihood of "
+          f"{self.dataset}:{self.parzen_test_split} in nats, +- stderr "
+          "(Goodfellow et al. 2014, Table 1).")
+    return out
+
+
+def evaluate_samples(samples: Any, dataset: str, num: int = 10_000,
+                     **kwargs) -> dict[str, float]:
+  """One-off evaluation: ``Evaluator(dataset, num, **kwargs)(samples)``.
+
+  For repeated evaluation (during training) keep one ``Evaluator``: it holds
+  the networks and reference statistics in memory.
+  """
+  return Evaluator(dataset, num, **kwargs)(samples)
