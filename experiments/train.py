@@ -30,12 +30,39 @@ with several devices they come from the pipeline like images.
 The loop does not wait for the device except every ``log_every`` steps (to
 fetch the metrics), ``eval_every`` steps (samples) and ``checkpoint_every``
 steps (the state is copied to the host).
+
+Failures. The step also returns per-step finiteness flags of D's and G's
+metrics (losses, gradient norms), checked on the host whenever the metrics
+are fetched anyway, before any sample or checkpoint is written: a NaN/Inf
+stops the run with exit code 3, naming the step, the player and the last
+finite values; the last checkpoint stays the newest
+(``--config.skip_nonfinite_updates=True`` keeps the previous state for such
+steps instead and logs ``skipped_steps``). SIGTERM / SIGINT save a
+checkpoint of the current step and exit with 128 + the signal's number (143,
+130): the run is not finished, so ``train && evaluate`` must not go on.
+Checkpoints are committed atomically by orbax (a write killed midway leaves a
+``*.orbax-checkpoint-tmp-*`` folder that is never restored); one that does not
+read back is moved to ``checkpoints.unreadable/`` and the previous one is
+used. A workdir whose checkpoints come from a config with another model,
+data, latent space, loss or optimizer kind is refused
+(``--config.override_config=True`` resumes it anyway).
+
+Several processes (TPU pod slices, multi-node GPU): the same command on every
+host with ``--distributed`` (Cloud TPU, SLURM: detected), or
+``--coordinator_address=HOST:PORT --num_processes=N --process_id=I``. Each
+process reads its own part of every global batch; the step runs under
+``jax.shard_map`` on the mesh of all devices; process 0 writes the logs,
+samples and config, orbax writes the checkpoints. (Signals in a
+multi-process run must reach every process, as they do on Cloud TPU and
+SLURM; the processes do not agree on a stop step otherwise.)
 """
 
 import json
 import math
 import os
+import signal
 import sys
+import threading
 import time
 from typing import Iterator
 
@@ -68,12 +95,21 @@ _INIT_STREAM, _FIXED_NOISE_STREAM, _TOY_DATA_STREAM, _REAL_POINTS_STREAM = range
 # -------------------------------------------------------------- workdir io
 
 
+def resolved(experiment: builders.Experiment) -> dict:
+  """What ``config.json`` records beside the config (devices, processes)."""
+  record = experiment.resolved()
+  if jax.process_count() > 1:
+    record["num_devices"] = jax.device_count()
+    record["num_processes"] = jax.process_count()
+  return record
+
+
 def write_config(workdir: str, config: ml_collections.ConfigDict,
                  experiment: builders.Experiment) -> None:
   """Writes ``config.json``; warns when it differs from an earlier run's."""
   path = os.path.join(workdir, CONFIG_JSON)
   record = json.loads(config.to_json_best_effort())
-  record["resolved"] = experiment.resolved()
+  record["resolved"] = resolved(experiment)
   if os.path.exists(path):
     with open(path) as f:
       try:
@@ -126,6 +162,8 @@ def host_batches(config, experiment: builders.Experiment,
   """
   from ganjax.data import pipeline  # pylint: disable=g-import-not-at-top
   n = experiment.num_devices
+  if jax.process_count() > 1:
+    n = 1  # [k, B / processes, ...]: put_batch assembles the global batch
   kwargs = dict(batch_size=config.batch_size, k=config.k, split=config.split,
                 seed=config.seed, num_devices=n if n > 1 else None,
                 image_size=builders.image_size(config),
@@ -161,7 +199,8 @@ class SampleWriter:
   """Writes samples from fixed noise as PNGs (and to TensorBoard)."""
 
   def __init__(self, config, experiment: builders.Experiment, workdir: str,
-               writer: summary_lib.SummaryWriter):
+               writer: summary_lib.SummaryWriter, enabled: bool = True):
+    self.enabled = enabled
     self.experiment = experiment
     self.workdir = workdir
     self.writer = writer
@@ -185,9 +224,172 @@ class SampleWriter:
 
   def __call__(self, step: int, state) -> str:
     picture = self.picture(state)
+    if not self.enabled:  # another process of a multi-process run writes
+      return ""
     path = images_lib.save_png(sample_path(self.workdir, step), picture)
     self.writer.image(step, "samples", picture)
     return path
+
+
+# ------------------------------------------------------------ reliability
+
+
+class DivergenceError(RuntimeError):
+  """A step's losses or gradient norms are NaN or Inf; the message says which."""
+
+
+class Preempted(Exception):
+  """SIGTERM or SIGINT stopped the run after a checkpoint of the current step."""
+
+  def __init__(self, signum: int, step: int, saved_step):
+    self.signum, self.step, self.saved_step = signum, step, saved_step
+    name = signal.Signals(signum).name
+    super().__init__(
+        f"{name} received: stopped at step {step} and saved its checkpoint; "
+        "run the same command again to resume from it."
+        if saved_step == step else
+        f"{name} received: stopped at step {step}; the latest checkpoint is "
+        f"of step {saved_step}.")
+
+
+class _SignalFlag:
+  """Within ``with``: SIGTERM/SIGINT set ``signum`` instead of killing.
+
+  The loop checks ``signum`` after every step (or chunk), saves a checkpoint
+  and stops. A second signal while it saves raises ``KeyboardInterrupt``.
+  Handlers are installed only in the main thread (elsewhere it is a no-op).
+  """
+
+  SIGNALS = (signal.SIGTERM, signal.SIGINT)
+
+  def __init__(self):
+    self.signum = 0
+    self._previous = {}
+
+  def _handle(self, signum, frame):
+    del frame
+    if self.signum:
+      raise KeyboardInterrupt
+    self.signum = signum
+
+  def __enter__(self):
+    if threading.current_thread() is threading.main_thread():
+      for sig in self.SIGNALS:
+        self._previous[sig] = signal.signal(sig, self._handle)
+    return self
+
+  def __exit__(self, *exc):
+    for sig, handler in self._previous.items():
+      signal.signal(sig, handler)
+
+
+def finite_flags(metrics: dict):
+  """``(finite_d, finite_g)``: all of D's / G's metrics are finite (on device).
+
+  G's metrics are the ones named ``g_*`` (``g_loss``, ``g_grad_norm``); every
+  other one (losses, logits, penalty, ``d_grad_norm``) is D's.
+  """
+  def all_finite(names):
+    flags = [jnp.all(jnp.isfinite(metrics[name])) for name in names]
+    return jnp.stack(flags).all() if flags else jnp.bool_(True)
+
+  g_names = [name for name in metrics if name.startswith("g_")]
+  d_names = [name for name in metrics if not name.startswith("g_")]
+  return all_finite(d_names), all_finite(g_names)
+
+
+def guard_step(step_fn, skip_nonfinite: bool = False):
+  """``step_fn`` that also returns per-step finiteness flags in its metrics.
+
+  The flags (``finite_d``, ``finite_g``) stay on the device with the other
+  metrics and are checked on the host when the metrics are fetched anyway
+  (log, eval and checkpoint steps), so the check costs no host sync per
+  step. With ``skip_nonfinite``, a step whose metrics are not all finite
+  keeps the previous state (parameters, optimizer states, statistics, EMA)
+  but advances the step counter, so the next step draws fresh noise; inside
+  one jitted call, so donating the old state stays safe.
+  """
+
+  def guarded(state, batch):
+    new_state, metrics = step_fn(state, batch)
+    finite_d, finite_g = finite_flags(metrics)
+    if skip_nonfinite:
+      ok = finite_d & finite_g
+      kept = jax.tree.map(lambda new, old: jnp.where(ok, new, old),
+                          new_state, state)
+      new_state = kept.replace(step=new_state.step)
+    return new_state, dict(metrics, finite_d=finite_d, finite_g=finite_g)
+
+  return guarded
+
+
+def divergence_message(step, finite_d, finite_g, record, last_finite,
+                       saved_step, checkpoint_dir) -> str:
+  players = [p for p, ok in (("the discriminator (d)", finite_d),
+                             ("the generator (g)", finite_g)) if not ok]
+  bad = ", ".join(f"{name}={value}" for name, value in sorted(record.items())
+                  if not math.isfinite(value))
+  if last_finite:
+    last_step, values = last_finite
+    keys = [k for k in ("d_loss", "g_loss", "d_grad_norm", "g_grad_norm",
+                        "d_real", "d_fake") if k in values]
+    last = (f"Last finite values (step {last_step}): " +
+            ", ".join(f"{k}={values[k]:.4g}" for k in keys) + ".")
+  else:
+    last = "No finite step since the start of this run."
+  kept = (f"The checkpoint of step {saved_step} in {checkpoint_dir} is "
+          "intact; nothing after it was saved." if saved_step is not None
+          else "No checkpoint was saved.")
+  return (f"training diverged at step {step}: the update of "
+          f"{' and '.join(players)} gave non-finite values ({bad}). {last} "
+          f"{kept} Lower the learning rates, add a gradient penalty "
+          "(--config.penalty.name=gradient_penalty --config.penalty.weight=10), "
+          "or set --config.skip_nonfinite_updates=True to skip such updates.")
+
+
+# Fields whose change makes a checkpoint mean something else (or not load):
+# the data, the models, the latent space, the game and the optimizers' kinds.
+STRUCTURAL_FIELDS = ("dataset", "image_size", "model", "latent_dim",
+                     "latent_distribution", "loss", "k", "g_optimizer.name",
+                     "d_optimizer.name", "ema_decay", "weight_clip",
+                     "penalty.name")
+
+
+def _get(record: dict, path: str):
+  node = record
+  for part in path.split("."):
+    if not isinstance(node, dict) or part not in node:
+      return None
+    node = node[part]
+  return node
+
+
+def check_config_matches(workdir: str, config, experiment) -> None:
+  """Refuses to resume a checkpoint written under a different config.
+
+  Compares ``STRUCTURAL_FIELDS`` (and the resolved data shape / pixel range)
+  of ``config`` with the workdir's ``config.json``, unless
+  ``config.override_config``.
+  """
+  path = os.path.join(workdir, CONFIG_JSON)
+  if config.override_config or not os.path.exists(path):
+    return
+  try:
+    with open(path) as f:
+      old = json.load(f)
+  except (OSError, json.JSONDecodeError):
+    return
+  new = json.loads(config.to_json_best_effort())
+  new["resolved"] = resolved(experiment)
+  fields = STRUCTURAL_FIELDS + ("resolved.data_shape", "resolved.value_range")
+  changed = [f"{f}: {_get(old, f)!r} -> {_get(new, f)!r}" for f in fields
+             if _get(old, f) != _get(new, f)]
+  if changed:
+    raise builders.ConfigError(
+        f"{workdir} holds checkpoints of a run with a different config "
+        f"({'; '.join(changed)}). Use a new --workdir for this config, or "
+        "pass --config.override_config=True to resume these checkpoints "
+        "anyway.")
 
 
 # ------------------------------------------------------------------- loop
@@ -228,13 +430,15 @@ def train_and_evaluate(config: ml_collections.ConfigDict, workdir: str,
   gan = experiment.gan
   is_main = jax.process_index() == 0
   os.makedirs(workdir, exist_ok=True)
-  if is_main:
-    write_config(workdir, config, experiment)
 
   num_steps = int(config.num_steps)
   ckpt = checkpoint_lib.Checkpointer(
       os.path.join(workdir, CHECKPOINT_DIR),
       save_every=config.checkpoint_every, keep=config.keep_checkpoints)
+  if ckpt.all_steps():
+    check_config_matches(workdir, config, experiment)
+  if is_main:
+    write_config(workdir, config, experiment)
   latest = ckpt.latest_step()
   start_step = latest or 0
   if start_step >= num_steps:
@@ -247,40 +451,74 @@ def train_and_evaluate(config: ml_collections.ConfigDict, workdir: str,
             "wall_s": time.time() - t_start, "steps_per_s": 0.0,
             "metrics": metrics, "workdir": workdir}
 
-  # --- the data (first: a missing dataset fails before anything compiles)
+  # --- the state: restored (the newest readable checkpoint), or initialised
+  init_key = jax.random.fold_in(jax.random.key(config.seed), _INIT_STREAM)
+  example = jnp.zeros((config.k, 1) + experiment.data_shape, jnp.float32)
+  if latest is not None:
+    template = jax.eval_shape(gan.init, init_key, example)
+
+    def check(step, state):
+      if int(state.step) != step:
+        raise ValueError(f"it holds a state at step {int(state.step)}")
+      if not all(bool(jnp.all(jnp.isfinite(x))) for x in jax.tree.leaves(
+          state) if jnp.issubdtype(x.dtype, jnp.floating)):
+        raise ValueError("it holds NaN or Inf values")
+
+    def on_failure(step, error, moved_to):
+      print(f"warning: the checkpoint of step {step} cannot be read "
+            f"({type(error).__name__}: {str(error).splitlines()[0][:300] if str(error) else ''}); "
+            f"moved it to {moved_to} and falling back to the previous "
+            "checkpoint.", file=sys.stderr)
+
+    state, latest = ckpt.restore_newest_readable(template, check, on_failure)
+    if latest is None:
+      state = None
+      print("warning: no checkpoint could be read; starting from step 0.",
+            file=sys.stderr)
+    start_step = latest or 0
+    if progress and latest is not None:
+      print(f"Resuming from the checkpoint of step {start_step} in "
+            f"{ckpt.directory}.", file=sys.stderr)
+  else:
+    state = None  # initialised after the data (a missing dataset fails first)
+
+  # --- the data
   n = experiment.num_devices
-  device_data = experiment.is_toy and n == 1
-  if not device_data:
+  multi = jax.process_count() > 1
+  if multi:
+    mesh = gj.parallel.make_mesh()  # every device of every process
+    if config.batch_size % mesh.size:
+      raise builders.ConfigError(
+          f"batch_size={config.batch_size} is not divisible by the "
+          f"{mesh.size} devices of the {jax.process_count()} processes. Use "
+          f"a multiple of {mesh.size}.")
+    n = 1  # one global state, scalar metrics
+  device_data = experiment.is_toy and n == 1 and not multi
+  if multi:
+    batches = (gj.parallel.put_batch(b, mesh)
+               for b in host_batches(config, experiment, start_step))
+  elif not device_data:
     from ganjax.data import pipeline  # pylint: disable=g-import-not-at-top
     devices = jax.local_devices()[:n]
     batches = pipeline.prefetch_to_device(
         host_batches(config, experiment, start_step), size=2,
         devices=devices if n > 1 else None)
 
-  # --- the state: restored, or initialised
-  init_key = jax.random.fold_in(jax.random.key(config.seed), _INIT_STREAM)
-  example = jnp.zeros((config.k, 1) + experiment.data_shape, jnp.float32)
-  if latest is not None:
-    template = jax.eval_shape(gan.init, init_key, example)
-    state = ckpt.restore(template, latest)
-    if int(state.step) != latest:
-      raise RuntimeError(f"Checkpoint {latest} holds a state at step "
-                         f"{int(state.step)}.")
-    if progress:
-      print(f"Resuming from the checkpoint of step {start_step} in "
-            f"{ckpt.directory}.", file=sys.stderr)
-  else:
+  if state is None:
     state = jax.jit(gan.init)(init_key, example)
-
   writer = summary_lib.SummaryWriter(
       workdir, resume_step=start_step if latest is not None else None,
       enabled=is_main)
-  sampler = SampleWriter(config, experiment, workdir, writer)
-  if start_step == 0 and is_main:
-    writer.text(0, "config", "```\n" + str(config) + "\n```")
+  if multi:
+    state = gj.parallel.put_replicated(state, mesh)
+  sampler = SampleWriter(config, experiment, workdir, writer, enabled=is_main)
+  if start_step == 0:
+    if is_main:
+      writer.text(0, "config", "```\n" + str(config) + "\n```")
     sampler(0, state)
 
-  # --- the step
+  # --- the step, guarded: per-step finiteness flags computed on the device
+  skip = bool(config.skip_nonfinite_updates)
   if device_data:
     sample_toy = _toy_sampler(config.dataset)
     k, b = config.k, config.batch_size
@@ -292,15 +530,25 @@ def train_and_evaluate(config: ml_collections.ConfigDict, workdir: str,
                                   _TOY_DATA_STREAM)
     chunk = _chunk_length(config)
     runners = {}
+    guarded = guard_step(gan.step, skip)
 
     def run_chunk(state, length):
       if length not in runners:
-        runners[length] = gj.loops.scan_steps(gan.step, sample_batch, length)
+        runners[length] = gj.loops.scan_steps(guarded, sample_batch, length)
       return runners[length](state, data_key)
+  elif multi:
+    pgan = gan.parallel(gj.parallel.AXIS, config.sync_batch_norm)
+    P = jax.sharding.PartitionSpec
+    step_fn = jax.jit(jax.shard_map(
+        guard_step(pgan.step, skip), mesh=mesh,
+        in_specs=(P(), P(None, gj.parallel.AXIS)), out_specs=(P(), P()),
+        check_vma=False), donate_argnums=0)
   elif n == 1:
-    step_fn = jax.jit(gan.step, donate_argnums=0)
+    step_fn = jax.jit(guard_step(gan.step, skip), donate_argnums=0)
   else:
-    step_fn = gj.parallel.pmap_step(gan, sync_batch_norm=config.sync_batch_norm)
+    pgan = gan.parallel(gj.parallel.AXIS, config.sync_batch_norm)
+    step_fn = jax.pmap(guard_step(pgan.step, skip),
+                       axis_name=gj.parallel.AXIS, donate_argnums=0)
     state = gj.parallel.replicate(state, devices)
 
   def host_state(state):
@@ -309,43 +557,104 @@ def train_and_evaluate(config: ml_collections.ConfigDict, workdir: str,
   # --- the loop
   bar = tqdm.tqdm(total=num_steps, initial=start_step, disable=not progress,
                   unit="step", dynamic_ncols=True, file=sys.stderr)
-  window = []          # the metrics since the last log, still on the device
+  window = []          # (first step, metrics) not yet fetched, on the device
+  fetched = []         # (step, {name: value}) fetched, not yet logged
   last_metrics = {}
+  last_finite = ()     # (step, metrics) of the newest all-finite step
+  jsonl = os.path.join(workdir, summary_lib.JSONL_NAME)
+  if latest is not None and os.path.exists(jsonl):
+    last_finite = next(((r["step"], r) for r in reversed(
+        summary_lib.read_jsonl(jsonl)) if r.get("step") == latest), ())
+  skipped_total = 0
+  saved_step = latest
   t_log, step_log = time.time(), start_step
   t_compiled, step_compiled = None, start_step
   step = start_step
-  try:
-    while step < num_steps:
-      if device_data:
-        length = min(chunk - step % chunk, num_steps - step)
-        state, metrics = run_chunk(state, length)
-      else:
-        length = 1
-        state, metrics = step_fn(state, next(batches))
-      window.append(metrics)
-      if t_compiled is None:  # the first call compiles (synchronously)
-        t_compiled, step_compiled = time.time(), step + length
-      step += length
-      bar.update(length)
 
-      if _is_due(step, config.log_every, num_steps):
-        host = jax.device_get(window)  # the only regular host sync
-        window = []
-        stacked = {name: np.concatenate([np.reshape(m[name], (-1,))
-                                         if n == 1 else np.asarray(m[name])[:1]
-                                         for m in host])
-                   for name in host[0]}
-        scalars = {name: float(np.mean(v)) for name, v in stacked.items()}
-        now = time.time()
-        scalars["steps_per_s"] = (step - step_log) / max(now - t_log, 1e-9)
-        t_log, step_log = now, step
-        last_metrics = writer.scalars(step, scalars)
-        bar.set_postfix(d_loss=f"{scalars['d_loss']:.3f}",
-                        g_loss=f"{scalars['g_loss']:.3f}", refresh=False)
-      if _is_due(step, config.eval_every, num_steps) and is_main:
-        sampler(step, host_state(state))
-      if _is_due(step, config.checkpoint_every, num_steps):
-        ckpt.save(step, host_state(state), force=True)
+  def fetch():
+    """Brings the window to the host and stops at a non-finite step."""
+    nonlocal window, last_finite, skipped_total
+    if not window:
+      return
+    host = jax.device_get([m for _, m in window])
+    for (first, _), m in zip(window, host):
+      per_step = {name: (np.reshape(v, (-1,)) if n == 1
+                         else np.asarray(v)[:1]) for name, v in m.items()}
+      for i in range(len(per_step["finite_d"])):
+        record = {name: float(v[i]) for name, v in per_step.items()}
+        s = first + i + 1
+        ok_d, ok_g = bool(record.pop("finite_d")), bool(record.pop("finite_g"))
+        if ok_d and ok_g:
+          last_finite = (s, record)
+        elif skip:
+          skipped_total += 1
+          record["skipped"] = 1.0
+        else:
+          window = []
+          if fetched:  # the finite steps before it
+            log(s - 1)
+          raise DivergenceError(divergence_message(
+              s, ok_d, ok_g, record, last_finite, saved_step, ckpt.directory))
+        fetched.append((s, record))
+    window = []
+
+  def log(step):
+    nonlocal fetched, t_log, step_log, last_metrics
+    records = [r for _, r in fetched]
+    fetched = []
+    if not records:
+      return
+    good = [r for r in records if not r.get("skipped")]  # skipped: not logged
+    names = [name for name in records[0] if name != "skipped"]
+    scalars = ({name: float(np.mean([r[name] for r in good])) for name in names}
+               if good else {})
+    if skip:
+      scalars["skipped_steps"] = float(sum(1 for r in records
+                                           if r.get("skipped")))
+      scalars["skipped_steps_total"] = float(skipped_total)
+    now = time.time()
+    scalars["steps_per_s"] = (step - step_log) / max(now - t_log, 1e-9)
+    t_log, step_log = now, step
+    last_metrics = writer.scalars(step, scalars)
+    if good:
+      bar.set_postfix(d_loss=f"{scalars['d_loss']:.3f}",
+                      g_loss=f"{scalars['g_loss']:.3f}", refresh=False)
+
+  def save(step):
+    nonlocal saved_step
+    if ckpt.save(step, host_state(state), force=True):
+      saved_step = step
+
+  stop = _SignalFlag()
+  try:
+    with stop:
+      while step < num_steps:
+        if device_data:
+          length = min(chunk - step % chunk, num_steps - step)
+          state, metrics = run_chunk(state, length)
+        else:
+          length = 1
+          state, metrics = step_fn(state, next(batches))
+        window.append((step, metrics))
+        if t_compiled is None:  # the first call compiles (synchronously)
+          t_compiled, step_compiled = time.time(), step + length
+        step += length
+        bar.update(length)
+
+        log_due = _is_due(step, config.log_every, num_steps)
+        eval_due = _is_due(step, config.eval_every, num_steps)
+        ckpt_due = _is_due(step, config.checkpoint_every, num_steps)
+        if log_due or eval_due or ckpt_due or stop.signum:
+          fetch()  # checks finiteness before anything is written
+        if log_due:
+          log(step)
+        if eval_due:
+          sampler(step, host_state(state))
+        if ckpt_due or stop.signum:
+          save(step)
+        if stop.signum:
+          ckpt.wait()
+          raise Preempted(stop.signum, step, saved_step)
   finally:
     bar.close()
     ckpt.close()
@@ -358,7 +667,8 @@ def train_and_evaluate(config: ml_collections.ConfigDict, workdir: str,
                  if t_compiled is not None and timed > 0 else 0.0)
   return {"steps": max(num_steps, start_step), "steps_run": steps_run,
           "wall_s": wall, "steps_per_s": steps_per_s,
-          "metrics": last_metrics, "workdir": workdir}
+          "metrics": last_metrics, "workdir": workdir,
+          "skipped_steps": skipped_total}
 
 
 def format_summary(summary: dict) -> str:
@@ -370,8 +680,11 @@ def format_summary(summary: dict) -> str:
             f"{summary['steps']} (raise --config.num_steps to go on).")
   return (f"Done: step {summary['steps']} ({summary['steps_run']} steps run) "
           f"in {summary['wall_s']:.1f}s wall, {summary['steps_per_s']:.1f} "
-          f"steps/s after compilation; final {losses}; workdir "
-          f"{summary['workdir']}")
+          f"steps/s after compilation; "
+          + (f"final {losses}; " if losses else "")
+          + (f"{summary['skipped_steps']} non-finite updates skipped; "
+             if summary.get("skipped_steps") else "")
+          + f"workdir {summary['workdir']}")
 
 
 # --------------------------------------------------------------------- CLI
@@ -386,7 +699,32 @@ def define_flags():
   config_flags.DEFINE_config_file(
       "config", None, "Experiment config file (experiments/configs/*.py).",
       lock_config=True)
+  flags.DEFINE_bool(
+      "distributed", False, "Call jax.distributed.initialize() (multi-host: "
+      "Cloud TPU pod slices and SLURM are detected from the environment).")
+  flags.DEFINE_string("coordinator_address", None, "host:port of process 0, "
+                      "for jax.distributed.initialize (implies --distributed).")
+  flags.DEFINE_integer("num_processes", None, "Processes of a multi-process "
+                       "run (implies --distributed).")
+  flags.DEFINE_integer("process_id", None, "This process's index in "
+                       "[0, num_processes) (implies --distributed).")
   flags.mark_flags_as_required(["config", "workdir"])
+
+
+def initialize_distributed() -> None:
+  """``jax.distributed.initialize`` from the flags (or the environment)."""
+  kwargs = {name: FLAGS[name].value for name in
+            ("coordinator_address", "num_processes", "process_id")
+            if FLAGS[name].value is not None}
+  if not (FLAGS.distributed or kwargs):
+    return
+  try:
+    jax.distributed.initialize(**kwargs)
+  except (RuntimeError, ValueError) as e:
+    fail(f"jax.distributed.initialize({', '.join(f'{k}={v!r}' for k, v in kwargs.items())}) "
+         f"failed: {e}. Pass --coordinator_address=HOST:PORT (process 0's), "
+         "--num_processes and --process_id, or run where JAX detects them "
+         "(Cloud TPU, SLURM).")
 
 
 def fail(message: str, code: int = 2):
@@ -475,6 +813,7 @@ def main(argv):
       fail(f"the config file {path!r} does not exist (configs are in "
            "experiments/configs/).")
     fail(f"cannot load the config file {path!r}: {e}")
+  initialize_distributed()
   from ganjax.data import pipeline  # pylint: disable=g-import-not-at-top
   user_errors = (builders.ConfigError, pipeline.UnknownDatasetError,
                  pipeline.DatasetNotFoundError)
@@ -482,6 +821,14 @@ def main(argv):
     summary = train_and_evaluate(config, FLAGS.workdir)
   except user_errors as e:
     fail(str(e))
+  except DivergenceError as e:
+    fail(str(e), code=3)
+  except Preempted as e:
+    # 128 + the signal's number, as a shell reports a process the signal
+    # killed: schedulers and retry loops see an unfinished run (0 would let
+    # `train && evaluate` go on), and the checkpoint is already saved.
+    print(str(e), file=sys.stderr)
+    sys.exit(128 + e.signum)
   except KeyboardInterrupt:
     fail("interrupted; run the same command again to resume from the latest "
          "checkpoint.", code=130)

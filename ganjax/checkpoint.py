@@ -19,7 +19,8 @@ a different number of devices. Nothing here imports TensorFlow.
 """
 
 import os
-from typing import Any, Optional
+import time
+from typing import Any, Callable, Optional
 
 import jax
 import jax.numpy as jnp
@@ -137,6 +138,62 @@ class Checkpointer:
       raise FileNotFoundError(f"No checkpoint in {self.directory}.")
     return _to_device(self._manager.restore(
         int(step), args=ocp.args.StandardRestore(_abstract(template))))
+
+  def quarantine(self, step: int) -> str:
+    """Moves checkpoint ``step`` out of the way, keeping it for inspection.
+
+    Use it for a checkpoint that cannot be read: it goes to
+    ``<directory>.unreadable/<step>-<unix time>`` (nothing is deleted), so
+    that the previous checkpoint becomes the latest and a new checkpoint of
+    ``step`` can be written later.
+
+    Returns:
+      the new path of the checkpoint.
+    """
+    src = os.path.join(self.directory, str(int(step)))
+    dst_dir = self.directory + ".unreadable"
+    dst = os.path.join(dst_dir, f"{int(step)}-{int(time.time())}")
+    if jax.process_index() == 0:  # one process moves it; the others wait
+      os.makedirs(dst_dir, exist_ok=True)
+      os.replace(src, dst)
+    if jax.process_count() > 1:
+      from jax.experimental import multihost_utils  # pylint: disable=g-import-not-at-top
+      multihost_utils.sync_global_devices(f"ganjax_quarantine_{int(step)}")
+    self._manager.reload()
+    return dst
+
+  def restore_newest_readable(
+      self, template: PyTree,
+      check: Optional[Callable[[int, PyTree], None]] = None,
+      on_failure: Optional[Callable[[int, Exception, str], None]] = None):
+    """Restores the newest checkpoint that reads back, skipping broken ones.
+
+    Use it at start-up: a checkpoint truncated or corrupted on disk (a file
+    missing or cut short, which orbax's atomic commit makes unlikely but a
+    failing disk or a hand-edited directory does not) is moved aside with
+    ``quarantine`` and the one before it is tried.
+
+    Args:
+      template: as for ``restore``.
+      check: ``check(step, state)`` raises for a restored state that is not
+        usable (e.g. a step counter that does not match).
+      on_failure: ``on_failure(step, error, moved_to)`` is called for every
+        checkpoint skipped (to say so to the user).
+
+    Returns:
+      ``(state, step)``, or ``(template, None)`` when no checkpoint reads.
+    """
+    for step in sorted(self.all_steps(), reverse=True):
+      try:
+        state = self.restore(template, step, missing_ok=False)
+        if check is not None:
+          check(step, state)
+        return state, step
+      except Exception as e:  # pylint: disable=broad-except
+        moved_to = self.quarantine(step)
+        if on_failure is not None:
+          on_failure(step, e, moved_to)
+    return template, None
 
   def wait(self) -> None:
     """Blocks until background writes have finished."""

@@ -63,4 +63,14 @@ def get_config() -> ml_collections.ConfigDict:
   c.num_eval_samples = 64    # images in that grid
   c.checkpoint_every = 1000
   c.keep_checkpoints = 3
+
+  # Reliability. A step whose losses or gradient norms are NaN/Inf stops the
+  # run (exit code 3; the last checkpoint is kept, none of the bad state is
+  # written), unless skip_nonfinite_updates, which keeps the previous
+  # parameters and optimizer states for that step and counts it
+  # ("skipped_steps" in the logs). override_config: resume a workdir whose
+  # checkpoint was written by a config with a different model, data, loss,
+  # latent or optimizer (refused otherwise).
+  c.skip_nonfinite_updates = False
+  c.override_config = False
   return c

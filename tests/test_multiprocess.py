@@ -1,0 +1,84 @@
+"""Two processes (one CPU device each, gloo collectives) train like one.
+
+``python -m experiments.train --coordinator_address=localhost:PORT
+--num_processes=2 --process_id=I`` twice; each process reads its own half of
+every global batch (``ganjax.data.pipeline``'s process sharding), the step
+runs under ``jax.shard_map`` on the global mesh. The reference: one process,
+two devices, the same two halves concatenated into the global batch.
+"""
+
+import os
+import socket
+import subprocess
+import sys
+
+import chex
+import jax
+import jax.numpy as jnp
+import numpy as np
+
+import ganjax as gj
+from ganjax.data import pipeline
+from experiments import builders
+from experiments import train
+from tests import test_train as tt
+
+STEPS = 3
+
+
+def free_port() -> int:
+  with socket.socket() as s:
+    s.bind(("localhost", 0))
+    return s.getsockname()[1]
+
+
+def reference_state(config):
+  """STEPS steps on a 2-device mesh in this process, global batch = both halves."""
+  experiment = builders.build(config)
+  gan = experiment.gan
+  mesh = gj.parallel.make_mesh(jax.devices()[:2])
+  init_key = jax.random.fold_in(jax.random.key(config.seed), train._INIT_STREAM)  # pylint: disable=protected-access
+  example = jnp.zeros((config.k, 1) + experiment.data_shape, jnp.float32)
+  state = gj.parallel.put_replicated(jax.jit(gan.init)(init_key, example), mesh)
+  kwargs = dict(batch_size=config.batch_size, k=config.k, split=config.split,
+                seed=config.seed, value_range=experiment.value_range,
+                download=False, process_count=2)
+  halves = [pipeline.batches(config.dataset, process_index=i, **kwargs)
+            for i in range(2)]
+  step = gj.parallel.shard_map_step(gan, mesh, config.sync_batch_norm)
+  for _ in range(STEPS):
+    batch = np.concatenate([next(h) for h in halves], axis=1)
+    state, _ = step(state, gj.parallel.put_batch(batch, mesh))
+  return jax.device_get(state)
+
+
+def test_two_processes_train_like_one_process_on_two_devices(tmp_path):
+  port = free_port()
+  env = {**os.environ, "PYTHONPATH": tt.REPO, "JAX_PLATFORMS": "cpu",
+         "JAX_CPU_COLLECTIVES_IMPLEMENTATION": "gloo",
+         "XLA_FLAGS": "--xla_force_host_platform_device_count=1"}
+  args = [sys.executable, "-m", "experiments.train",
+          "--config=experiments/configs/dcgan_digits.py",
+          f"--workdir={tmp_path}", "--config.image_size=0",
+          "--config.model.base_features=4", "--config.latent_dim=8",
+          "--config.batch_size=8", f"--config.num_steps={STEPS}",
+          "--config.ema_decay=0.9", "--config.log_every=1",
+          f"--config.eval_every={STEPS}", f"--config.checkpoint_every={STEPS}",
+          "--config.num_eval_samples=4", "--config.num_devices=-1",
+          f"--coordinator_address=localhost:{port}", "--num_processes=2"]
+  procs = [subprocess.Popen(args + [f"--process_id={i}"], cwd=tt.REPO,
+                            env=env, stdout=subprocess.PIPE,
+                            stderr=subprocess.PIPE, text=True)
+           for i in range(2)]
+  outs = [p.communicate(timeout=240) for p in procs]
+  for p, (out, err) in zip(procs, outs):
+    assert p.returncode == 0, err[-3000:]
+  assert f"Done: step {STEPS}" in outs[0][0]
+  with open(tmp_path / "config.json") as f:
+    assert '"num_processes": 2' in f.read()
+  records = tt.losses_by_step(tmp_path)
+  assert sorted(records) == list(range(1, STEPS + 1))  # logged once
+  config = tt.tiny_config(num_steps=STEPS, num_devices=-1)
+  got = tt.final_state(tmp_path, config)
+  want = reference_state(config)
+  chex.assert_trees_all_close(got, want, rtol=1e-5, atol=1e-6)
