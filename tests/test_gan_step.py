@@ -136,9 +136,10 @@ def test_same_seed_bit_identical_different_seed_differs():
   gan = _mlp_gan()
   batch = jax.random.uniform(jax.random.key(1), (2, 8, 4, 4, 1))
 
+  step = jax.jit(gan.step)
+
   def run(seed):
     state = gan.init(jax.random.key(seed), batch[0])
-    step = jax.jit(gan.step)
     for _ in range(3):
       state, _ = step(state, batch)
     return state
