@@ -76,6 +76,9 @@ class DCGANGenerator(nn.Module):
       (same result and parameters as ``nn.ConvTranspose``, much faster
       gradients on CPU); ``False`` selects ``nn.ConvTranspose``.
     kernel_init: initializer of Dense/ConvTranspose kernels (DCGAN: N(0, 0.02)).
+    dtype: computation dtype of every layer (e.g. ``jnp.bfloat16``);
+      parameters and batch statistics stay float32. None: inferred from inputs
+      and parameters.
   """
 
   image_shape: tuple[int, int, int]
@@ -86,6 +89,7 @@ class DCGANGenerator(nn.Module):
   epsilon: float = 1e-5
   fast_conv_transpose: bool = True
   kernel_init: Callable[..., Array] = dcgan_init
+  dtype: Any = None
 
   def __post_init__(self):
     num_upsamplings(self.image_shape)  # fail at construction on bad shapes
@@ -109,19 +113,20 @@ class DCGANGenerator(nn.Module):
     conv_t = ConvTranspose if self.fast_conv_transpose else nn.ConvTranspose
     bn = lambda: nn.BatchNorm(use_running_average=not train,
                               axis_name=self.axis_name, momentum=self.momentum,
-                              epsilon=self.epsilon)
+                              epsilon=self.epsilon, dtype=self.dtype)
     features = self.base_features * 2 ** (n - 1)
     x = nn.Dense(sh * sw * features, use_bias=False,
-                 kernel_init=self.kernel_init)(z)
+                 kernel_init=self.kernel_init, dtype=self.dtype)(z)
     x = x.reshape((z.shape[0], sh, sw, features))
     x = nn.relu(bn()(x))
     for _ in range(n - 1):
       features //= 2
       x = conv_t(features, (4, 4), strides=(2, 2), padding='SAME',
-                 use_bias=False, kernel_init=self.kernel_init)(x)
+                 use_bias=False, kernel_init=self.kernel_init,
+                 dtype=self.dtype)(x)
       x = nn.relu(bn()(x))
     x = conv_t(c, (4, 4), strides=(2, 2), padding='SAME',
-               kernel_init=self.kernel_init)(x)
+               kernel_init=self.kernel_init, dtype=self.dtype)(x)
     return jnp.tanh(x)
 
 
@@ -155,6 +160,9 @@ class DCGANDiscriminator(nn.Module):
     momentum: BatchNorm momentum.
     epsilon: BatchNorm epsilon.
     kernel_init: initializer of Conv/Dense kernels (DCGAN: N(0, 0.02)).
+    dtype: computation dtype of every layer (e.g. ``jnp.bfloat16``);
+      parameters and batch/spectral-norm statistics stay float32. None:
+      inferred from inputs and parameters.
   """
 
   image_shape: tuple[int, int, int]
@@ -166,6 +174,7 @@ class DCGANDiscriminator(nn.Module):
   momentum: float = 0.9
   epsilon: float = 1e-5
   kernel_init: Callable[..., Array] = dcgan_init
+  dtype: Any = None
 
   def __post_init__(self):
     num_upsamplings(self.image_shape)
@@ -193,13 +202,14 @@ class DCGANDiscriminator(nn.Module):
       use_bn = self.batch_norm and i > 0
       x = layer(nn.Conv(self.base_features * 2 ** i, (4, 4), strides=(2, 2),
                         padding='SAME', use_bias=not use_bn,
-                        kernel_init=self.kernel_init), x)
+                        kernel_init=self.kernel_init, dtype=self.dtype), x)
       if use_bn:
         x = nn.BatchNorm(use_running_average=not train, axis_name=self.axis_name,
-                         momentum=self.momentum, epsilon=self.epsilon)(x)
+                         momentum=self.momentum, epsilon=self.epsilon,
+                         dtype=self.dtype)(x)
       x = nn.leaky_relu(x, self.negative_slope)
     x = x.reshape((x.shape[0], -1))
-    x = layer(nn.Dense(1, kernel_init=self.kernel_init), x)
+    x = layer(nn.Dense(1, kernel_init=self.kernel_init, dtype=self.dtype), x)
     return x[:, 0]
 
 

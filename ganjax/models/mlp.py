@@ -7,7 +7,7 @@ Contract shared by every ganjax model:
 """
 
 import math
-from typing import Callable, Sequence
+from typing import Any, Callable, Sequence
 
 import flax.linen as nn
 import jax.numpy as jnp
@@ -34,10 +34,11 @@ class Maxout(nn.Module):
   """
   units: int
   pieces: int
+  dtype: Any = None
 
   @nn.compact
   def __call__(self, x):
-    y = nn.Dense(self.units * self.pieces)(x)
+    y = nn.Dense(self.units * self.pieces, dtype=self.dtype)(x)
     return jnp.max(y.reshape(x.shape[0], self.units, self.pieces), axis=-1)
 
 
@@ -48,18 +49,21 @@ class MLPGenerator(nn.Module):
     data_shape: shape of one sample, e.g. ``(28, 28, 1)`` or ``(2,)``.
     hidden: widths of the hidden layers.
     output_activation: ``'sigmoid'`` (data in [0, 1]), ``'tanh'`` or ``'linear'``.
+    dtype: computation dtype (e.g. ``jnp.bfloat16``); parameters stay
+      float32. None: inferred from inputs and parameters.
   """
   data_shape: Sequence[int]
   hidden: Sequence[int] = (1200, 1200)
   output_activation: str = "sigmoid"
+  dtype: Any = None
 
   @nn.compact
   def __call__(self, z, train: bool = True):
     del train  # no dropout or batch norm
     x = z
     for width in self.hidden:
-      x = nn.relu(nn.Dense(width)(x))
-    x = nn.Dense(math.prod(self.data_shape))(x)
+      x = nn.relu(nn.Dense(width, dtype=self.dtype)(x))
+    x = nn.Dense(math.prod(self.data_shape), dtype=self.dtype)(x)
     x = _output_activation(self.output_activation)(x)
     return x.reshape((z.shape[0],) + tuple(self.data_shape))
 
@@ -72,11 +76,14 @@ class MLPDiscriminator(nn.Module):
     maxout_pieces: 0 for ReLU layers, else pieces per maxout unit.
     input_dropout: dropout rate on the input.
     hidden_dropout: dropout rate after every hidden layer.
+    dtype: computation dtype (e.g. ``jnp.bfloat16``); parameters stay
+      float32. None: inferred from inputs and parameters.
   """
   hidden: Sequence[int] = (128,)
   maxout_pieces: int = 0
   input_dropout: float = 0.0
   hidden_dropout: float = 0.0
+  dtype: Any = None
 
   @nn.compact
   def __call__(self, x, train: bool = True):
@@ -84,11 +91,11 @@ class MLPDiscriminator(nn.Module):
     x = nn.Dropout(self.input_dropout, deterministic=not train)(x)
     for width in self.hidden:
       if self.maxout_pieces:
-        x = Maxout(width, self.maxout_pieces)(x)
+        x = Maxout(width, self.maxout_pieces, dtype=self.dtype)(x)
       else:
-        x = nn.relu(nn.Dense(width)(x))
+        x = nn.relu(nn.Dense(width, dtype=self.dtype)(x))
       x = nn.Dropout(self.hidden_dropout, deterministic=not train)(x)
-    return nn.Dense(1)(x)[:, 0]
+    return nn.Dense(1, dtype=self.dtype)(x)[:, 0]
 
 
 def goodfellow_mlp(image_shape: Sequence[int] = (28, 28, 1),
