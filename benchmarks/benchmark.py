@@ -45,12 +45,12 @@ os.environ.setdefault("TF_ENABLE_ONEDNN_OPTS", "0")
 import flax  # pylint: disable=wrong-import-position
 import jax  # pylint: disable=wrong-import-position
 import jax.numpy as jnp  # pylint: disable=wrong-import-position
-import numpy as np  # pylint: disable=wrong-import-position
 import optax  # pylint: disable=wrong-import-position
 
 import ganjax as gj  # pylint: disable=wrong-import-position
 from benchmarks import conv_vjp  # pylint: disable=wrong-import-position
 from benchmarks import naive as naive_lib  # pylint: disable=wrong-import-position
+from benchmarks.machine import cpu_name, load_average
 
 RESULTS = os.path.join(os.path.dirname(os.path.abspath(__file__)), "results",
                        "benchmark.md")
@@ -192,24 +192,6 @@ def torch_runner(model: str, k: int, batch_size: int, threads: int):
       gan.step(batch)
 
   return run
-
-
-def load_average() -> str:
-  try:
-    return " ".join(f"{x:.2f}" for x in os.getloadavg())
-  except OSError:
-    return "n/a"
-
-
-def cpu_name() -> str:
-  try:
-    with open("/proc/cpuinfo") as f:
-      for line in f:
-        if line.startswith("model name"):
-          return line.split(":", 1)[1].strip()
-  except OSError:
-    pass
-  return platform.processor() or "unknown CPU"
 
 
 def log(*args):

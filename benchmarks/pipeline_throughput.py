@@ -27,6 +27,7 @@ import jax  # pylint: disable=g-import-not-at-top,wrong-import-position
 
 from ganjax.data import pipeline  # pylint: disable=g-import-not-at-top,wrong-import-position
 from ganjax.data import sources  # pylint: disable=g-import-not-at-top,wrong-import-position
+from benchmarks.machine import cpu_name
 
 RESULTS = os.path.join(os.path.dirname(os.path.abspath(__file__)), "results",
                        "pipeline_throughput.md")
@@ -45,17 +46,6 @@ def measure(source, seconds, **kwargs):
     n += 1
   elapsed = time.perf_counter() - start
   return first, n * per_batch / elapsed, tuple(x.shape)
-
-
-def cpu_name():
-  try:
-    with open("/proc/cpuinfo") as f:
-      for line in f:
-        if line.startswith("model name"):
-          return line.split(":", 1)[1].strip()
-  except OSError:
-    pass
-  return platform.processor() or "unknown CPU"
 
 
 def main(argv=None):

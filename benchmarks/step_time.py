@@ -11,15 +11,14 @@ lower, compile, run once); step time is the median of ``--repeats`` calls.
 import argparse
 import datetime
 import os
-import platform
 import time
 
 import jax
-import jax.numpy as jnp
 import numpy as np
 import optax
 
 import ganjax as gj
+from benchmarks.machine import cpu_name
 
 
 def _gan(k: int, fast: bool):
@@ -51,17 +50,6 @@ def measure(k: int, fast: bool, batch_size: int, repeats: int) -> dict:
           "images_per_s": k * batch_size / step_s}
 
 
-def _cpu_name() -> str:
-  try:
-    with open("/proc/cpuinfo") as f:
-      for line in f:
-        if line.startswith("model name"):
-          return line.split(":", 1)[1].strip()
-  except OSError:
-    pass
-  return platform.processor() or "unknown"
-
-
 def main():
   parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
   parser.add_argument("--repeats", type=int, default=20)
@@ -78,7 +66,7 @@ def main():
       "# DCGAN 28x28 fused step: compile and step time",
       "",
       f"{datetime.date.today()}, jax {jax.__version__}, {jax.devices()[0].platform}, "
-      f"{os.cpu_count()} cores ({_cpu_name()}), batch {args.batch_size}, Adam, "
+      f"{os.cpu_count()} cores ({cpu_name()}), batch {args.batch_size}, Adam, "
       f"median of {args.repeats} steps. Reproduce: `python -m benchmarks.step_time`.",
       "",
       "| k | transposed conv | compile (s) | step (ms) | steps/s | real images/s |",
