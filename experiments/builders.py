@@ -278,6 +278,10 @@ def build(config: Config, data_shape: Optional[Sequence[int]] = None,
     if not isinstance(value, int) or isinstance(value, bool) or value < 1:
       raise ConfigError(f"config.{field} must be a positive integer, got "
                         f"{value!r}.")
+  every = config.evaluation.every
+  if not isinstance(every, int) or isinstance(every, bool) or every < 0:
+    raise ConfigError("config.evaluation.every must be an integer >= 0 "
+                      f"(0: no evaluation during training), got {every!r}.")
   if num_devices is None:
     num_devices = resolve_num_devices(config)
   if data_shape is None:

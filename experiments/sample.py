@@ -26,6 +26,7 @@ import numpy as np  # noqa: E402
 from ganjax import checkpoint as checkpoint_lib  # noqa: E402
 from ganjax import images as images_lib  # noqa: E402
 from experiments import builders  # noqa: E402
+from experiments import evaluation  # noqa: E402
 from experiments import train  # noqa: E402
 
 FLAGS = flags.FLAGS
@@ -67,24 +68,6 @@ def load(workdir: str, step=None):
   return experiment, state, config
 
 
-def draw(experiment: builders.Experiment, state, num: int, seed: int = 0,
-         batch_size: int = 1000, use_ema: bool = True) -> np.ndarray:
-  """``num`` samples: images float32 ``[N, H, W, C]`` in [0, 1], or points ``[N, d]``."""
-  gan = experiment.gan
-  sample = jax.jit(lambda state, key, n: gan.sample(state, key, n, use_ema),
-                   static_argnums=2)
-  key = jax.random.key(seed)
-  chunks, done = [], 0
-  while done < num:
-    n = min(batch_size, num - done)
-    chunks.append(np.asarray(sample(state, jax.random.fold_in(key, done), n)))
-    done += n
-  samples = np.concatenate(chunks).astype(np.float32)
-  if experiment.value_range is not None:
-    samples = images_lib.to_unit_range(samples, experiment.value_range)
-  return samples
-
-
 def picture(experiment, config, samples: np.ndarray, num: int) -> np.ndarray:
   """A PNG-ready picture of the first ``num`` samples."""
   if not experiment.is_toy:
@@ -110,7 +93,7 @@ def main(argv):
     train.fail(str(e))
   except builders.ConfigError as e:
     train.fail(str(e))
-  samples = draw(experiment, state, FLAGS.num, FLAGS.seed, FLAGS.batch_size,
+  samples = evaluation.draw(experiment, state, FLAGS.num, FLAGS.seed, FLAGS.batch_size,
                  FLAGS.ema)
   out = FLAGS.out if FLAGS.out.endswith(".npy") else FLAGS.out + ".npy"
   if os.path.dirname(out):

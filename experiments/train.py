@@ -13,6 +13,11 @@ The workdir receives:
                          (means over the ``log_every`` steps before it)
   samples/step_XXXXXX.png  samples from FIXED noise every ``eval_every`` steps
                          (scatter plots over the real data for toy data)
+  checkpoints_best/<step>/, best.json
+                         with ``--config.evaluation.every=N``: the state
+                         with the best sample-quality metric so far (FID,
+                         mode coverage...; experiments/evaluation.py), whose
+                         scores also go to TensorBoard and metrics.jsonl
 
 Running the same command again continues from the latest checkpoint exactly as
 an uninterrupted run would: the state (parameters, optimizer states, EMA, step,
@@ -84,6 +89,7 @@ from ganjax import checkpoint as checkpoint_lib  # noqa: E402
 from ganjax import images as images_lib  # noqa: E402
 from ganjax import summary as summary_lib  # noqa: E402
 from experiments import builders  # noqa: E402
+from experiments import evaluation  # noqa: E402
 
 CONFIG_JSON = "config.json"
 CHECKPOINT_DIR = "checkpoints"
@@ -401,7 +407,8 @@ def _is_due(step: int, every: int, last: int) -> bool:
 
 def _chunk_length(config) -> int:
   """Steps per compiled call on the device-data path: divides every cadence."""
-  return math.gcd(config.log_every, config.eval_every, config.checkpoint_every)
+  return math.gcd(config.log_every, config.eval_every, config.checkpoint_every,
+                  config.evaluation.every)
 
 
 def train_and_evaluate(config: ml_collections.ConfigDict, workdir: str,
@@ -418,7 +425,8 @@ def train_and_evaluate(config: ml_collections.ConfigDict, workdir: str,
     a summary dict: ``steps`` (the final step), ``steps_run`` (in this call),
     ``wall_s`` (everything, compilation included), ``steps_per_s`` (after
     the first, compiling, call), ``metrics`` (the last logged scalars),
-    ``workdir``.
+    ``workdir``, ``evaluation`` (the last scores, with
+    ``config.evaluation.every``), ``best`` (``best.json``'s record).
 
   Raises:
     builders.ConfigError (and the pipeline's UnknownDatasetError,
@@ -512,6 +520,10 @@ def train_and_evaluate(config: ml_collections.ConfigDict, workdir: str,
   if multi:
     state = gj.parallel.put_replicated(state, mesh)
   sampler = SampleWriter(config, experiment, workdir, writer, enabled=is_main)
+  scorer = (evaluation.PeriodicEvaluator(config, experiment, workdir, writer,
+                                         enabled=is_main)
+            if config.evaluation.every > 0 else None)
+  last_scores = {}
   if start_step == 0:
     if is_main:
       writer.text(0, "config", "```\n" + str(config) + "\n```")
@@ -564,7 +576,8 @@ def train_and_evaluate(config: ml_collections.ConfigDict, workdir: str,
   jsonl = os.path.join(workdir, summary_lib.JSONL_NAME)
   if latest is not None and os.path.exists(jsonl):
     last_finite = next(((r["step"], r) for r in reversed(
-        summary_lib.read_jsonl(jsonl)) if r.get("step") == latest), ())
+        summary_lib.read_jsonl(jsonl))
+        if r.get("step") == latest and "d_loss" in r), ())
   skipped_total = 0
   saved_step = latest
   t_log, step_log = time.time(), start_step
@@ -650,6 +663,9 @@ def train_and_evaluate(config: ml_collections.ConfigDict, workdir: str,
           log(step)
         if eval_due:
           sampler(step, host_state(state))
+        if scorer is not None and scorer.is_due(step, num_steps):
+          last_scores = scorer(step, host_state(state))
+          t_log += last_scores["eval_seconds"]  # steps/s counts training only
         if ckpt_due or stop.signum:
           save(step)
         if stop.signum:
@@ -658,6 +674,8 @@ def train_and_evaluate(config: ml_collections.ConfigDict, workdir: str,
   finally:
     bar.close()
     ckpt.close()
+    if scorer is not None:
+      scorer.close()
     writer.close()
 
   wall = time.time() - t_start
@@ -668,7 +686,8 @@ def train_and_evaluate(config: ml_collections.ConfigDict, workdir: str,
   return {"steps": max(num_steps, start_step), "steps_run": steps_run,
           "wall_s": wall, "steps_per_s": steps_per_s,
           "metrics": last_metrics, "workdir": workdir,
-          "skipped_steps": skipped_total}
+          "skipped_steps": skipped_total, "evaluation": last_scores,
+          "best": scorer.best if scorer is not None else None}
 
 
 def format_summary(summary: dict) -> str:
@@ -684,6 +703,9 @@ def format_summary(summary: dict) -> str:
           + (f"final {losses}; " if losses else "")
           + (f"{summary['skipped_steps']} non-finite updates skipped; "
              if summary.get("skipped_steps") else "")
+          + (f"best {best['metric']}={best['value']:.4g} at step "
+             f"{best['step']} ({evaluation.BEST_CHECKPOINT_DIR}/); "
+             if (best := summary.get("best")) else "")
           + f"workdir {summary['workdir']}")
 
 

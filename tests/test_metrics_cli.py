@@ -14,14 +14,6 @@ from ganjax.metrics import real_data
 ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 
 
-@pytest.fixture(scope="session")
-def cache_dir(tmp_path_factory):
-  """The session's metrics cache (shared with test_metrics_evaluate.py)."""
-  path = tmp_path_factory.getbasetemp() / "ganjax_metrics_cache"
-  path.mkdir(exist_ok=True)
-  return str(path)
-
-
 def test_evaluates_a_samples_file(tmp_path, cache_dir, capsys):
   samples = real_data.load_split("digits", "train[:200]")[0]
   path = str(tmp_path / "samples.npy")
@@ -43,6 +35,20 @@ def test_evaluates_a_samples_file(tmp_path, cache_dir, capsys):
     assert np.isfinite(printed["metrics"][name])
   assert "fid150_digits_cnn" in printed["protocol"]
   assert printed["protocol"]["network_cnn"]["test_accuracy"] > 0.9
+
+
+def test_real_data_scores_are_the_ceiling(cache_dir, capsys):
+  code = evaluate.main(["--real=train", "--dataset=digits", "--num=500",
+                        "--no_parzen", f"--cache_dir={cache_dir}"])
+  assert code == 0
+  printed = json.loads(capsys.readouterr().out)
+  assert printed["source"] == {"real": "digits:train"}
+  assert printed["num_samples"] == 500
+  m = printed["metrics"]
+  # Real digits against the held-out real digits: near-perfect scores.
+  assert m["fid500_digits_cnn"] < 5 and m["precision500_digits_cnn"] > 0.8
+  assert m["recall500_digits_cnn"] > 0.8
+  assert m["classes_covered500_digits_cnn"] == 10
 
 
 def _save(tmp_path, name, array, **kwargs):

@@ -15,15 +15,6 @@ from ganjax import metrics
 from ganjax.metrics import classifier, real_data, reference_stats
 
 
-@pytest.fixture(scope="session")
-def cache_dir(tmp_path_factory):
-  """One cache for the session (shared with test_metrics_cli.py): the digits
-  classifier is trained once."""
-  path = tmp_path_factory.getbasetemp() / "ganjax_metrics_cache"
-  path.mkdir(exist_ok=True)
-  return str(path)
-
-
 @pytest.fixture(scope="module")
 def evaluator(cache_dir):
   return metrics.Evaluator("digits", num=300, cache_dir=cache_dir,

@@ -18,6 +18,7 @@ import pytest
 from ganjax import checkpoint
 from ganjax import summary
 from experiments import builders
+from experiments import evaluation
 from experiments import sample
 from experiments import train
 from experiments.configs import base
@@ -181,7 +182,7 @@ def test_sample_cli_writes_npy_in_unit_range_and_png(full_run, tmp_path):
   # In-process: the same seed gives the same samples, EMA weights by default.
   experiment, state, _ = sample.load(str(workdir))
   assert state.ema_g_params is not None and int(state.step) == 4
-  np.testing.assert_allclose(sample.draw(experiment, state, 37, batch_size=16),
+  np.testing.assert_allclose(evaluation.draw(experiment, state, 37, batch_size=16),
                              x, atol=1e-6)
 
 

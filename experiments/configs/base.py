@@ -64,6 +64,20 @@ def get_config() -> ml_collections.ConfigDict:
   c.checkpoint_every = 1000
   c.keep_checkpoints = 3
 
+  # Sample-quality metrics during training (experiments/evaluation.py): every
+  # `every` steps (0: off) score `num_samples` samples of G (its EMA weights
+  # when ema_decay > 0) with ganjax.metrics.Evaluator (FID/KID/IS/precision/
+  # recall with the data set's CNN; Parzen when `parzen`) or, for toy data,
+  # mode coverage; to TensorBoard ("eval/") and metrics.jsonl. The state with
+  # the best `best_metric` (fid | kid | parzen_ll | precision | recall | is |
+  # modes_captured | high_quality_fraction; "": fid, or modes_captured for
+  # toy data; "none": off) is kept in checkpoints_best/ (see best.json).
+  # networks: "" (cnn for MNIST-like data, inception otherwise) or e.g.
+  # "cnn,inception"; inception_weights: "" = $GANJAX_INCEPTION_WEIGHTS.
+  c.evaluation = ml_collections.ConfigDict(dict(
+      every=0, num_samples=2000, best_metric="", parzen=False, networks="",
+      inception_weights=""))
+
   # Reliability. A step whose losses or gradient norms are NaN/Inf stops the
   # run (exit code 3; the last checkpoint is kept, none of the bad state is
   # written), unless skip_nonfinite_updates, which keeps the previous

@@ -10,9 +10,14 @@ import chex
 import jax
 import jax.numpy as jnp
 
+# Default parameters of the samplers (the papers' values).
+GAUSSIAN_1D_MEAN, GAUSSIAN_1D_STD = 4.0, 0.5
+RING_STD = 0.02
+GRID_STD = 0.05
 
-def gaussian_1d(key: chex.PRNGKey, n: int, mean: float = 4.0,
-                std: float = 0.5) -> chex.Array:
+
+def gaussian_1d(key: chex.PRNGKey, n: int, mean: float = GAUSSIAN_1D_MEAN,
+                std: float = GAUSSIAN_1D_STD) -> chex.Array:
   """``n`` samples of ``N(mean, std^2)``, shape ``[n, 1]``."""
   return mean + std * jax.random.normal(key, (n, 1), jnp.float32)
 
@@ -40,12 +45,28 @@ def mixture(key: chex.PRNGKey, n: int, centers: chex.Array,
 
 
 def ring(key: chex.PRNGKey, n: int, num_modes: int = 8, radius: float = 2.0,
-         std: float = 0.02) -> chex.Array:
+         std: float = RING_STD) -> chex.Array:
   """The ring of 8 Gaussians (radius 2, std 0.02), ``[n, 2]``."""
   return mixture(key, n, ring_centers(num_modes, radius), std)
 
 
 def grid(key: chex.PRNGKey, n: int, size: int = 5, spacing: float = 2.0,
-         std: float = 0.05) -> chex.Array:
+         std: float = GRID_STD) -> chex.Array:
   """The 5x5 grid of 25 Gaussians (centres -4..4, std 0.05), ``[n, 2]``."""
   return mixture(key, n, grid_centers(size, spacing), std)
+
+
+def modes(name: str) -> tuple[chex.Array, float]:
+  """``(centers [M, d], std)`` of a sampler above with its default parameters.
+
+  ``name``: ``"ring"``, ``"grid"`` or ``"gaussian_1d"`` (one mode); what
+  ``ganjax.metrics.mode_coverage`` needs to score samples of it.
+  """
+  if name == "ring":
+    return ring_centers(), RING_STD
+  if name == "grid":
+    return grid_centers(), GRID_STD
+  if name == "gaussian_1d":
+    return jnp.array([[GAUSSIAN_1D_MEAN]]), GAUSSIAN_1D_STD
+  raise ValueError(f"Unknown toy distribution {name!r}; choose from ring, "
+                   "grid, gaussian_1d.")

@@ -1,0 +1,235 @@
+"""Sample-quality metrics during training, and the best checkpoint by one of them.
+
+Every ``config.evaluation.every`` steps the runner calls a
+``PeriodicEvaluator``: it draws ``evaluation.num_samples`` samples from the
+generator (its EMA weights when the run keeps them) with the same noise every
+time, scores them, writes the scores to TensorBoard (``eval/<name>``) and to
+``metrics.jsonl``, and, when ``evaluation.best_metric`` improved, saves the
+state to ``<workdir>/checkpoints_best/<step>`` (one kept) and records it in
+``<workdir>/best.json``::
+
+    {"metric": "fid2k_fashion_mnist_cnn", "value": 41.3, "step": 6000,
+     "mode": "min", "metrics": {...all scores of that step...}}
+
+Images are scored by ``ganjax.metrics.Evaluator`` (FID / KID / IS /
+precision / recall / class coverage with the data set's CNN, and the Parzen
+log-likelihood when ``evaluation.parzen``); the metric names carry the
+protocol (``fid2k_fashion_mnist_cnn``: 2,000 samples, Fashion-MNIST CNN
+features). Toy mixtures are scored by ``ganjax.metrics.mode_coverage``
+(``modes_captured``, ``high_quality_fraction``; 2,500 samples in the usual
+protocol).
+
+``evaluation.best_metric`` is a short name: ``fid``, ``kid``, ``parzen_ll``,
+``precision``, ``recall``, ``is``, ``modes_captured``,
+``high_quality_fraction``; empty picks ``fid`` for images and
+``modes_captured`` for toy data; ``none`` keeps no best checkpoint.
+"""
+
+import json
+import os
+import sys
+import time
+from typing import Optional
+
+import jax
+import numpy as np
+
+import ganjax as gj
+from ganjax import checkpoint as checkpoint_lib
+from ganjax import images as images_lib
+from ganjax import summary as summary_lib
+from experiments import builders
+
+BEST_CHECKPOINT_DIR = "checkpoints_best"
+BEST_JSON = "best.json"
+_EVAL_NOISE_STREAM = 4  # after train.py's streams 0..3 of config.seed
+
+# Short metric name -> whether lower is better.
+LOWER_IS_BETTER = {"fid": True, "kid": True, "parzen_ll": False,
+                   "precision": False, "recall": False, "is": False,
+                   "modes_captured": False, "high_quality_fraction": False}
+_IMAGE_METRICS = ("fid", "kid", "parzen_ll", "precision", "recall", "is")
+_TOY_METRICS = ("modes_captured", "high_quality_fraction")
+
+
+def draw(experiment: builders.Experiment, state, num: int, seed: int = 0,
+         batch_size: int = 1000, use_ema: bool = True,
+         key: Optional[jax.Array] = None) -> np.ndarray:
+  """``num`` samples: images float32 ``[N, H, W, C]`` in [0, 1], or points ``[N, d]``.
+
+  Drawn ``batch_size`` at a time (memory-bounded), from ``key`` (default
+  ``jax.random.key(seed)``); the same key gives the same samples.
+  """
+  gan = experiment.gan
+  sample = jax.jit(lambda state, key, n: gan.sample(state, key, n, use_ema),
+                   static_argnums=2)
+  key = jax.random.key(seed) if key is None else key
+  chunks, done = [], 0
+  while done < num:
+    n = min(batch_size, num - done)
+    chunks.append(np.asarray(sample(state, jax.random.fold_in(key, done), n)))
+    done += n
+  samples = np.concatenate(chunks).astype(np.float32)
+  if experiment.value_range is not None:
+    samples = images_lib.to_unit_range(samples, experiment.value_range)
+  return samples
+
+
+def toy_scores(dataset: str, points: np.ndarray) -> dict:
+  """Mode coverage of toy ``points [N, d]`` (``ganjax.metrics.mode_coverage``)."""
+  from ganjax.data import pipeline  # pylint: disable=g-import-not-at-top
+  sampler_name, _ = pipeline.TOY_SOURCES[dataset]
+  centers, std = gj.data.toy.modes(sampler_name)
+  coverage = gj.metrics.mode_coverage(points, centers, std)
+  return {"modes_captured": float(coverage["modes_captured"]),
+          "num_modes": float(coverage["num_modes"]),
+          "high_quality_fraction": float(coverage["high_quality_fraction"])}
+
+
+def _short_names(metrics: dict) -> dict:
+  """``{"fid": "fid2k_fashion_mnist_cnn", ...}``: the first full name per short one."""
+  out = {}
+  for name in metrics:
+    if name.endswith(("_std", "_stderr")):
+      continue
+    for short in LOWER_IS_BETTER:
+      if short in _IMAGE_METRICS and name.startswith(short) and \
+          name[len(short):len(short) + 1].isdigit():
+        out.setdefault(short, name)
+      elif name == short:
+        out.setdefault(short, name)
+  return out
+
+
+class PeriodicEvaluator:
+  """Scores the generator every ``config.evaluation.every`` steps; keeps the best.
+
+  Args:
+    config: the experiment config (its ``evaluation`` block, ``dataset``,
+      ``seed``, ``data_dir``, ``keep_checkpoints``).
+    experiment: what ``builders.build`` made of it.
+    workdir: the run's workdir.
+    writer: the run's summary writer (TensorBoard + JSONL).
+    enabled: whether this process writes logs (process 0); every process
+      scores (the same samples and networks give the same numbers) and takes
+      part in saving the best checkpoint.
+
+  Raises:
+    builders.ConfigError: an unknown ``best_metric``, a metric the data
+      cannot give, or RGB data with no InceptionV3 weights.
+  """
+
+  def __init__(self, config, experiment: builders.Experiment, workdir: str,
+               writer: summary_lib.SummaryWriter, enabled: bool = True):
+    spec = config.evaluation
+    self.every = int(spec.every)
+    self.experiment, self.writer, self.enabled = experiment, writer, enabled
+    self.dataset = config.dataset
+    self.num = int(spec.num_samples)
+    if self.num < 4:
+      raise builders.ConfigError(
+          f"config.evaluation.num_samples must be at least 4, got {self.num}.")
+    self.key = jax.random.fold_in(jax.random.key(config.seed),
+                                  _EVAL_NOISE_STREAM)
+    choices = _TOY_METRICS if experiment.is_toy else _IMAGE_METRICS
+    best = spec.best_metric or choices[0]
+    if best != "none" and best not in choices:
+      raise builders.ConfigError(
+          f"config.evaluation.best_metric={best!r} is not a metric of "
+          f"{'toy' if experiment.is_toy else 'image'} data; choose from "
+          f"{', '.join(choices)}, or 'none' to keep no best checkpoint.")
+    if best == "parzen_ll" and not spec.parzen:
+      raise builders.ConfigError(
+          "config.evaluation.best_metric='parzen_ll' needs "
+          "--config.evaluation.parzen=True.")
+    self.best_short = None if best == "none" else best
+    self.evaluator = None
+    if not experiment.is_toy:
+      networks = tuple(n for n in spec.networks.split(",") if n) or None
+      try:
+        self.evaluator = gj.metrics.Evaluator(
+            config.dataset, self.num, networks=networks,
+            inception_weights=spec.inception_weights or None,
+            data_dir=builders.data_dir(config), parzen=bool(spec.parzen),
+            seed=int(config.seed), verbose=enabled)
+      except ValueError as e:
+        raise builders.ConfigError(f"config.evaluation: {e}") from None
+      if ("inception" in self.evaluator.networks
+          and not self.evaluator.inception_weights):
+        raise builders.ConfigError(
+            f"Evaluating {config.dataset} needs the FID InceptionV3 weights "
+            "(see docs/inception_weights.md): pass "
+            "--config.evaluation.inception_weights=FILE or set "
+            "$GANJAX_INCEPTION_WEIGHTS, or turn evaluation off with "
+            "--config.evaluation.every=0.")
+    self.best_path = os.path.join(workdir, BEST_JSON)
+    self.best = self._read_best()
+    self._best_ckpt = None
+    if self.best_short is not None:
+      self._best_ckpt = checkpoint_lib.Checkpointer(
+          os.path.join(workdir, BEST_CHECKPOINT_DIR), keep=1,
+          async_save=False)
+
+  def is_due(self, step: int, last: int) -> bool:
+    return self.every > 0 and (step % self.every == 0 or step == last)
+
+  def _read_best(self) -> Optional[dict]:
+    if not os.path.exists(self.best_path):
+      return None
+    try:
+      with open(self.best_path) as f:
+        return json.load(f)
+    except (OSError, json.JSONDecodeError):
+      return None
+
+  def scores(self, state) -> dict:
+    """Every metric of ``num_samples`` samples of ``state``'s generator."""
+    samples = draw(self.experiment, state, self.num, key=self.key)
+    if self.experiment.is_toy:
+      return toy_scores(self.dataset, samples)
+    return self.evaluator(samples)
+
+  def _improved(self, name: str, metrics: dict) -> bool:
+    """Whether ``metrics`` beat the best so far (ties in ``modes_captured``
+    go to the higher ``high_quality_fraction``)."""
+    def rank(m):
+      sign = -1.0 if LOWER_IS_BETTER[self.best_short] else 1.0
+      return (sign * m[name], m.get("high_quality_fraction", 0.0)
+              if self.best_short == "modes_captured" else 0.0)
+
+    if not np.isfinite(metrics[name]):
+      return False
+    if self.best is None or self.best.get("metric") != name:
+      return True
+    return rank(metrics) > rank(self.best["metrics"])
+
+  def __call__(self, step: int, state) -> dict:
+    """Scores ``state`` (one copy, not replicated) at ``step``, logs the
+    scores, and saves it as the best checkpoint when it is."""
+    start = time.time()
+    metrics = self.scores(state)
+    metrics["eval_seconds"] = time.time() - start
+    self.writer.scalars(step, metrics, prefix="eval/")
+    if self.best_short is not None:
+      name = _short_names(metrics).get(self.best_short)
+      if name is not None and self._improved(name, metrics):
+        self._best_ckpt.save(step, state, force=True)
+        self.best = {"metric": name, "value": metrics[name], "step": int(step),
+                     "mode": "min" if LOWER_IS_BETTER[self.best_short]
+                     else "max", "metrics": metrics}
+        if self.enabled:
+          tmp = self.best_path + ".tmp"
+          with open(tmp, "w") as f:
+            json.dump(self.best, f, indent=2, sort_keys=True)
+          os.replace(tmp, self.best_path)
+    if self.enabled:
+      shown = {k: v for k, v in metrics.items()
+               if k in _short_names(metrics).values()}
+      print(f"[eval] step {step}: " + ", ".join(
+          f"{k}={v:.4g}" for k, v in shown.items()) +
+            f" ({metrics['eval_seconds']:.1f}s)", file=sys.stderr, flush=True)
+    return metrics
+
+  def close(self) -> None:
+    if self._best_ckpt is not None:
+      self._best_ckpt.close()
