@@ -10,6 +10,7 @@ import math
 from typing import Any, Callable, Sequence
 
 import flax.linen as nn
+import jax
 import jax.numpy as jnp
 
 _OUTPUT_ACTIVATIONS: dict[str, Callable] = {
@@ -17,6 +18,17 @@ _OUTPUT_ACTIVATIONS: dict[str, Callable] = {
     "tanh": jnp.tanh,        # data in [-1, 1]
     "linear": lambda x: x,   # unbounded data (toy distributions)
 }
+
+
+def _kernel_init(init_range: float) -> Callable:
+  """U[-init_range, init_range] (pylearn2's ``irange``); 0: flax's default."""
+  if not init_range:
+    return nn.linear.default_kernel_init
+
+  def init(key, shape, dtype=jnp.float32):
+    return jax.random.uniform(key, shape, dtype, -init_range, init_range)
+
+  return init
 
 
 def _output_activation(name: str) -> Callable:
@@ -35,10 +47,12 @@ class Maxout(nn.Module):
   units: int
   pieces: int
   dtype: Any = None
+  kernel_init: Callable = nn.linear.default_kernel_init
 
   @nn.compact
   def __call__(self, x):
-    y = nn.Dense(self.units * self.pieces, dtype=self.dtype)(x)
+    y = nn.Dense(self.units * self.pieces, dtype=self.dtype,
+                 kernel_init=self.kernel_init)(x)
     return jnp.max(y.reshape(x.shape[0], self.units, self.pieces), axis=-1)
 
 
@@ -51,19 +65,24 @@ class MLPGenerator(nn.Module):
     output_activation: ``'sigmoid'`` (data in [0, 1]), ``'tanh'`` or ``'linear'``.
     dtype: computation dtype (e.g. ``jnp.bfloat16``); parameters stay
       float32. None: inferred from inputs and parameters.
+    init_range: weights drawn from U[-init_range, init_range] (pylearn2's
+      ``irange``); 0: flax's default (LeCun normal). Biases start at 0.
   """
   data_shape: Sequence[int]
   hidden: Sequence[int] = (1200, 1200)
   output_activation: str = "sigmoid"
   dtype: Any = None
+  init_range: float = 0.0
 
   @nn.compact
   def __call__(self, z, train: bool = True):
     del train  # no dropout or batch norm
+    init = _kernel_init(self.init_range)
     x = z
     for width in self.hidden:
-      x = nn.relu(nn.Dense(width, dtype=self.dtype)(x))
-    x = nn.Dense(math.prod(self.data_shape), dtype=self.dtype)(x)
+      x = nn.relu(nn.Dense(width, dtype=self.dtype, kernel_init=init)(x))
+    x = nn.Dense(math.prod(self.data_shape), dtype=self.dtype,
+                 kernel_init=init)(x)
     x = _output_activation(self.output_activation)(x)
     return x.reshape((z.shape[0],) + tuple(self.data_shape))
 
@@ -78,24 +97,28 @@ class MLPDiscriminator(nn.Module):
     hidden_dropout: dropout rate after every hidden layer.
     dtype: computation dtype (e.g. ``jnp.bfloat16``); parameters stay
       float32. None: inferred from inputs and parameters.
+    init_range: as for ``MLPGenerator``.
   """
   hidden: Sequence[int] = (128,)
   maxout_pieces: int = 0
   input_dropout: float = 0.0
   hidden_dropout: float = 0.0
   dtype: Any = None
+  init_range: float = 0.0
 
   @nn.compact
   def __call__(self, x, train: bool = True):
+    init = _kernel_init(self.init_range)
     x = x.reshape(x.shape[0], -1)
     x = nn.Dropout(self.input_dropout, deterministic=not train)(x)
     for width in self.hidden:
       if self.maxout_pieces:
-        x = Maxout(width, self.maxout_pieces, dtype=self.dtype)(x)
+        x = Maxout(width, self.maxout_pieces, dtype=self.dtype,
+                   kernel_init=init)(x)
       else:
-        x = nn.relu(nn.Dense(width, dtype=self.dtype)(x))
+        x = nn.relu(nn.Dense(width, dtype=self.dtype, kernel_init=init)(x))
       x = nn.Dropout(self.hidden_dropout, deterministic=not train)(x)
-    return nn.Dense(1, dtype=self.dtype)(x)[:, 0]
+    return nn.Dense(1, dtype=self.dtype, kernel_init=init)(x)[:, 0]
 
 
 def goodfellow_mlp(image_shape: Sequence[int] = (28, 28, 1),
@@ -104,7 +127,10 @@ def goodfellow_mlp(image_shape: Sequence[int] = (28, 28, 1),
 
   G: ``z -> 1200 ReLU -> 1200 ReLU -> pixels`` with a sigmoid (data in [0, 1]).
   D: two maxout layers of 240 units x 5 pieces with dropout (0.2 on the input,
-  0.5 on hidden units) -> one logit. Use with ``ganjax.optim.goodfellow_sgd``
+  0.5 on hidden units) -> one logit. Weights start uniform in [-0.05, 0.05]
+  (G) and [-0.005, 0.005] (D), as in ``mnist.yaml``: with LeCun-normal
+  weights, SGD at the paper's learning rate 0.1 drives D's logits to
+  overflow within a few hundred steps. Use with ``ganjax.optim.goodfellow_sgd``
   and ``k = 1`` to reproduce the paper's setup.
 
   References:
@@ -120,9 +146,10 @@ def goodfellow_mlp(image_shape: Sequence[int] = (28, 28, 1),
   """
   del latent_dim  # the generator's input width is taken from z
   generator = MLPGenerator(tuple(image_shape), hidden=(1200, 1200),
-                           output_activation="sigmoid")
+                           output_activation="sigmoid", init_range=0.05)
   discriminator = MLPDiscriminator(hidden=(240, 240), maxout_pieces=5,
-                                   input_dropout=0.2, hidden_dropout=0.5)
+                                   input_dropout=0.2, hidden_dropout=0.5,
+                                   init_range=0.005)
   return generator, discriminator
 
 
