@@ -28,4 +28,6 @@ def get_config() -> ml_collections.ConfigDict:
   c.eval_every = 1000
   c.num_eval_samples = 1000
   c.checkpoint_every = 5000
+  c.evaluation.every = 1000    # mode coverage of 2,500 samples (the protocol)
+  c.evaluation.num_samples = 2500
   return c

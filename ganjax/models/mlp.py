@@ -128,10 +128,9 @@ def goodfellow_mlp(image_shape: Sequence[int] = (28, 28, 1),
   G: ``z -> 1200 ReLU -> 1200 ReLU -> pixels`` with a sigmoid (data in [0, 1]).
   D: two maxout layers of 240 units x 5 pieces with dropout (0.2 on the input,
   0.5 on hidden units) -> one logit. Weights start uniform in [-0.05, 0.05]
-  (G) and [-0.005, 0.005] (D), as in ``mnist.yaml``: with LeCun-normal
-  weights, SGD at the paper's learning rate 0.1 drives D's logits to
-  overflow within a few hundred steps. Use with ``ganjax.optim.goodfellow_sgd``
-  and ``k = 1`` to reproduce the paper's setup.
+  (G) and [-0.005, 0.005] (D), as in ``mnist.yaml``. Use with
+  ``ganjax.optim.goodfellow_sgd`` and ``k = 1`` to reproduce the paper's
+  setup.
 
   References:
     Goodfellow et al., 2014, Generative Adversarial Nets, Section 5
