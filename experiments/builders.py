@@ -320,6 +320,13 @@ def build(config: Config, data_shape: Optional[Sequence[int]] = None,
 
 
 def config_from_dict(d: dict) -> Config:
-  """A ConfigDict from ``config.json``'s dict (lists back to tuples where needed)."""
-  return ml_collections.ConfigDict(d)
+  """A ConfigDict from ``config.json``'s dict.
+
+  Top-level fields the record lacks (a workdir written before the field
+  existed) take ``experiments/configs/base.py``'s defaults.
+  """
+  from experiments.configs import base  # pylint: disable=g-import-not-at-top
+  defaults = base.get_config().to_dict()
+  return ml_collections.ConfigDict(
+      {**{k: v for k, v in defaults.items() if k not in d}, **d})
 

@@ -97,7 +97,13 @@ def test_toy_runs_score_mode_coverage(tmp_path):
   assert all(0 <= m <= 8 and m == int(m) for m in modes.values())
   assert result["best"]["metric"] == "modes_captured"
   assert 0 <= result["evaluation"]["high_quality_fraction"] <= 1
-  # The evaluation command scores a toy run's samples the same way.
+  # The evaluation command scores a toy run's samples the same way, also
+  # for a workdir written before config.evaluation existed.
+  with open(tmp_path / train.CONFIG_JSON) as f:
+    record = json.load(f)
+  del record["evaluation"]
+  with open(tmp_path / train.CONFIG_JSON, "w") as f:
+    json.dump(record, f)
   printed = evaluate.run(evaluate._parser().parse_args(
       [f"--workdir={tmp_path}", "--num=500"]))
   assert printed["source"]["step"] == 20
