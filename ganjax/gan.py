@@ -20,6 +20,7 @@ statistics, logits, losses, penalty norms and metrics stay float32.
 """
 
 import dataclasses
+import functools
 from typing import Any, Callable
 
 import chex
@@ -87,6 +88,70 @@ def _as_key(rng) -> jax.Array:
   return jax.random.wrap_key_data(rng)
 
 
+def _draws_rng(module: nn.Module, collection: str, params_def, params_avals,
+               x_aval) -> bool:
+  """Whether ``module.apply(..., train=True)`` consumes the rng ``collection``.
+
+  Traced abstractly on one example: the rng's key is used by some operation
+  of the jaxpr (dropout with rate > 0 in training mode) or not (no dropout
+  layer, or rate 0: flax does not draw then). Cached for hashable modules.
+  """
+  try:
+    hash(module)
+  except TypeError:  # e.g. an array field
+    return _draws_rng_uncached(module, collection, params_def, params_avals,
+                               x_aval)
+  return _draws_rng_cached(module, collection, params_def, params_avals,
+                           x_aval)
+
+
+def _draws_rng_uncached(module, collection, params_def, params_avals, x_aval):
+  params = jax.tree.unflatten(params_def, params_avals)
+  x = jax.ShapeDtypeStruct((1,) + x_aval.shape[1:], x_aval.dtype)
+
+  def apply(params, x, key):
+    return module.apply({"params": params}, x, train=True,
+                        rngs={collection: key})
+
+  jaxpr = jax.make_jaxpr(apply)(params, x, jax.random.key(0)).jaxpr
+  key = jaxpr.invars[-1]
+  return (any(key is v for eqn in jaxpr.eqns for v in eqn.invars)
+          or any(key is v for v in jaxpr.outvars))
+
+
+_draws_rng_cached = functools.lru_cache(maxsize=256)(_draws_rng_uncached)
+
+
+def _plain_convs_in(jaxpr) -> bool:
+  """Whether ``jaxpr`` has a ``conv_general_dilated`` outside a ``custom_vjp``."""
+  for eqn in jaxpr.eqns:
+    name = eqn.primitive.name
+    if name == "conv_general_dilated":
+      return True
+    if name.startswith("custom_vjp"):
+      continue  # a custom backward pass, e.g. ganjax.models.layers'
+    for param in eqn.params.values():
+      for sub in param if isinstance(param, (tuple, list)) else (param,):
+        sub = getattr(sub, "jaxpr", sub)  # ClosedJaxpr -> Jaxpr
+        if hasattr(sub, "eqns") and _plain_convs_in(sub):
+          return True
+  return False
+
+
+def _has_plain_convs(module: nn.Module, params, stats, x) -> bool:
+  """Whether ``module`` applies plain ``lax`` convs (slow gradients in loops on CPU)."""
+  avals = lambda tree: jax.tree.map(_aval, tree)
+  jaxpr = jax.make_jaxpr(
+      lambda p, s, x: _apply(module, p, s, x, True,
+                             {"dropout": jax.random.key(0)})
+  )(avals(params), avals(stats), _aval(x[:1])).jaxpr
+  return _plain_convs_in(jaxpr)
+
+
+def _aval(x) -> jax.ShapeDtypeStruct:
+  return jax.ShapeDtypeStruct(x.shape, x.dtype)
+
+
 def _unrolled_scan(f, init, xs):
   """``jax.lax.scan(f, init, xs)`` unrolled into straight-line code."""
   length = jax.tree.leaves(xs)[0].shape[0]
@@ -106,6 +171,21 @@ def _initializer_key(key: jax.Array) -> jax.Array:
   """
   return jax.random.wrap_key_data(
       jax.random.bits(key, (4,), jnp.uint32), impl="rbg")
+
+
+@functools.partial(jax.jit, static_argnums=0)
+def _jitted_init(module: nn.Module, key: jax.Array, x: jax.Array):
+  return module.init({"params": key}, x, train=False)
+
+
+def _init_variables(module: nn.Module, key: jax.Array, x: jax.Array):
+  """``module.init`` (eval mode), jitted; compiled once per (equal) module
+  and input shape when the module is hashable."""
+  try:
+    hash(module)
+  except TypeError:  # e.g. an array field
+    return jax.jit(lambda key: module.init({"params": key}, x, train=False))(key)
+  return _jitted_init(module, key, x)
 
 
 def _with_compute_dtype(module: nn.Module, dtype, role: str) -> nn.Module:
@@ -152,10 +232,15 @@ class GAN:
     d_loop: how the k discriminator updates are compiled: ``'scan'`` (one
       ``jax.lax.scan``: compile time independent of k), ``'unroll'`` (k copies
       of the update: compile time grows with k) or ``'auto'`` (the default:
-      ``'unroll'`` on CPU, ``'scan'`` elsewhere). Both compute the same thing.
-      XLA:CPU runs convolution weight gradients inside a loop body ~10x slower
-      than outside (they are not rewritten into its fast canonical form):
-      the DCGAN 28x28 step took 1,295 ms with the scan and 119 ms unrolled.
+      ``'scan'``, except on CPU for a discriminator with plain
+      ``lax.conv_general_dilated`` convolutions, e.g. ``flax.linen.Conv``'s
+      default). Both compute the same thing. XLA:CPU runs the gradients of
+      plain convolutions ~10x slower inside a loop body than outside (they
+      are not rewritten into its fast canonical form); the models' convs use
+      ``ganjax.models.layers.conv_general_dilated``, whose gradients are
+      canonical, and run as fast in the scan as unrolled (see
+      ``benchmarks/results/benchmark.md``). Use it in your own conv models
+      (``nn.Conv(..., conv_general_dilated=...)``) to get the scan on CPU.
     axis_name: named axis over which gradients, metrics and batch statistics
       are averaged; set by ``ganjax.parallel``, None on one device.
     compute_dtype: None (float32) or a float dtype, e.g. ``jnp.bfloat16``,
@@ -259,8 +344,7 @@ class GAN:
     g_key, d_key, run_key = jax.random.split(rng, 3)
     g_key, d_key = _initializer_key(g_key), _initializer_key(d_key)
     z = jnp.zeros((1, self.latent_dim), jnp.float32)
-    g_vars = jax.jit(lambda key: self.generator.init(
-        {"params": key}, z, train=False))(g_key)
+    g_vars = _init_variables(self.generator, g_key, z)
     fake_shape = jax.eval_shape(
         lambda v: self.generator.apply(v, z, train=False), g_vars).shape[1:]
     data_shape = tuple(example_batch.shape[1:])
@@ -271,8 +355,7 @@ class GAN:
           f"Build the models for the data, e.g. "
           f"ganjax.models.dcgan(image_shape={data_shape}).")
     x = jnp.zeros((1,) + fake_shape, jnp.float32)
-    d_vars = jax.jit(lambda key: self.discriminator.init(
-        {"params": key}, x, train=False))(d_key)
+    d_vars = _init_variables(self.discriminator, d_key, x)
     g_params, d_params = g_vars.get("params", {}), d_vars.get("params", {})
     return GANState(
         step=jnp.zeros((), jnp.int32),
@@ -320,16 +403,26 @@ class GAN:
   def _discriminate(self, d_params, d_stats, x, dropout_keys):
     """Logits ``[B]`` and D's new stats, in training mode.
 
-    A discriminator without batch statistics is applied example by example
-    (``vmap``) with each example's own dropout key, so that dropout masks too
-    are independent of the device split. One with batch statistics (batch
-    norm, spectral norm) sees the whole local batch.
+    A discriminator with batch statistics (batch norm, spectral norm) sees
+    the whole local batch. One without them that draws dropout masks is
+    applied example by example (``vmap``) with each example's own dropout
+    key, so that dropout masks too are independent of the device split. One
+    without either (no dropout, e.g. DCGAN's, the small MLPs') is applied to
+    the whole batch at once: what the per-example path computes (examples do
+    not interact), without turning every layer into B per-example ones
+    (DCGAN 28x28, k = 1, in a scan on CPU: 105 ms per step instead of 236).
     """
     discriminator = self._compute_discriminator
     if d_stats:
       logits, new_stats = _apply(discriminator, d_params, d_stats, x, True,
                                  {"dropout": dropout_keys[0]})
       return logits.astype(jnp.float32), _like(new_stats, d_stats)
+    leaves, params_def = jax.tree.flatten(d_params)
+    if not _draws_rng(discriminator, "dropout", params_def,
+                      tuple(map(_aval, leaves)), _aval(x)):
+      logits = discriminator.apply({"params": d_params}, x, train=True,
+                                   rngs={"dropout": dropout_keys[0]})
+      return logits.astype(jnp.float32), d_stats
 
     def one(xi, key):
       return discriminator.apply({"params": d_params}, xi[None],
@@ -437,7 +530,7 @@ class GAN:
     """One iteration of Algorithm 1: k discriminator updates, then one for G.
 
     Pure and jittable: ``jax.jit(gan.step, donate_argnums=0)``. The k updates
-    run in one ``jax.lax.scan`` (or unrolled on CPU, see ``d_loop``).
+    run in one ``jax.lax.scan`` (or unrolled, see ``d_loop``).
 
     Args:
       state: a ``GANState``.
@@ -459,7 +552,8 @@ class GAN:
     d_keys = jax.random.split(jax.random.fold_in(step_key, 0), self.k)
     g_key = jax.random.fold_in(step_key, 1)
 
-    (d_params, d_opt_state, d_stats), d_metrics = self._d_updates_loop()(
+    loop = self._d_updates_loop(state.d_params, state.d_batch_stats, batch[0])
+    (d_params, d_opt_state, d_stats), d_metrics = loop(
         lambda carry, xs: self._d_update(state, carry, xs),
         (state.d_params, state.d_opt_state, state.d_batch_stats),
         (batch, d_keys))
@@ -482,11 +576,13 @@ class GAN:
       metrics["instance_noise_std"] = self.instance_noise.std_at(state.step)
     return new_state, metrics
 
-  def _d_updates_loop(self) -> Callable:
+  def _d_updates_loop(self, d_params, d_stats, real) -> Callable:
     """``jax.lax.scan``, or the same loop unrolled in Python (see ``d_loop``)."""
     loop = self.d_loop
     if loop == "auto":
-      loop = "unroll" if jax.default_backend() == "cpu" else "scan"
+      slow = (jax.default_backend() == "cpu" and _has_plain_convs(
+          self._compute_discriminator, d_params, d_stats, real))
+      loop = "unroll" if slow else "scan"
     return jax.lax.scan if loop == "scan" else _unrolled_scan
 
   def _check_batch(self, batch) -> None:

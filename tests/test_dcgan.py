@@ -1,5 +1,6 @@
-"""ganjax.models.layers.ConvTranspose and the DCGAN models."""
+"""ganjax.models.layers (ConvTranspose, conv_general_dilated) and the DCGAN models."""
 import functools
+import re
 
 import flax.linen as nn
 import jax
@@ -9,6 +10,7 @@ import pytest
 
 from ganjax.models.dcgan import (DCGANDiscriminator, DCGANGenerator, dcgan,
                                  num_upsamplings)
+from ganjax.models import layers
 from ganjax.models.layers import ConvTranspose, _PhasePlan
 
 
@@ -81,8 +83,12 @@ def test_conv_transpose_matches_flax(shape, features, kernel, strides, padding):
             padding=padding)
   ref = nn.ConvTranspose(**kw, bias_init=nn.initializers.normal(1.0))
   params = ref.init(key(1), x)
-  # impl='auto' picks one of these or plain lax.conv_transpose (= flax).
+  # impl='auto' picks one of these or plain lax.conv_transpose (= flax); the
+  # 'conv' and 'lax' impls also with the canonical-gradient convolution.
   mods = {impl: ConvTranspose(**kw, impl=impl) for impl in ('conv', 'matmul')}
+  for impl in ('conv', 'lax'):
+    mods[impl + '+canonical'] = ConvTranspose(
+        **kw, impl=impl, conv_general_dilated=layers.conv_general_dilated)
 
   @jax.jit  # one compilation for all implementations
   def run(params, x):
@@ -153,6 +159,132 @@ def test_conv_transpose_unsupported_settings_raise():
   with pytest.raises(NotImplementedError, match='kernel_dilation'):
     ConvTranspose(2, (4, 4), strides=(2, 2), kernel_dilation=2).init(
         key(0), x)
+
+
+# ----------------------------------------------------------------------------
+# conv_general_dilated: lax.conv_general_dilated with a canonical backward pass
+
+# (input NHWC, kernel HWIO, strides, padding, lhs_dilation, rhs_dilation,
+# feature_group_count): DCGAN's discriminator convs (4x4 stride 2 SAME, on
+# even and odd sizes), VALID, explicit and negative padding, mixed strides,
+# dilations, feature groups, 1-D and 3-D.
+CONV_CASES = [
+    ((2, 28, 28, 1), (4, 4, 1, 8), (2, 2), 'SAME', None, None, 1),
+    ((2, 7, 7, 8), (4, 4, 8, 16), (2, 2), 'SAME', None, None, 1),
+    ((2, 7, 9, 3), (3, 3, 3, 4), (1, 1), 'VALID', None, None, 1),
+    ((2, 7, 9, 3), (3, 2, 3, 4), (2, 3), ((1, 2), (0, -1)), None, None, 1),
+    ((2, 8, 8, 3), (3, 3, 3, 5), (1, 2), ((2, 1), (1, 1)), (2, 1), (1, 2), 1),
+    ((2, 7, 9, 4), (3, 3, 2, 6), (2, 1), 'SAME', None, None, 2),
+    ((2, 6, 6, 3), (3, 3, 1, 3), (2, 2), 'SAME', None, None, 3),  # depthwise
+    ((2, 9, 3), (3, 3, 4), (2,), 'SAME', None, None, 1),
+    ((1, 5, 6, 4, 2), (3, 2, 3, 2, 3), (2, 1, 2), 'SAME', None, None, 1),
+]
+
+
+def _conv_fns(case):
+  shape, kshape, strides, padding, lhs_d, rhs_d, groups = case
+  nd = len(shape) - 2
+  dn = layers._channels_last_specs(nd)
+  kw = dict(window_strides=strides, padding=padding, lhs_dilation=lhs_d,
+            rhs_dilation=rhs_d, dimension_numbers=dn,
+            feature_group_count=groups)
+  return (lambda x, w: jax.lax.conv_general_dilated(x, w, **kw),
+          lambda x, w: layers.conv_general_dilated(x, w, **kw))
+
+
+def _first_and_second_order(conv, x, w, cot):
+  """Output, (dx, dw), and the gradients of the squared gradient norms."""
+  loss = lambda x, w: jnp.vdot(jnp.sin(conv(x, w)), cot)
+  grads = jax.grad(loss, (0, 1))(x, w)
+  # d/dw ||dL/dx||^2 (a gradient penalty) and d/dx ||dL/dw||^2.
+  gp_w = jax.grad(lambda w: jnp.sum(jax.grad(loss, 0)(x, w) ** 2))(w)
+  gp_x = jax.grad(lambda x: jnp.sum(jax.grad(loss, 1)(x, w) ** 2))(x)
+  return conv(x, w), grads, (gp_w, gp_x)
+
+
+@pytest.mark.parametrize('case', CONV_CASES)
+def test_conv_general_dilated_matches_lax(case):
+  """Same output and first and second order gradients as lax, every case."""
+  ref, mine = _conv_fns(case)
+  x = randn(case[0], seed=0)
+  w = randn(case[1], seed=1, scale=0.3)
+  cot = jnp.cos(jnp.arange(ref(x, w).size, dtype=jnp.float32)).reshape(
+      ref(x, w).shape)
+
+  @jax.jit
+  def run(x, w):
+    return (_first_and_second_order(ref, x, w, cot),
+            _first_and_second_order(mine, x, w, cot))
+
+  want, got = run(x, w)
+  np.testing.assert_array_equal(got[0], want[0])  # the same forward call
+  jax.tree.map(functools.partial(assert_close, tol=1e-6), got[1:], want[1:])
+
+
+def test_conv_general_dilated_under_vmap_and_bfloat16():
+  ref, mine = _conv_fns(CONV_CASES[1])
+  x, w = randn((3, 7, 7, 8), seed=0), randn((4, 4, 8, 16), seed=1, scale=0.3)
+
+  def grads(conv, x, w):
+    # Per-example application, as GAN._discriminate does for dropout models.
+    one = lambda xi, w: conv(xi[None], w)[0]
+    return jax.grad(lambda x, w: jnp.sum(jnp.sin(jax.vmap(
+        one, (0, None))(x, w)).astype(jnp.float32)), (0, 1))(x, w)
+
+  run = jax.jit(lambda x, w: (grads(ref, x, w), grads(mine, x, w)))
+  want, got = run(x, w)
+  jax.tree.map(assert_close, got, want)
+  want, got = run(x.astype(jnp.bfloat16), w.astype(jnp.bfloat16))
+  assert {g.dtype for g in got} == {jnp.dtype(jnp.bfloat16)}
+  jax.tree.map(lambda a, b: assert_close(a.astype(jnp.float32),
+                                         b.astype(jnp.float32), tol=1e-2),
+               got, want)
+
+
+@pytest.mark.skipif(jax.default_backend() != 'cpu', reason='XLA:CPU layouts')
+def test_conv_general_dilated_gradients_are_canonical_inside_scan():
+  """The forward, input and kernel gradient convs in a scan: b01f_01io->b01f.
+
+  With lax.conv_general_dilated the gradient convs inside the loop keep
+  non-canonical dimension numbers (f01b_i01o->01bf), which XLA:CPU runs in a
+  slow loop emitter. (Second order gradients are canonical too, except where
+  XLA's algebraic simplifier swaps the operands of a kernel-gradient conv
+  whose "kernel" is larger than its input, which it does outside loops too.)
+  """
+  ref, mine = _conv_fns(CONV_CASES[1])
+  x, w = randn((3, 7, 7, 8), seed=0), randn((4, 4, 8, 16), seed=1, scale=0.3)
+
+  def labels(conv):
+    grad = jax.grad(lambda x, w: jnp.sum(jnp.sin(conv(x, w))), (0, 1))
+    body = lambda c, x: (c, grad(x, w))
+    hlo = jax.jit(lambda xs: jax.lax.scan(body, 0, xs)).lower(
+        x[None]).compile().as_text()
+    return re.findall(r'convolution\(.*dim_labels=([^,\s]+)', hlo)
+
+  assert labels(mine) == ['b01f_01io->b01f'] * 3
+  assert len(labels(ref)) == 3 and set(labels(ref)) != {'b01f_01io->b01f'}
+
+
+def test_conv_general_dilated_unsupported_arguments_raise():
+  x, w = jnp.ones((1, 6, 6, 4)), jnp.ones((3, 3, 4, 8))
+  conv = functools.partial(layers.conv_general_dilated, window_strides=(1, 1),
+                           padding='SAME')
+  dn = ('NHWC', 'HWIO', 'NHWC')
+  with pytest.raises(NotImplementedError, match='channels-last'):
+    conv(x, w)  # dimension_numbers=None means NCHW
+  with pytest.raises(NotImplementedError, match='channels-last'):
+    conv(jnp.ones((1, 4, 6, 6)), jnp.ones((8, 4, 3, 3)),
+         dimension_numbers=('NCHW', 'OIHW', 'NCHW'))
+  with pytest.raises(NotImplementedError, match='batch_group_count'):
+    conv(x, jnp.ones((3, 3, 4, 2)), dimension_numbers=dn, batch_group_count=2)
+  with pytest.raises(NotImplementedError, match='preferred_element_type'):
+    conv(x, w, dimension_numbers=dn, preferred_element_type=jnp.float32)
+  with pytest.raises(ValueError, match='feature_group_count'):
+    conv(x, w, dimension_numbers=dn, feature_group_count=3)
+  with pytest.raises(ValueError, match='lhs_dilation'):
+    conv(x, w, dimension_numbers=dn, lhs_dilation=(2, 2))
+  with pytest.raises(NotImplementedError, match='1-3 spatial'):
+    conv(jnp.ones((1, 4)), jnp.ones((4, 8)), dimension_numbers=('NC', 'IO', 'NC'))
 
 
 # ----------------------------------------------------------------------------
@@ -297,3 +429,47 @@ def test_pmap_synchronised_batch_norm_matches_single_device():
   for a, b in zip(jax.tree.leaves(upd_dev), jax.tree.leaves(upd)):
     for i in range(n_dev):
       assert_close(a[i], b)
+
+
+@pytest.mark.parametrize('spectral_norm', [False, True])
+def test_fast_conv_grad_discriminator_equals_flax_conv(spectral_norm):
+  """Same parameters, logits, gradients and gradient-penalty gradients."""
+  fast = DCGANDiscriminator((16, 16, 1), base_features=4,
+                            spectral_norm=spectral_norm)
+  slow = fast.clone(fast_conv_grad=False)
+  x = randn(seed=0, shape=(3, 16, 16, 1))
+
+  def results(module, v):
+    def apply(p, x):
+      return module.apply({**v, 'params': p}, x, train=False)
+    loss = lambda p, x: jnp.sum(jnp.sin(apply(p, x)))
+    gp = lambda p: jnp.sum(jax.grad(lambda x: jnp.sum(apply(p, x)))(x) ** 2)
+    return (apply(v['params'], x), jax.grad(loss, (0, 1))(v['params'], x),
+            jax.grad(gp)(v['params']))
+
+  @jax.jit
+  def run(x):
+    v = fast.init(key(1), x, train=False)
+    return v, slow.init(key(1), x, train=False), results(fast, v), results(
+        slow, v)
+
+  v_fast, v_slow, got, want = run(x)
+  jax.tree.map(np.testing.assert_array_equal, v_fast, v_slow)
+  jax.tree.map(functools.partial(assert_close, tol=1e-6), got, want)
+
+
+def test_fast_conv_grad_generator_equals_lax_convs():
+  fast = DCGANGenerator((28, 28, 1), latent_dim=8, base_features=4)
+  slow = fast.clone(fast_conv_grad=False)
+  z = randn(seed=0, shape=(3, 8))
+  v = jax.jit(functools.partial(fast.init, train=False))(key(1), z)
+
+  def grads(module):
+    def loss(p):
+      y, _ = module.apply({**v, 'params': p}, z, train=True,
+                          mutable=['batch_stats'])
+      return jnp.sum(jnp.sin(3 * y))
+    return jax.grad(loss)(v['params'])
+
+  got, want = jax.jit(lambda: (grads(fast), grads(slow)))()
+  jax.tree.map(functools.partial(assert_close, tol=1e-6), got, want)

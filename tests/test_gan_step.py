@@ -1,5 +1,7 @@
 """The k:1 update schedule of Algorithm 1, purity, determinism and input checks."""
 
+import dataclasses
+
 import chex
 import flax.linen as nn
 import jax
@@ -9,6 +11,7 @@ import optax
 import pytest
 
 import ganjax as gj
+from ganjax import gan as gan_lib
 from ganjax import losses
 
 
@@ -85,6 +88,88 @@ def test_scan_and_unrolled_discriminator_loops_agree():
     state = gan.init(jax.random.key(0), batch[0])
     results.append(jax.jit(gan.step)(state, batch))
   chex.assert_trees_all_close(results[0], results[1], atol=1e-5, rtol=1e-5)
+
+
+def _dcgan_gan(**kwargs):
+  G, Dm = gj.models.dcgan(image_shape=(8, 8, 1), latent_dim=4, base_features=4)
+  kwargs = {"k": 2, "latent_dim": 4, "g_optimizer": optax.sgd(0.1),
+            "d_optimizer": optax.sgd(0.1), **kwargs}
+  return gj.GAN(G, kwargs.pop("discriminator", Dm), **kwargs)
+
+
+def _toy_gan():
+  G, Dm = gj.models.toy_mlp(2, hidden=8, depth=2)
+  return gj.GAN(G, Dm, k=2, latent_dim=4, g_optimizer=optax.sgd(0.1),
+                d_optimizer=optax.sgd(0.1))
+
+
+@pytest.mark.parametrize("case", ["dcgan_wgan_gp", "toy"])
+def test_whole_batch_discriminator_matches_per_example(case, monkeypatch):
+  """D without dropout sees whole batches: what the per-example vmap gives."""
+  if case == "toy":
+    gan, shape = _toy_gan(), (2,)
+  else:
+    kwargs = ({"loss": "wasserstein",
+               "penalty": gj.penalties.GradientPenalty(10.0)}
+              if case == "dcgan_wgan_gp" else {})
+    gan, shape = _dcgan_gan(**kwargs), (8, 8, 1)
+  batch = jax.random.uniform(jax.random.key(1), (2, 8) + shape, minval=-1.0)
+  state = gan.init(jax.random.key(0), batch[0])
+  whole = jax.jit(lambda s, b: gan.step(s, b))(state, batch)
+  monkeypatch.setattr(gan_lib, "_draws_rng", lambda *args: True)
+  per_example = jax.jit(lambda s, b: gan.step(s, b))(state, batch)
+  chex.assert_trees_all_close(whole, per_example, atol=1e-5, rtol=1e-5)
+
+
+def test_only_discriminators_with_dropout_are_applied_per_example():
+  def draws(d, shape):
+    x = jnp.zeros((2,) + shape)
+    params = jax.eval_shape(lambda: d.init(jax.random.key(0), x, train=False)
+                            )["params"]
+    leaves, treedef = jax.tree.flatten(params)
+    return gan_lib._draws_rng(d, "dropout", treedef,
+                              tuple(map(gan_lib._aval, leaves)),
+                              gan_lib._aval(x))
+
+  assert draws(gj.models.goodfellow_mlp((4, 4, 1))[1], (4, 4, 1))
+  assert draws(gj.models.MLPDiscriminator((8,), hidden_dropout=0.5), (3,))
+  assert not draws(gj.models.MLPDiscriminator((8,)), (3,))  # dropout rate 0
+  assert not draws(gj.models.toy_mlp(2)[1], (2,))
+  assert not draws(gj.models.dcgan((8, 8, 1), base_features=4)[1], (8, 8, 1))
+
+
+@pytest.mark.parametrize("penalty", [gj.penalties.GradientPenalty(10.0),
+                                     gj.penalties.R1(10.0)])
+def test_penalties_through_fast_conv_grad_match_lax_convs(penalty):
+  """Second order gradients through D's custom-VJP convs, in the scan."""
+  fast = _dcgan_gan(loss="wasserstein", penalty=penalty, d_loop="scan", k=1)
+  slow = dataclasses.replace(
+      fast, discriminator=fast.discriminator.clone(fast_conv_grad=False))
+  batch = jax.random.uniform(jax.random.key(1), (1, 8, 8, 8, 1), minval=-1.0)
+  state = fast.init(jax.random.key(0), batch[0])
+  got = jax.jit(fast.step)(state, batch)
+  want = jax.jit(slow.step)(state, batch)
+  assert float(got[1]["d_penalty"]) > 0
+  chex.assert_trees_all_close(got, want, atol=1e-6, rtol=1e-6)
+
+
+def test_auto_d_loop_scans_unless_plain_convs_on_cpu():
+  batch = jnp.zeros((2, 8, 8, 8, 1))
+
+  def loop(gan, batch=batch):
+    state = gan.init(jax.random.key(0), batch[0])
+    return gan._d_updates_loop(state.d_params, state.d_batch_stats, batch[0])
+
+  assert loop(_dcgan_gan()) is jax.lax.scan
+  assert loop(_dcgan_gan(discriminator=gj.models.DCGANDiscriminator(
+      (8, 8, 1), base_features=4, spectral_norm=True))) is jax.lax.scan
+  assert loop(_mlp_gan(), jnp.zeros((2, 8, 4, 4, 1))) is jax.lax.scan
+  # flax's default convs: XLA:CPU's gradients of them are slow in a loop.
+  plain = gj.models.DCGANDiscriminator((8, 8, 1), base_features=4,
+                                       fast_conv_grad=False)
+  on_cpu = jax.default_backend() == "cpu"
+  assert (loop(_dcgan_gan(discriminator=plain)) is jax.lax.scan) != on_cpu
+  assert loop(_dcgan_gan(discriminator=plain, d_loop="scan")) is jax.lax.scan
 
 
 def test_optimizer_update_counts_are_k_and_one():

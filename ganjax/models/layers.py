@@ -4,14 +4,20 @@
 computes (same parameters, same initialisation, same output up to float
 rounding) in sub-pixel form, without the input-dilated (``lhs_dilation``)
 convolution whose kernel gradient takes a slow path in XLA's CPU backend.
+
+``conv_general_dilated`` is ``lax.conv_general_dilated`` (channels last) with
+a backward pass made of convolutions that XLA:CPU runs fast inside loops too;
+pass it to ``flax.linen.Conv(conv_general_dilated=...)``.
 """
 from __future__ import annotations
 
+import functools
 import itertools
 import math
 from collections.abc import Sequence
 from typing import Any
 
+import jax
 import jax.numpy as jnp
 import numpy as np
 from flax.linen import initializers
@@ -21,6 +27,189 @@ from flax.linen.module import Module, compact
 from jax import lax
 
 Array = Any
+
+
+# ----------------------------------------------------------------------------
+# Convolution with a canonical-layout backward pass
+#
+# XLA:CPU runs a convolution with its fast (Eigen) kernels only when its
+# dimension numbers are canonical, ``b01f_01io->b01f`` (NHWC, HWIO). The
+# gradients of ``lax.conv_general_dilated`` are convolutions with permuted
+# dimension numbers (kernel gradient ``f01b_i01o->01bf``, input gradient
+# ``b01f_01oi->b01f``) that the ``convolution-canonicalization`` pass rewrites
+# into canonical ones only in the entry computation: inside a ``while`` loop
+# (``lax.scan``: the k discriminator updates of ``GAN.step``,
+# ``ganjax.loops.scan_steps``) they run in a naive loop emitter, ~10-25x
+# slower (found with ``jax.profiler`` and ``--xla_dump_to``; measured by
+# ``python -m benchmarks.conv_vjp``). Below, the same gradient convolutions
+# (the transpose rules of ``jax._src.lax.convolution``) are written with
+# explicit transposes of their operands instead, so that every convolution
+# is canonical by construction, in and out of loops.
+
+
+def _channels_last_specs(nd: int) -> tuple[str, str, str]:
+  spatial = 'HWD'[:nd]
+  return 'N' + spatial + 'C', spatial + 'IO', 'N' + spatial + 'C'
+
+
+def _dilate(size: int, d: int) -> int:
+  return 0 if size == 0 else (size - 1) * d + 1
+
+
+@functools.partial(jax.custom_vjp, nondiff_argnums=(2, 3, 4, 5, 6))
+def _canonical_conv(x, w, strides, pads, lhs_dilation, rhs_dilation,
+                    precision):
+  """``[N, *spatial, I] x [*k, I, O] -> [N, *out, O]``, explicit padding."""
+  return lax.conv_general_dilated(
+      x, w, strides, pads, lhs_dilation=lhs_dilation,
+      rhs_dilation=rhs_dilation,
+      dimension_numbers=_channels_last_specs(x.ndim - 2), precision=precision)
+
+
+def _canonical_conv_fwd(x, w, strides, pads, lhs_dilation, rhs_dilation,
+                        precision):
+  y = _canonical_conv(x, w, strides, pads, lhs_dilation, rhs_dilation,
+                      precision)
+  return y, (x, w)
+
+
+def _canonical_conv_bwd(strides, pads, lhs_dilation, rhs_dilation, precision,
+                        res, dy):
+  """Input and kernel gradients, themselves ``_canonical_conv`` calls.
+
+  Being built from ``_canonical_conv`` (plus flips and transposes), the
+  backward pass is differentiable again, with canonical convolutions: second
+  order gradients (gradient penalties) stay exact and fast.
+  """
+  x, w = res
+  nd = x.ndim - 2
+  ks = w.shape[:nd]
+  n_d = [_dilate(n, a) for n, a in zip(x.shape[1:-1], lhs_dilation)]
+  k_d = [_dilate(k, r) for k, r in zip(ks, rhs_dilation)]
+  o_d = [_dilate(o, s) for o, s in zip(dy.shape[1:-1], strides)]
+  # Input gradient: dy dilated by the strides, correlated with the spatially
+  # flipped kernel whose in/out channels are swapped explicitly.
+  wt = jnp.flip(w, tuple(range(nd))).swapaxes(-1, -2).astype(dy.dtype)
+  dx_pads = tuple((kd - lo - 1, nn + kd - 1 - od - (kd - lo - 1))
+                  for nn, kd, od, (lo, _) in zip(n_d, k_d, o_d, pads))
+  dx = _canonical_conv(dy, wt, lhs_dilation, dx_pads, strides, rhs_dilation,
+                       precision)
+  # Kernel gradient: the input's channels play the batch and its batch the
+  # input features, so that the convolution is canonical:
+  #   dw[t, i, o] = sum_{n, p} x_pad[n, s * p + r * t, i] * dy[n, p, o].
+  xt = jnp.moveaxis(x, (0, -1), (-1, 0)).astype(dy.dtype)   # [I, *spatial, N]
+  dyt = jnp.moveaxis(dy, 0, -2)                              # [*out, N, O]
+  dw_pads = tuple((lo, od - nn + kd - 1 - lo)
+                  for nn, kd, od, (lo, _) in zip(n_d, k_d, o_d, pads))
+  dw = _canonical_conv(xt, dyt, rhs_dilation, dw_pads, lhs_dilation, strides,
+                       precision)                            # [I, *k, O]
+  dw = jnp.moveaxis(dw, 0, -2)
+  return dx.astype(x.dtype), dw.astype(w.dtype)
+
+
+_canonical_conv.defvjp(_canonical_conv_fwd, _canonical_conv_bwd)
+
+
+def _as_tuple(v, nd: int, name: str) -> tuple[int, ...]:
+  if v is None:
+    return (1,) * nd
+  v = tuple(int(d) for d in v)
+  if len(v) != nd:
+    raise ValueError(f'conv_general_dilated: {name} needs {nd} entries (one '
+                     f'per spatial dimension), got {v}.')
+  return v
+
+
+def conv_general_dilated(lhs, rhs, window_strides: Sequence[int], padding: Any,
+                         lhs_dilation: Sequence[int] | None = None,
+                         rhs_dilation: Sequence[int] | None = None,
+                         dimension_numbers: Any = None,
+                         feature_group_count: int = 1,
+                         batch_group_count: int = 1, precision: Any = None,
+                         preferred_element_type: Any = None) -> Array:
+  """``lax.conv_general_dilated`` with a backward pass that XLA:CPU runs fast.
+
+  A drop-in for the channels-last convolutions ``flax.linen.Conv`` builds:
+  ``nn.Conv(..., conv_general_dilated=conv_general_dilated)``. The forward
+  pass is the same ``lax.conv_general_dilated`` call; the gradients are the
+  same convolutions as JAX's, written so that their dimension numbers are
+  canonical (fast in XLA:CPU inside ``lax.scan`` too, where JAX's are ~10x
+  slower). Differentiable to any order in reverse mode (``jax.grad`` of
+  ``jax.grad``: gradient penalties) and under ``vmap``, ``pmap`` and
+  ``shard_map``; forward mode (``jax.jvp``, ``jax.jacfwd``) is not supported
+  (a ``jax.custom_vjp``).
+
+  Args:
+    lhs: ``[N, *spatial, in]`` (1-3 spatial dimensions).
+    rhs: ``[*kernel, in / feature_group_count, out]``.
+    window_strides: one stride per spatial dimension.
+    padding: ``'SAME'``, ``'SAME_LOWER'``, ``'VALID'`` or ``(low, high)``
+      pairs, as in ``lax.conv_general_dilated``.
+    lhs_dilation, rhs_dilation: input and kernel dilation (default 1).
+    dimension_numbers: must be channels last: ``('NHWC', 'HWIO', 'NHWC')`` or
+      the equivalent (what flax passes); 1-D and 3-D alike.
+    feature_group_count: > 1 is computed as that many ungrouped convolutions
+      of channel slices, concatenated (same sums).
+    batch_group_count: must be 1.
+    precision: passed to every convolution, forward and backward.
+    preferred_element_type: must be None.
+
+  Returns:
+    ``[N, *out_spatial, out]``, what ``lax.conv_general_dilated`` returns.
+
+  Raises:
+    NotImplementedError: for other layouts, ``batch_group_count > 1`` or a
+      ``preferred_element_type``; use ``lax.conv_general_dilated`` for those.
+  """
+  nd = lhs.ndim - 2
+  if not 1 <= nd <= 3:
+    raise NotImplementedError(
+        f'conv_general_dilated supports 1-3 spatial dimensions, got input of '
+        f'shape {lhs.shape}.')
+  specs = _channels_last_specs(nd)
+  want = lax.conv_dimension_numbers(lhs.shape, rhs.shape, specs)
+  got = (None if dimension_numbers is None else
+         lax.conv_dimension_numbers(lhs.shape, rhs.shape, dimension_numbers))
+  if got != want:
+    raise NotImplementedError(
+        f'conv_general_dilated supports channels-last convolutions only '
+        f'(dimension_numbers {specs} or equivalent), got {dimension_numbers!r}'
+        ' (None means NCHW); use lax.conv_general_dilated.')
+  if batch_group_count != 1:
+    raise NotImplementedError(
+        f'conv_general_dilated: batch_group_count must be 1, got '
+        f'{batch_group_count}; use lax.conv_general_dilated.')
+  if preferred_element_type is not None:
+    raise NotImplementedError(
+        'conv_general_dilated: preferred_element_type is not supported; use '
+        'lax.conv_general_dilated.')
+  strides = _as_tuple(window_strides, nd, 'window_strides')
+  lhs_dilation = _as_tuple(lhs_dilation, nd, 'lhs_dilation')
+  rhs_dilation = _as_tuple(rhs_dilation, nd, 'rhs_dilation')
+  groups = int(feature_group_count)
+  if groups < 1 or lhs.shape[-1] != groups * rhs.shape[-2] \
+      or rhs.shape[-1] % groups:
+    raise ValueError(
+        f'conv_general_dilated: feature_group_count={feature_group_count} '
+        f'does not fit input features {lhs.shape[-1]}, kernel {rhs.shape} '
+        '(needs in = groups * kernel in, out divisible by groups).')
+  if isinstance(padding, str):
+    if any(a != 1 for a in lhs_dilation):
+      raise ValueError('conv_general_dilated: string padding is not '
+                       'supported with lhs_dilation; give (low, high) pairs.')
+    k_d = [_dilate(k, r) for k, r in zip(rhs.shape[:nd], rhs_dilation)]
+    padding = lax.padtype_to_pads(lhs.shape[1:-1], k_d, strides, padding)
+  pads = tuple((int(lo), int(hi)) for lo, hi in padding)
+  if len(pads) != nd:
+    raise ValueError(f'conv_general_dilated: padding needs {nd} pairs, got '
+                     f'{padding}.')
+  conv = lambda x, w: _canonical_conv(x, w, strides, pads, lhs_dilation,
+                                      rhs_dilation, precision)
+  if groups == 1:
+    return conv(lhs, rhs)
+  xs = jnp.split(lhs, groups, axis=-1)
+  ws = jnp.split(rhs, groups, axis=-1)
+  return jnp.concatenate([conv(x, w) for x, w in zip(xs, ws)], axis=-1)
 
 
 def _conv_transpose_padding(k: int, s: int, padding: str) -> tuple[int, int]:
@@ -115,6 +304,7 @@ def conv_transpose_phase(
     precision=None,
     preferred_element_type=None,
     impl: str = 'auto',
+    conv_general_dilated=None,
 ) -> Array:
   """``lax.conv_transpose`` (NHWC/HWIO, ``transpose_kernel=False``) via one ordinary conv.
 
@@ -130,6 +320,9 @@ def conv_transpose_phase(
       matmul), ``'conv'`` (one stride-1 ``conv_general_dilated``), ``'lax'``
       (no phase form: plain ``lax.conv_transpose``), or ``'auto'``, which picks
       the fastest measured on XLA:CPU (see ``benchmarks/conv_transpose_layers.py``).
+    conv_general_dilated: the convolution of the ``'conv'`` and ``'lax'``
+      impls (default ``lax.conv_general_dilated``), e.g. this module's
+      :func:`conv_general_dilated`, whose gradients are fast inside loops.
 
   Returns:
     ``[N, *out_spatial, out]``, equal to ``lax.conv_transpose`` on the same
@@ -151,15 +344,25 @@ def conv_transpose_phase(
       impl = 'matmul'
     else:
       impl = 'conv'
-  if impl == 'lax':
-    return lax.conv_transpose(
-        inputs, kernel, tuple(strides), padding, precision=precision,
-        preferred_element_type=preferred_element_type)
-
   if isinstance(padding, str):
     pads = [_conv_transpose_padding(k, s, padding) for k, s in zip(ks, strides)]
   else:
     pads = [tuple(p) for p in padding]
+  spec = {1: ('NHC', 'HIO', 'NHC'), 2: ('NHWC', 'HWIO', 'NHWC'),
+          3: ('NHWDC', 'HWDIO', 'NHWDC')}[nd]
+  conv_kw = dict(dimension_numbers=spec, precision=precision)
+  if preferred_element_type is not None:
+    conv_kw['preferred_element_type'] = preferred_element_type
+  conv = conv_general_dilated or lax.conv_general_dilated
+  if impl == 'lax':
+    if conv_general_dilated is None:
+      return lax.conv_transpose(
+          inputs, kernel, tuple(strides), padding, precision=precision,
+          preferred_element_type=preferred_element_type)
+    # What lax.conv_transpose computes (transpose_kernel=False).
+    return conv(inputs, kernel, (1,) * nd, pads, lhs_dilation=tuple(strides),
+                **conv_kw)
+
   plans = [
       _PhasePlan(n, k, s, lo, hi)
       for n, k, s, (lo, hi) in zip(inputs.shape[1:-1], ks, strides, pads)
@@ -176,11 +379,7 @@ def conv_transpose_phase(
     # Pad explicitly: XLA:CPU's kernel gradient of an even-sized kernel with
     # conv padding is pathologically slow (1.6 s vs 40 ms for 7x7x128, 2x2).
     x = jnp.pad(x, [(0, 0)] + pads + [(0, 0)])
-    spec = {1: ('NHC', 'HIO', 'NHC'), 2: ('NHWC', 'HWIO', 'NHWC'),
-            3: ('NHWDC', 'HWDIO', 'NHWDC')}[nd]
-    z = lax.conv_general_dilated(
-        x, w, (1,) * nd, 'VALID', dimension_numbers=spec, precision=precision,
-        preferred_element_type=preferred_element_type)
+    z = conv(x, w, (1,) * nd, 'VALID', **conv_kw)
   else:  # matmul
     # im2col: every tap's shifted view side by side on the channel axis, in
     # the (m_1..m_d, in) order of w's rows, then one matmul.
@@ -263,6 +462,10 @@ class ConvTranspose(Module):
     preferred_element_type: accumulation dtype of the convolution.
     impl: ``'auto'`` (default), ``'matmul'``, ``'conv'`` or ``'lax'``; see
       :func:`conv_transpose_phase`. All give the same result.
+    conv_general_dilated: the convolution function (as in ``nn.Conv``);
+      None: ``lax.conv_general_dilated`` (``lax.conv_transpose`` for the
+      ``'lax'`` impl). :func:`conv_general_dilated` computes the same, with
+      gradients that XLA:CPU runs fast inside loops.
   """
 
   features: int
@@ -281,6 +484,7 @@ class ConvTranspose(Module):
   promote_dtype: Any = promote_dtype
   preferred_element_type: Any = None
   impl: str = 'auto'
+  conv_general_dilated: Any = None
 
   @compact
   def __call__(self, inputs: Array) -> Array:
@@ -343,7 +547,8 @@ class ConvTranspose(Module):
     y = conv_transpose_phase(inputs, kernel, strides, padding,
                              precision=self.precision,
                              preferred_element_type=self.preferred_element_type,
-                             impl=self.impl)
+                             impl=self.impl,
+                             conv_general_dilated=self.conv_general_dilated)
     if bias is not None:
       y += jnp.reshape(bias, (1,) * (y.ndim - 1) + (-1,))
     if num_batch_dims != 1:
