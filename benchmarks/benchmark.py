@@ -48,7 +48,6 @@ import jax.numpy as jnp  # pylint: disable=wrong-import-position
 import optax  # pylint: disable=wrong-import-position
 
 import ganjax as gj  # pylint: disable=wrong-import-position
-from benchmarks import conv_vjp  # pylint: disable=wrong-import-position
 from benchmarks import naive as naive_lib  # pylint: disable=wrong-import-position
 from benchmarks.machine import cpu_name, load_average
 
@@ -84,18 +83,16 @@ class Config:
 
 
 def make_gan(model: str, k: int, compute_dtype=None, d_loop: str | None = None,
-             canonical_conv_vjp: bool = False, whole_batch_d: bool = False
-             ) -> gj.GAN:
+             fast_conv_grad: bool = True) -> gj.GAN:
   """The benchmark's GAN: Adam(2e-4, b1=0.5) for both players, non-saturating.
 
-  ``canonical_conv_vjp`` / ``whole_batch_d``: the prototype of
-  ``benchmarks/conv_vjp.py`` (DCGAN only).
+  ``fast_conv_grad=False`` (DCGAN only): G and D with flax's default
+  convolutions (``lax.conv_general_dilated``'s gradients) instead of
+  ``ganjax.models.layers.conv_general_dilated``.
   """
   G, D = MODELS[model][0]()
-  if canonical_conv_vjp:
-    D = conv_vjp.canonical_vjp_discriminator(D)
-  if whole_batch_d:
-    D = conv_vjp.WholeBatch(D)
+  if not fast_conv_grad:
+    G, D = G.clone(fast_conv_grad=False), D.clone(fast_conv_grad=False)
   kwargs = {}
   if d_loop is not None and HAS_D_LOOP:
     kwargs["d_loop"] = d_loop
@@ -105,6 +102,14 @@ def make_gan(model: str, k: int, compute_dtype=None, d_loop: str | None = None,
                 g_optimizer=optax.adam(2e-4, b1=0.5),
                 d_optimizer=optax.adam(2e-4, b1=0.5), k=k, latent_dim=100,
                 **kwargs)
+
+
+def resolved_d_loop(gan: gj.GAN, state, batch) -> str:
+  """What ``gan.d_loop`` compiles to here: ``'scan'`` or ``'unroll'``."""
+  if not HAS_D_LOOP:
+    return "scan"
+  loop = gan._d_updates_loop(state.d_params, state.d_batch_stats, batch[0])  # pylint: disable=protected-access
+  return "scan" if loop is jax.lax.scan else "unroll"
 
 
 def synthetic_batch(model: str, k: int, batch_size: int, seed: int = 1):
@@ -206,27 +211,29 @@ def throughput(cfg: Config, models=("small_mlp", "goodfellow_mlp", "dcgan"),
                ) -> list[dict]:
   """Fused step vs naive loop vs PyTorch, interleaved per (model, k).
 
-  ``variants``: also time the fused step with ``d_loop='scan'`` (when the
-  default unrolls) and, for DCGAN, with the canonical conv VJP prototype.
+  ``variants``: also time the fused step with the other ``d_loop`` than the
+  default's and, for DCGAN, the scan with flax's default convolutions.
   """
   rows = []
-  with_torch = torch_available() and jax.default_backend() == "cpu"
+  with_torch = (bool(torch_threads) and jax.default_backend() == "cpu"
+                and torch_available())
   for model in models:
     batch_size = MODELS[model][1]
     for k in ks:
       batch = synthetic_batch(model, k, batch_size)
       cands, flops, compile_s = {}, {}, {}
       fused = [("ganjax fused", {})]
-      if variants and HAS_D_LOOP and jax.default_backend() == "cpu":
-        fused = [("ganjax fused (d_loop=auto: unrolled on CPU)", {}),
-                    ("ganjax fused (d_loop=scan)", {"d_loop": "scan"})]
-      if variants and model == "dcgan":
-        fused.append(("ganjax fused (scan) + canonical conv VJP [prototype]",
-                      {"d_loop": "scan", "canonical_conv_vjp": True}))
-        fused.append(("ganjax fused (scan) + canonical conv VJP + whole-batch "
-                      "D [prototype]", {"d_loop": "scan",
-                                        "canonical_conv_vjp": True,
-                                        "whole_batch_d": True}))
+      if variants and HAS_D_LOOP:
+        gan = make_gan(model, k)
+        default = resolved_d_loop(gan, gan.init(jax.random.key(0), batch[0]),
+                                  batch)
+        other = "unroll" if default == "scan" else "scan"
+        fused = [(f"ganjax fused (default, d_loop=auto: {default})", {}),
+                 (f"ganjax fused (d_loop={other})", {"d_loop": other})]
+        if model == "dcgan":
+          fused.append(("ganjax fused (d_loop=scan), flax's default convs "
+                        "(fast_conv_grad=False)",
+                        {"d_loop": "scan", "fast_conv_grad": False}))
       for name, kw in fused:
         gan = make_gan(model, k, **kw)
         state = gan.init(jax.random.key(0), batch[0])
@@ -288,7 +295,7 @@ def compile_times(cfg: Config, models=("small_mlp", "dcgan"),
 
 
 def _scan_models():
-  """(label, GAN, sampler) for the scan-over-steps comparison."""
+  """(label, GAN, sampler, example[, steps per call]) for scan_steps."""
   out = []
   G, D = gj.models.toy_mlp(2, hidden=128, depth=3)
   toy = gj.GAN(G, D, g_optimizer=optax.adam(1e-4, b1=0.5),
@@ -305,19 +312,29 @@ def _scan_models():
     return data[jax.random.randint(key, (64,), 0, data.shape[0])][None]
 
   out.append(("small MLP, B 64, data on device", small, sample, data[:64]))
+  # DCGAN: every conv gradient inside the scan over steps; 10 steps per call
+  # (a call of 100 would take ~10 s).
+  images = data * 2.0 - 1.0
+  dcgan = make_gan("dcgan", 1)
+
+  def sample_images(key):
+    return images[jax.random.randint(key, (64,), 0, images.shape[0])][None]
+
+  out.append(("DCGAN 28x28, B 64, data on device", dcgan, sample_images,
+              images[:64], 10))
   return out
 
 
 def scan_steps(cfg: Config) -> list[dict]:
   """scan_steps(num_steps=N) per call vs one step per call (N calls)."""
   rows = []
-  n = cfg.scan_steps
-  for label, gan, sample, example in _scan_models():
+  for label, gan, sample, example, *steps in _scan_models():
+    n = min(steps[0], cfg.scan_steps) if steps else cfg.scan_steps
     fused = gj.loops.scan_steps(gan.step, sample, n)
-    single = gj.loops.scan_steps(gan.step, sample, 1)
+    single = fused if n == 1 else gj.loops.scan_steps(gan.step, sample, 1)
     data_key = jax.random.key(11)
-    holders = {"fused": [gan.init(jax.random.key(0), example)],
-               "single": [gan.init(jax.random.key(0), example)]}
+    state = gan.init(jax.random.key(0), example)
+    holders = {"fused": [state], "single": [jax.tree.map(jnp.copy, state)]}
 
     def run_fused(calls, h=holders["fused"], f=fused):
       s = h[0]
@@ -480,10 +497,10 @@ def render(results: dict, cfg: Config, argv: list[str], started: str,
   ]
   if backend == "cpu":
     out += [
-        "- **This machine is shared**: other jobs kept the load above the "
-        "core count, so absolute times are inflated and noisy; compare the "
-        "ratios within a table. No GPU was available: the GPU rows are not "
-        "measured.",
+        "- **This machine is shared** with other jobs (see the load "
+        "averages above), so absolute times may be inflated and noisy; "
+        "compare the ratios within a table. No GPU was available: the GPU "
+        "rows are not measured.",
     ]
   out.append("")
 
@@ -499,10 +516,12 @@ def render(results: dict, cfg: Config, argv: list[str], started: str,
             "threads (its default is 2 here; its OpenMP threads suffer "
             "most from the oversubscribed cores). GFLOP/s: XLA cost "
             "analysis / step time (k = 1 only: XLA counts a loop body once). "
-            "`[prototype]` rows: not the library's code, see "
-            "`benchmarks/conv_vjp.py` (D's convolutions with a backward pass "
-            "that XLA:CPU runs fast inside loops; `whole-batch D`: D applied "
-            "to whole batches instead of vmapped per example).",
+            "`d_loop`: the k D updates in one `lax.scan` or unrolled (the "
+            "default, `auto`, scans unless the discriminator has plain `lax` "
+            "convolutions on CPU). DCGAN's convs use "
+            "`ganjax.models.layers.conv_general_dilated`, whose gradients "
+            "XLA:CPU runs fast inside loops; the `flax's default convs` row "
+            "shows the scan without it (`benchmarks/conv_vjp.py`).",
             "",
             "| model | k | B | candidate | step (ms) | min-max over rounds (ms) "
             "| real images/s | compile (s) | GFLOP/s |",
@@ -521,8 +540,8 @@ def render(results: dict, cfg: Config, argv: list[str], started: str,
             "Trace + lower + XLA compile of `jax.jit(gan.step)`, caches "
             "cleared before each; median of "
             f"{rows[0]['runs']} interleaved runs. `scan`: the k D updates in "
-            "one `lax.scan`; `unroll`: k copies (the CPU default of "
-            "`GAN(d_loop='auto')`).", "",
+            "one `lax.scan` (what `GAN(d_loop='auto')` compiles for these "
+            "models); `unroll`: k copies.", "",
             "| model | d_loop | " + " | ".join(f"k={k} (s)" for k in ks)
             + f" | k={ks[-1]} / k={ks[0]} |",
             "|---|---|" + "---:|" * (len(ks) + 1)]
@@ -540,7 +559,7 @@ def render(results: dict, cfg: Config, argv: list[str], started: str,
     out += ["## 3. Many steps per call: `ganjax.loops.scan_steps`", "",
             "Both candidates run the same jitted `scan_steps` body (batch "
             "sampled on the device, then `gan.step`); one call per "
-            f"{cfg.scan_steps} steps vs one call per step.", "",
+            f"{cfg.scan_steps} steps (DCGAN: 10) vs one call per step.", "",
             "| model | candidate | ms/step | steps/s | real images/s |",
             "|---|---|---:|---:|---:|"]
     for r in rows:
@@ -614,17 +633,13 @@ def summary(results: dict, cfg: Config) -> list[str]:
     line(f">= {want}x PyTorch (best of its thread settings), {LABELS[model]}, "
          f"B {MODELS[model][1]}, k = {k}", None if r is None else f"{r:.2f}x",
          r is not None and r >= want)
-  proto = "ganjax fused (scan) + canonical conv VJP + whole-batch"
-  for k in (1, 5):
-    r = _ratio(rows, "dcgan", k, proto, "PyTorch")
-    if r is not None:
-      line(f">= 1.0x PyTorch, DCGAN 28x28, k = {k}, scan + canonical conv VJP "
-           "+ whole-batch D [prototype]", f"{r:.2f}x", r >= 1.0)
-    r = _ratio(rows, "dcgan", k, proto, "ganjax fused (d_loop=auto")
-    if r is not None:
-      line(f"(info) DCGAN k = {k}: prototype (scan + canonical conv VJP + "
-           "whole-batch D) vs the default unrolled step", f"{r:.2f}x",
-           r >= 1.0)
+  for model in MODELS:
+    for k in (1, 5):
+      r = _ratio(rows, model, k, "ganjax fused (default, d_loop=auto: scan)",
+                 "ganjax fused (d_loop=unroll)")
+      if r is not None:
+        line(f"scan default as fast as unrolled (>= 0.95x), {LABELS[model]}, "
+             f"k = {k}", f"{r:.2f}x", r >= 0.95)
   rows = results.get("scan_steps") or []
   fused = [r for r in rows if r["candidate"].startswith("scan_steps(")
            and not r["candidate"].startswith("scan_steps(1)")]
@@ -632,7 +647,7 @@ def summary(results: dict, cfg: Config) -> list[str]:
     s = next(r for r in rows if r["model"] == f["model"]
              and r["candidate"].startswith("scan_steps(1)"))
     ratio = s["step_ms"] / f["step_ms"]
-    line(f"scan_steps({cfg.scan_steps}) >= 3x single steps, {f['model']}",
+    line(f"{f['candidate'].split(':')[0]} >= 3x single steps, {f['model']}",
          f"{ratio:.2f}x", ratio >= 3)
   rows = results.get("compile") or []
   for model in dict.fromkeys(r["model"] for r in rows):

@@ -1,6 +1,6 @@
 """Per-op time of a training step from a ``jax.profiler`` trace.
 
-    python -m benchmarks.profile_step --model dcgan --k 1 [--variant fused|naive|scan|canonical]
+    python -m benchmarks.profile_step --model dcgan --k 1 [--variant fused|naive|scan|unroll|lax_convs]
 
 Runs a few warm steps under ``jax.profiler.trace`` (Perfetto JSON), then sums
 the duration of every XLA op (thunk) by name and prints the top ones with
@@ -75,7 +75,9 @@ def main():
   parser.add_argument("--model", default="dcgan", choices=sorted(bm.MODELS))
   parser.add_argument("--k", type=int, default=1)
   parser.add_argument("--variant", default="fused",
-                      choices=["fused", "naive", "scan", "canonical"])
+                      choices=["fused", "naive", "scan", "unroll", "lax_convs"],
+                      help="fused: the default step; lax_convs: DCGAN in a "
+                      "scan with flax's default convs (fast_conv_grad=False)")
   parser.add_argument("--top", type=int, default=25)
   args = parser.parse_args()
   batch_size = bm.MODELS[args.model][1]
@@ -91,8 +93,8 @@ def main():
     hlo = [naive.d_step.lower(holder[0], batch[0]).compile().as_text(),
            naive.g_step.lower(holder[0], batch[0]).compile().as_text()]
   else:
-    kw = {"scan": {"d_loop": "scan"},
-          "canonical": {"d_loop": "scan", "canonical_conv_vjp": True}
+    kw = {"scan": {"d_loop": "scan"}, "unroll": {"d_loop": "unroll"},
+          "lax_convs": {"d_loop": "scan", "fast_conv_grad": False}
           }.get(args.variant, {})
     gan = bm.make_gan(args.model, args.k, **kw)
     state = gan.init(jax.random.key(0), batch[0])
