@@ -207,7 +207,11 @@ class PeriodicEvaluator:
     """Scores ``state`` (one copy, not replicated) at ``step``, logs the
     scores, and saves it as the best checkpoint when it is."""
     start = time.time()
-    metrics = self.scores(state)
+    try:
+      metrics = self.scores(state)
+    except gj.metrics.InvalidSamplesError as e:  # e.g. NaN samples from G
+      print(f"[eval] step {step}: not scored: {e}", file=sys.stderr)
+      return {"eval_seconds": time.time() - start}
     metrics["eval_seconds"] = time.time() - start
     self.writer.scalars(step, metrics, prefix="eval/")
     if self.best_short is not None:

@@ -657,13 +657,14 @@ def train_and_evaluate(config: ml_collections.ConfigDict, workdir: str,
         log_due = _is_due(step, config.log_every, num_steps)
         eval_due = _is_due(step, config.eval_every, num_steps)
         ckpt_due = _is_due(step, config.checkpoint_every, num_steps)
-        if log_due or eval_due or ckpt_due or stop.signum:
+        score_due = scorer is not None and scorer.is_due(step, num_steps)
+        if log_due or eval_due or ckpt_due or score_due or stop.signum:
           fetch()  # checks finiteness before anything is written
         if log_due:
           log(step)
         if eval_due:
           sampler(step, host_state(state))
-        if scorer is not None and scorer.is_due(step, num_steps):
+        if score_due:
           last_scores = scorer(step, host_state(state))
           t_log += last_scores["eval_seconds"]  # steps/s counts training only
         if ckpt_due or stop.signum:
