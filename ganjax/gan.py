@@ -96,13 +96,17 @@ def _draws_rng(module: nn.Module, collection: str, params_def, params_avals,
   of the jaxpr (dropout with rate > 0 in training mode) or not (no dropout
   layer, or rate 0: flax does not draw then). Cached for hashable modules.
   """
+  draws = _draws_rng_cached if _hashable(module) else _draws_rng_uncached
+  return draws(module, collection, params_def, params_avals, x_aval)
+
+
+def _hashable(module: nn.Module) -> bool:
+  """Whether ``module`` can key a cache (not, e.g., with an array field)."""
   try:
     hash(module)
-  except TypeError:  # e.g. an array field
-    return _draws_rng_uncached(module, collection, params_def, params_avals,
-                               x_aval)
-  return _draws_rng_cached(module, collection, params_def, params_avals,
-                           x_aval)
+  except TypeError:
+    return False
+  return True
 
 
 def _draws_rng_uncached(module, collection, params_def, params_avals, x_aval):
@@ -181,9 +185,7 @@ def _jitted_init(module: nn.Module, key: jax.Array, x: jax.Array):
 def _init_variables(module: nn.Module, key: jax.Array, x: jax.Array):
   """``module.init`` (eval mode), jitted; compiled once per (equal) module
   and input shape when the module is hashable."""
-  try:
-    hash(module)
-  except TypeError:  # e.g. an array field
+  if not _hashable(module):
     return jax.jit(lambda key: module.init({"params": key}, x, train=False))(key)
   return _jitted_init(module, key, x)
 
