@@ -352,3 +352,112 @@ def test_prefetch_sharded_over_devices():
   with pytest.raises(ValueError, match="leading axis"):
     next(pipeline.prefetch_to_device(
         pipeline.batches("digits", batch_size=8), devices=devices))
+
+
+# ------------------------------------------------------ labelled batches ---
+
+def _digits_reference(seed, n, split="train"):
+  """The first n examples of the in-memory stream, by hand: epoch 0's
+  permutation seeded by (seed, 0), pixels 0..16 mapped to [-1, 1]."""
+  images, labels = sources.load_digits(split)
+  idx = np.random.default_rng([seed, 0]).permutation(len(images))[:n]
+  return images[idx].astype(np.float32) / 16 * 2 - 1, labels[idx]
+
+
+def test_digits_labels_stay_with_their_images():
+  from sklearn import datasets  # pylint: disable=g-import-not-at-top
+  plain = next(pipeline.batches("digits", batch_size=16, k=3, seed=5))
+  batch = next(pipeline.batches("digits", batch_size=16, k=3, seed=5,
+                                labels=True))
+  assert set(batch) == {"image", "label"}
+  x, y = batch["image"], batch["label"]
+  assert x.shape == (3, 16, 8, 8, 1) and x.dtype == np.float32
+  assert y.shape == (3, 16) and y.dtype == np.int32
+  # Unconditional output unchanged: the same values as before labels existed.
+  ref_x, ref_y = _digits_reference(5, 48)
+  np.testing.assert_array_equal(plain, ref_x.reshape(plain.shape))
+  np.testing.assert_array_equal(x, plain)
+  np.testing.assert_array_equal(y.ravel(), ref_y)
+  # Each label is sklearn's target of that very image.
+  digits = datasets.load_digits()
+  table = {im.astype(np.uint8).tobytes(): t
+           for im, t in zip(digits.images, digits.target)}
+  pixels = np.round((x + 1) / 2 * 16).astype(np.uint8).reshape(-1, 8, 8)
+  assert [table[p.tobytes()] for p in pixels] == list(y.ravel())
+
+
+def test_labelled_device_layout_and_numpy_pairs():
+  images = unique_images(40)
+  labels = np.arange(40) % 7
+  b = next(pipeline.batches((images, labels), batch_size=8, k=2, seed=1,
+                            value_range=(0, 1), labels=True))
+  ids = np.round(b["image"][..., 0, 0, 0] * 255).astype(int)
+  np.testing.assert_array_equal(b["label"], ids % 7)
+  # The pair without labels=True yields the plain array of the images alone.
+  np.testing.assert_array_equal(
+      next(pipeline.batches((images, labels), batch_size=8, k=2, seed=1)),
+      next(pipeline.batches(images, batch_size=8, k=2, seed=1)))
+  bd = next(pipeline.batches((images, labels), batch_size=8, k=2, seed=1,
+                             value_range=(0, 1), labels=True, num_devices=4))
+  assert bd["image"].shape == (4, 2, 2, 4, 4, 1) and bd["label"].shape == (4, 2, 2)
+  for d in range(4):
+    np.testing.assert_array_equal(bd["label"][d], b["label"][:, 2 * d:2 * d + 2])
+    np.testing.assert_array_equal(bd["image"][d], b["image"][:, 2 * d:2 * d + 2])
+  assert pipeline.num_classes((images, labels)) == 7
+  assert pipeline.num_classes(images) is None
+  assert pipeline.data_shape((images, labels)) == (4, 4, 1)
+  with pytest.raises(ValueError, match="no class labels"):
+    pipeline.batches(images, batch_size=8, labels=True)
+  with pytest.raises(ValueError, match=r"shape \(40,\)"):
+    pipeline.batches((images, labels[:5]), batch_size=8, labels=True)
+
+
+def test_toy_mixture_labels_are_the_modes():
+  from ganjax.data import toy  # pylint: disable=g-import-not-at-top
+  for name, centers in (("toy_ring8", toy.ring_centers()),
+                        ("toy_grid25", toy.grid_centers())):
+    plain = next(pipeline.batches(name, batch_size=64, k=2, seed=3))
+    b = next(pipeline.batches(name, batch_size=64, k=2, seed=3, labels=True))
+    np.testing.assert_array_equal(b["image"], plain)
+    assert b["label"].shape == (2, 64) and b["label"].dtype == np.int32
+    nearest = np.argmin(np.linalg.norm(
+        plain[..., None, :] - np.asarray(centers), axis=-1), axis=-1)
+    np.testing.assert_array_equal(b["label"], nearest)
+    assert pipeline.num_classes(name) == len(centers)
+  assert pipeline.num_classes("toy_gaussian1d") is None
+  with pytest.raises(ValueError, match="no class labels"):
+    pipeline.batches("toy_gaussian1d", labels=True)
+
+
+def test_tfds_labels_stay_with_their_images(mock_tfds):
+  import tensorflow_datasets as tfds  # pylint: disable=g-import-not-at-top
+  whole = tfds.as_numpy(tfds.builder("mnist").as_dataset(split="train"))
+  table = {ex["image"].tobytes(): int(ex["label"]) for ex in whole}
+  plain = next(pipeline.batches("mnist", batch_size=8, k=2, seed=0,
+                                value_range=(0, 1)))
+  b = next(pipeline.batches("mnist", batch_size=8, k=2, seed=0,
+                            value_range=(0, 1), labels=True))
+  np.testing.assert_array_equal(b["image"], plain)
+  assert b["label"].shape == (2, 8) and b["label"].dtype == np.int32
+  pixels = np.round(b["image"] * 255).astype(np.uint8).reshape(-1, 28, 28, 1)
+  assert [table[p.tobytes()] for p in pixels] == list(b["label"].ravel())
+  bd = next(pipeline.batches("mnist", batch_size=8, k=2, seed=0,
+                             value_range=(0, 1), labels=True, num_devices=4))
+  for d in range(4):
+    np.testing.assert_array_equal(bd["label"][d], b["label"][:, 2 * d:2 * d + 2])
+    np.testing.assert_array_equal(bd["image"][d], b["image"][:, 2 * d:2 * d + 2])
+  assert pipeline.num_classes("cifar10") == 10
+  assert pipeline.num_classes("celeb_a") is None
+  with pytest.raises(ValueError, match="no class labels"):
+    pipeline.batches("celeb_a", image_size=(32, 32), labels=True)
+
+
+def test_real_fashion_mnist_labels(fashion_mnist_dir):
+  images, labels = sources.load_fashion_mnist_idx("test")
+  table = {hashlib.sha1(im.tobytes()).digest(): int(t)
+           for im, t in zip(images, labels)}
+  b = next(pipeline.batches("fashion_mnist", batch_size=64, split="test[:512]",
+                            value_range=(0, 1), data_dir=fashion_mnist_dir,
+                            labels=True))
+  assert [table[h] for h in _hashes(b["image"])] == list(b["label"].ravel())
+  assert pipeline.num_classes("fashion_mnist", data_dir=fashion_mnist_dir) == 10

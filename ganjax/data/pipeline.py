@@ -10,10 +10,22 @@ numpy float32 arrays:
   (d+1)*B/devices - 1`` of each minibatch, the layout of
   ``gj.parallel.shard`` on ``[k, B, ...]``.
 
+With ``labels=True`` (class-conditional GANs) each yield is instead a dict
+``{"image": float32 [k, B, *data_shape], "label": int32 [k, B]}`` (the same
+device layout on both), the batch format of ``gan.step`` for labelled data;
+``label[i, j]`` is the class of ``image[i, j]``. Without it the output is the
+plain array above, the same values whether the source has labels or not.
+
 Sources: any TFDS image data set by name (``"mnist"``, ``"fashion_mnist"``,
-``"cifar10"``, ``"celeb_a"``, ...), read through tf.data; ``"digits"``
-(sklearn's real 8x8 digits); an in-memory numpy array ``[N, H, W, C]``; the
-toy distributions ``"toy_ring8"``, ``"toy_grid25"``, ``"toy_gaussian1d"``.
+``"cifar10"``, ``"celeb_a"``, ...), read through tf.data (labels: its
+``"label"`` ClassLabel feature, or else its only ClassLabel feature);
+``"digits"`` (sklearn's real 8x8 digits, labels 0..9); an in-memory numpy
+array ``[N, H, W, C]``, or a tuple ``(images [N, H, W, C], labels int [N])``;
+the toy distributions ``"toy_ring8"``, ``"toy_grid25"``, ``"toy_gaussian1d"``
+(labels of the mixtures: the index of the mode a point was drawn from, 0..7
+on the ring, 0..24 on the grid, in the order of ``toy.ring_centers`` /
+``toy.grid_centers``; the 1-D Gaussian has none). ``num_classes(source)``
+says how many classes a source has, without loading it.
 
 Pixels are scaled to ``value_range``, the range of the generator's output:
 ``(-1, 1)`` for tanh, ``(0, 1)`` for sigmoid. Toy samples are coordinates and
@@ -51,11 +63,15 @@ import numpy as np
 from ganjax.data import sources
 from ganjax.data.sources import DatasetNotFoundError
 
-__all__ = ["batches", "data_shape", "prefetch_to_device", "import_tf",
-           "DatasetNotFoundError", "UnknownDatasetError", "BUILTIN_SOURCES",
-           "TOY_SOURCES"]
+__all__ = ["batches", "data_shape", "num_classes", "prefetch_to_device",
+           "import_tf", "DatasetNotFoundError", "UnknownDatasetError",
+           "BUILTIN_SOURCES", "TOY_SOURCES", "TOY_NUM_CLASSES", "IMAGE",
+           "LABEL"]
 
-Source = Union[str, np.ndarray]
+Source = Union[str, np.ndarray, Tuple[np.ndarray, np.ndarray]]
+
+# Keys of a labelled batch (the GAN's batch format).
+IMAGE, LABEL = "image", "label"
 
 # name -> (sampler name in ganjax.data.toy, dimension)
 TOY_SOURCES = {
@@ -64,6 +80,9 @@ TOY_SOURCES = {
     "toy_gaussian1d": ("gaussian_1d", 1),
 }
 BUILTIN_SOURCES = ("digits",) + tuple(TOY_SOURCES)
+# Toy sources with labels (the mode index): name -> number of modes.
+TOY_NUM_CLASSES = {"toy_ring8": 8, "toy_grid25": 25}
+DIGITS_NUM_CLASSES = 10
 _COMMON_TFDS = ("mnist", "fashion_mnist", "cifar10", "celeb_a", "svhn_cropped",
                 "emnist", "kmnist")
 
@@ -133,12 +152,61 @@ def _check_value_range(value_range):
 
 
 def _to_device_layout(x: np.ndarray, num_devices: Optional[int]) -> np.ndarray:
-  """``[k, B, ...] -> [devices, k, B/devices, ...]`` (contiguous per device)."""
+  """``[k, B, ...] -> [devices, k, B/devices, ...]`` (contiguous per device).
+
+  The one place the device layout is made, for every source; applied to the
+  image and the label array alike.
+  """
   if num_devices is None:
     return x
   k, b = x.shape[:2]
   x = x.reshape((k, num_devices, b // num_devices) + x.shape[2:])
   return np.ascontiguousarray(np.swapaxes(x, 0, 1))
+
+
+def _batch(images: np.ndarray, labels: Optional[np.ndarray],
+           num_devices: Optional[int]):
+  """The yielded batch: the image array, or ``{"image", "label"}`` with labels."""
+  images = _to_device_layout(images, num_devices)
+  if labels is None:
+    return images
+  return {IMAGE: images,
+          LABEL: _to_device_layout(labels.astype(np.int32), num_devices)}
+
+
+def _check_labels(labels, num_images: int) -> np.ndarray:
+  """Validates the labels of an in-memory source; returns int32 ``[N]``."""
+  labels = np.asarray(labels)
+  if labels.shape != (num_images,):
+    raise ValueError(f"labels must be one class index per image, shape "
+                     f"({num_images},), got shape {labels.shape}.")
+  if not (np.issubdtype(labels.dtype, np.integer)
+          or np.issubdtype(labels.dtype, np.bool_)):
+    raise ValueError(f"labels must be integer class indices 0..C-1, got "
+                     f"dtype {labels.dtype}.")
+  if labels.size and labels.min() < 0:
+    raise ValueError(f"labels must be class indices 0..C-1, found "
+                     f"{labels.min()}.")
+  return labels.astype(np.int32)
+
+
+def _split_source(source):
+  """``(images, labels or None)`` of an in-memory source (array or tuple)."""
+  if isinstance(source, tuple):
+    if len(source) != 2:
+      raise ValueError("An in-memory source with labels is a pair "
+                       f"(images [N, H, W, C], labels [N]); got a tuple of "
+                       f"{len(source)}.")
+    return np.asarray(source[0]), source[1]
+  return source, None
+
+
+def _no_labels_error(source_name: str) -> ValueError:
+  return ValueError(
+      f"{source_name} has no class labels, so labels=True (a conditional "
+      "GAN) cannot be fed from it. Use a labelled source (digits, mnist, "
+      "fashion_mnist, cifar10, toy_ring8, toy_grid25, or a numpy pair "
+      "(images, labels)), or train unconditionally (num_classes=0).")
 
 
 def _crop_size(center_crop, height, width) -> Optional[int]:
@@ -208,7 +276,7 @@ def _resize_in_memory(images, maxval, image_size, center_crop):
   return images.astype(np.float32), 1.0
 
 
-def _in_memory_batches(images, maxval, *, local, k, seed, value_range,
+def _in_memory_batches(images, maxval, labels, *, local, k, seed, value_range,
                        num_devices, process_index, process_count):
   shard = np.array_split(np.arange(images.shape[0]), process_count)[process_index]
   if shard.size == 0:
@@ -230,7 +298,8 @@ def _in_memory_batches(images, maxval, *, local, k, seed, value_range,
       idx = np.fromiter(itertools.islice(stream, n), dtype=np.int64, count=n)
       x = images[idx].astype(np.float32) * scale + offset
       x = x.reshape((k, local) + images.shape[1:])
-      yield _to_device_layout(x, num_devices)
+      y = None if labels is None else labels[idx].reshape((k, local))
+      yield _batch(x, y, num_devices)
 
   return gen()
 
@@ -238,16 +307,23 @@ def _in_memory_batches(images, maxval, *, local, k, seed, value_range,
 # --------------------------------------------------------------- toy path ---
 
 @functools.lru_cache(maxsize=None)
-def _toy_draw(sampler_name: str, n: int):
-  """Jitted ``(key, step) -> [n, d]`` samples, cached so it compiles once."""
+def _toy_draw(sampler_name: str, n: int, labels: bool = False):
+  """Jitted ``(key, step) -> [n, d]`` samples (and modes ``[n]`` with
+  ``labels``), cached so it compiles once."""
   from ganjax.data import toy  # pylint: disable=g-import-not-at-top
   sampler = getattr(toy, sampler_name)
+  if labels:
+    return jax.jit(lambda key, step: sampler(jax.random.fold_in(key, step), n,
+                                             return_modes=True))
   return jax.jit(lambda key, step: sampler(jax.random.fold_in(key, step), n))
 
 
-def _toy_batches(name, *, local, k, seed, num_devices, process_index):
+def _toy_batches(name, *, local, k, seed, num_devices, process_index,
+                 labels=False):
   sampler_name, dim = TOY_SOURCES[name]
-  draw = _toy_draw(sampler_name, k * local)
+  if labels and name not in TOY_NUM_CLASSES:
+    raise _no_labels_error(name)
+  draw = _toy_draw(sampler_name, k * local, labels)
   cpu = jax.devices("cpu")[0]  # host-side samples, like the other sources
   with jax.default_device(cpu):
     key = jax.random.fold_in(jax.random.key(seed), process_index)
@@ -255,8 +331,11 @@ def _toy_batches(name, *, local, k, seed, num_devices, process_index):
   def gen():
     for step in itertools.count():
       with jax.default_device(cpu):
-        x = np.asarray(draw(key, step), dtype=np.float32)
-      yield _to_device_layout(x.reshape(k, local, dim), num_devices)
+        out = draw(key, step)
+      x, y = out if labels else (out, None)
+      x = np.asarray(x, dtype=np.float32).reshape(k, local, dim)
+      y = None if y is None else np.asarray(y).reshape(k, local)
+      yield _batch(x, y, num_devices)
 
   return gen()
 
@@ -269,6 +348,18 @@ def _tfds_builder(name: str, data_dir: Optional[str]):
     return tfds.builder(name, data_dir=data_dir)
   except tfds.core.registered.DatasetNotFoundError:
     raise _unknown_name_error(name, tfds.list_builders()) from None
+
+
+def _label_key(builder) -> Optional[str]:
+  """The class-label feature: ``"label"`` if it is a ClassLabel, else the
+  only ClassLabel feature; None when there is none (or several)."""
+  import tensorflow_datasets as tfds  # pylint: disable=g-import-not-at-top
+  features = builder.info.features
+  is_label = lambda f: isinstance(f, tfds.features.ClassLabel)
+  if "label" in features and is_label(features["label"]):
+    return "label"
+  keys = [key for key, feature in features.items() if is_label(feature)]
+  return keys[0] if len(keys) == 1 else None
 
 
 def _image_key(builder) -> str:
@@ -303,12 +394,15 @@ def _not_prepared_error(name: str, data_dir: str,
 
 def _tfds_batches(name, *, local, k, split, seed, value_range, num_devices,
                   image_size, center_crop, data_dir, download, process_index,
-                  process_count, shuffle_buffer, cache):
+                  process_count, shuffle_buffer, cache, labels=False):
   tf = import_tf()
   import tensorflow_datasets as tfds  # pylint: disable=g-import-not-at-top
 
   builder = _tfds_builder(name, data_dir)
   key = _image_key(builder)
+  label_key = _label_key(builder) if labels else None
+  if labels and label_key is None:
+    raise _no_labels_error(f"TFDS dataset {name!r}")
   image_feature = builder.info.features[key]
   shape = tuple(image_feature.shape)
   if download:
@@ -346,7 +440,10 @@ def _tfds_batches(name, *, local, k, split, seed, value_range, num_devices,
                                 data_dir) from None
     raise
 
-  ds = ds.map(lambda ex: ex[key])
+  if labels:
+    ds = ds.map(lambda ex: (ex[key], tf.cast(ex[label_key], tf.int32)))
+  else:
+    ds = ds.map(lambda ex: ex[key])
   if cache:
     ds = ds.cache()
   if shuffle_buffer is None:
@@ -383,23 +480,20 @@ def _tfds_batches(name, *, local, k, split, seed, value_range, num_devices,
       image = tf.clip_by_value(image, 0.0, 1.0)
     return image * (hi - lo) + lo
 
-  ds = ds.map(preprocess, num_parallel_calls=tf.data.AUTOTUNE)
+  if labels:
+    ds = ds.map(lambda image, label: (preprocess(image), label),
+                num_parallel_calls=tf.data.AUTOTUNE)
+  else:
+    ds = ds.map(preprocess, num_parallel_calls=tf.data.AUTOTUNE)
   ds = ds.batch(local, drop_remainder=True)
   ds = ds.batch(k, drop_remainder=True)
-  if num_devices is not None:
-    def to_devices(x):
-      s = tf.shape(x)
-      x = tf.reshape(x, tf.concat([[k, num_devices, local // num_devices],
-                                   s[2:]], 0))
-      perm = tf.concat([[1, 0], tf.range(2, tf.rank(x))], 0)
-      return tf.transpose(x, perm)
-    ds = ds.map(to_devices, num_parallel_calls=tf.data.AUTOTUNE)
   ds = ds.prefetch(tf.data.AUTOTUNE)
   ds = ds.with_options(options)
 
   def gen():
     for x in ds.as_numpy_iterator():
-      yield x
+      x, y = x if labels else (x, None)
+      yield _batch(x, y, num_devices)
 
   return gen()
 
@@ -422,7 +516,8 @@ def batches(
     process_count: Optional[int] = None,
     shuffle_buffer: Optional[int] = None,
     cache: Optional[bool] = None,
-) -> Iterator[np.ndarray]:
+    labels: bool = False,
+) -> Iterator[Union[np.ndarray, dict]]:
   """Infinite iterator of real minibatches for the GAN step.
 
   Use it to feed ``gan.step`` (``[k, B, ...]``) or the data-parallel step
@@ -438,7 +533,9 @@ def batches(
       ``"cifar10"``, ``"celeb_a"``, ...); ``"digits"`` (sklearn's real 8x8
       digits, ``[8, 8, 1]``; splits train/test/all); ``"toy_ring8"``,
       ``"toy_grid25"``, ``"toy_gaussian1d"``; or a numpy array
-      ``[N, H, W, C]`` (uint8 0..255 or float in [0, 1]; ``split`` ignored).
+      ``[N, H, W, C]`` (uint8 0..255 or float in [0, 1]; ``split`` ignored),
+      or a pair ``(images, labels)`` of such an array and int class indices
+      ``[N]``.
     batch_size: GLOBAL minibatch size B (over all processes).
     k: minibatches per yielded array (discriminator updates per step).
     split: TFDS split string (``"train"``, ``"test[:10%]"``, ...).
@@ -462,17 +559,24 @@ def batches(
       split when it is cached, else 10000.
     cache: TFDS: cache decoded images in memory; default when the split's
       decoded size is at most 1 GiB.
+    labels: yield ``{"image": ..., "label": int32 ...}`` dicts, each label
+      the class of its image (for conditional GANs); the source must have
+      labels (``num_classes(source)`` is not None). The images are the
+      ones yielded without it.
 
   Returns:
     an infinite iterator of float32 numpy arrays ``[k, B_local, *shape]`` or
     ``[num_devices, k, B_local/num_devices, *shape]``, with ``B_local =
-    batch_size // process_count``.
+    batch_size // process_count``; with ``labels``, dicts of such an
+    ``"image"`` array and an int32 ``"label"`` array ``[k, B_local]`` or
+    ``[num_devices, k, B_local/num_devices]``.
 
   Raises:
     UnknownDatasetError: (a ValueError) for an unknown name.
     DatasetNotFoundError: (a ValueError) when TFDS data is not prepared and
       ``download`` is False; the message says how to get it.
-    ValueError: for batch sizes not divisible by processes or devices.
+    ValueError: for batch sizes not divisible by processes or devices, or
+      ``labels=True`` for a source without labels.
   """
   if not isinstance(k, (int, np.integer)) or k <= 0:
     raise ValueError(f"k must be a positive int, got {k!r}.")
@@ -486,28 +590,36 @@ def batches(
   common = dict(local=local, k=k, seed=seed, num_devices=num_devices,
                 process_index=process_index)
 
-  if isinstance(source, np.ndarray) or (isinstance(source, str)
-                                        and source == "digits"):
-    if isinstance(source, np.ndarray):
-      images, maxval = _as_uint_images(source)
+  labels = bool(labels)
+  if isinstance(source, (np.ndarray, tuple)) or (isinstance(source, str)
+                                                 and source == "digits"):
+    if isinstance(source, str):
+      images, targets = sources.load_digits(split)
+      maxval = 16.0
     else:
-      images, maxval = sources.load_digits(split)[0], 16.0
+      images, targets = _split_source(source)
+      images, maxval = _as_uint_images(images)
+      if targets is not None:
+        targets = _check_labels(targets, images.shape[0])
+      elif labels:
+        raise _no_labels_error("A numpy array without labels")
     images, maxval = _resize_in_memory(images, maxval, image_size, center_crop)
-    return _in_memory_batches(images, maxval, value_range=value_range,
+    return _in_memory_batches(images, maxval, targets if labels else None,
+                              value_range=value_range,
                               process_count=process_count, **common)
   if not isinstance(source, str):
-    raise TypeError(f"source must be a dataset name or a numpy array, got "
-                    f"{type(source).__name__}.")
+    raise TypeError(f"source must be a dataset name, a numpy array or a pair "
+                    f"(images, labels), got {type(source).__name__}.")
   if source in TOY_SOURCES:
     if image_size is not None or center_crop:
       raise ValueError(f"{source} holds points, not images: image_size and "
                        "center_crop do not apply.")
-    return _toy_batches(source, **common)
+    return _toy_batches(source, labels=labels, **common)
   return _tfds_batches(
       source, split=split, value_range=value_range, image_size=image_size,
       center_crop=center_crop, data_dir=data_dir, download=download,
       process_count=process_count, shuffle_buffer=shuffle_buffer, cache=cache,
-      **common)
+      labels=labels, **common)
 
 
 def data_shape(source: Source,
@@ -527,6 +639,8 @@ def data_shape(source: Source,
     e.g. ``(28, 28, 1)`` for fashion_mnist, ``(8, 8, 1)`` for digits,
     ``(2,)`` for toy_ring8.
   """
+  if isinstance(source, tuple):
+    source = _split_source(source)[0]
   if isinstance(source, np.ndarray):
     shape = tuple(_as_uint_images(source[:1])[0].shape[1:])
   elif source == "digits":
@@ -547,6 +661,41 @@ def data_shape(source: Source,
     raise ValueError(f"{source!r} has images of varying size {shape}; pass "
                      "image_size=(height, width).")
   return tuple(int(d) for d in shape)
+
+
+def num_classes(source: Source, data_dir: Optional[str] = None
+                ) -> Optional[int]:
+  """How many classes a source's labels have; None for an unlabelled source.
+
+  Use it to size a conditional GAN (``num_classes=``) before the pipeline
+  starts; it loads no data (TFDS: the builder's info; numpy pairs: the
+  largest label + 1).
+
+  Args:
+    source: as in ``batches``.
+    data_dir: TFDS data dir, as in ``batches``.
+
+  Returns:
+    10 for digits, mnist, fashion_mnist, cifar10; 8 for toy_ring8, 25 for
+    toy_grid25; None for toy_gaussian1d, a plain numpy array, or a TFDS
+    data set without a class label (celeb_a).
+  """
+  if isinstance(source, tuple):
+    images, labels = _split_source(source)
+    labels = _check_labels(labels, np.shape(images)[0])
+    return int(labels.max()) + 1 if labels.size else None
+  if isinstance(source, np.ndarray):
+    return None
+  if not isinstance(source, str):
+    raise TypeError(f"source must be a dataset name, a numpy array or a pair "
+                    f"(images, labels), got {type(source).__name__}.")
+  if source == "digits":
+    return DIGITS_NUM_CLASSES
+  if source in TOY_SOURCES:
+    return TOY_NUM_CLASSES.get(source)
+  builder = _tfds_builder(source, data_dir)
+  key = _label_key(builder)
+  return None if key is None else int(builder.info.features[key].num_classes)
 
 
 def prefetch_to_device(

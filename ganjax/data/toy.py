@@ -3,7 +3,10 @@
 The mixtures are the mode-collapse benchmarks of the unrolled-GAN (Metz et al.,
 2016, https://arxiv.org/abs/1611.02163) and VEEGAN (Srivastava et al., 2017,
 https://arxiv.org/abs/1705.07761) papers. Every sampler is jittable and returns
-float32 ``[n, d]``.
+float32 ``[n, d]``; the mixtures, with ``return_modes=True``, also the index of
+the mode each point was drawn from (int32 ``[n]``), the class label of the
+conditional toy problems (mode ``c`` is class ``c``; the points are the same
+as without it).
 """
 
 import chex
@@ -35,25 +38,36 @@ def grid_centers(size: int = 5, spacing: float = 2.0) -> chex.Array:
   return jnp.stack([xs.ravel(), ys.ravel()], axis=-1)
 
 
-def mixture(key: chex.PRNGKey, n: int, centers: chex.Array,
-            std: float) -> chex.Array:
-  """``n`` samples of an equal-weight isotropic Gaussian mixture, ``[n, d]``."""
+def mixture(key: chex.PRNGKey, n: int, centers: chex.Array, std: float,
+            return_modes: bool = False):
+  """``n`` samples of an equal-weight isotropic Gaussian mixture, ``[n, d]``.
+
+  With ``return_modes``: ``(points [n, d], modes int32 [n])``, ``modes[i]``
+  the index in ``centers`` of the component point ``i`` was drawn from.
+  """
   mode_key, noise_key = jax.random.split(key)
-  modes = jax.random.randint(mode_key, (n,), 0, centers.shape[0])
+  modes = jax.random.randint(mode_key, (n,), 0, centers.shape[0], jnp.int32)
   noise = jax.random.normal(noise_key, (n, centers.shape[1]), jnp.float32)
-  return centers[modes] + std * noise
+  points = centers[modes] + std * noise
+  return (points, modes) if return_modes else points
 
 
 def ring(key: chex.PRNGKey, n: int, num_modes: int = 8, radius: float = 2.0,
-         std: float = RING_STD) -> chex.Array:
-  """The ring of 8 Gaussians (radius 2, std 0.02), ``[n, 2]``."""
-  return mixture(key, n, ring_centers(num_modes, radius), std)
+         std: float = RING_STD, return_modes: bool = False):
+  """The ring of 8 Gaussians (radius 2, std 0.02), ``[n, 2]`` (and modes ``[n]``).
+
+  Mode ``c`` is centred at angle ``2 pi c / num_modes``.
+  """
+  return mixture(key, n, ring_centers(num_modes, radius), std, return_modes)
 
 
 def grid(key: chex.PRNGKey, n: int, size: int = 5, spacing: float = 2.0,
-         std: float = GRID_STD) -> chex.Array:
-  """The 5x5 grid of 25 Gaussians (centres -4..4, std 0.05), ``[n, 2]``."""
-  return mixture(key, n, grid_centers(size, spacing), std)
+         std: float = GRID_STD, return_modes: bool = False):
+  """The 5x5 grid of 25 Gaussians (centres -4..4, std 0.05), ``[n, 2]`` (and modes ``[n]``).
+
+  Mode ``c`` is ``grid_centers()[c]`` (row-major over x, then y).
+  """
+  return mixture(key, n, grid_centers(size, spacing), std, return_modes)
 
 
 def modes(name: str) -> tuple[chex.Array, float]:
