@@ -1,15 +1,20 @@
 """Generators and discriminators (flax.linen).
 
-Every generator maps ``z [B, latent_dim] -> [B, *data_shape]``, every
-discriminator ``x [B, *data_shape] -> logits [B]``; both take ``train``.
+Every generator maps ``z [B, latent_dim] -> [B, *data_shape]`` and has an
+``output_range`` property, every discriminator ``x [B, *data_shape] -> logits
+[B]`` (or a dict ``{"logits": [B], ...}`` when asked for an AC-GAN head or its
+features); both take ``train`` as a keyword. Models built with ``num_classes``
+also take labels ``y int32 [B]``: ``G(z, y, train=...)``, ``D(x, y,
+train=...)``.
 """
 
+from ganjax.models.conditioning import ConditionalBatchNorm
 from ganjax.models.dcgan import DCGANDiscriminator, DCGANGenerator, dcgan
 from ganjax.models.layers import ConvTranspose
 from ganjax.models.mlp import (Maxout, MLPDiscriminator, MLPGenerator,
                                goodfellow_mlp, small_mlp, toy_mlp)
 
 __all__ = [
-    "ConvTranspose", "DCGANDiscriminator", "DCGANGenerator", "MLPDiscriminator",
+    "ConditionalBatchNorm", "ConvTranspose", "DCGANDiscriminator", "DCGANGenerator", "MLPDiscriminator",
     "MLPGenerator", "Maxout", "dcgan", "goodfellow_mlp", "small_mlp", "toy_mlp",
 ]

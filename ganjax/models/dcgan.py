@@ -14,6 +14,7 @@ from typing import Any
 import flax.linen as nn
 import jax.numpy as jnp
 
+from ganjax.models import conditioning
 from ganjax.models.layers import ConvTranspose, conv_general_dilated
 
 Array = Any
@@ -84,6 +85,10 @@ class DCGANGenerator(nn.Module):
       convolutions' convs with :func:`ganjax.models.layers.conv_general_dilated`
       (same values and gradients, fast inside ``lax.scan`` on CPU, e.g. in
       ``ganjax.loops.scan_steps``); reverse-mode differentiation only.
+    num_classes: None (unconditional) or the number of classes ``C``: every
+      BatchNorm becomes a :class:`~ganjax.models.conditioning.
+      ConditionalBatchNorm` (class-dependent scale and shift; Dumoulin et al.
+      2017) and the generator is called as ``G(z, y, train=...)``.
   """
 
   image_shape: tuple[int, int, int]
@@ -96,23 +101,35 @@ class DCGANGenerator(nn.Module):
   kernel_init: Callable[..., Array] = dcgan_init
   dtype: Any = None
   fast_conv_grad: bool = True
+  num_classes: int | None = None
 
   def __post_init__(self):
     num_upsamplings(self.image_shape)  # fail at construction on bad shapes
+    conditioning.check_heads(self.num_classes, False, type(self).__name__)
     super().__post_init__()
 
+  @property
+  def output_range(self) -> tuple[float, float]:
+    """``(-1.0, 1.0)``: the tanh output."""
+    return (-1.0, 1.0)
+
   @nn.compact
-  def __call__(self, z: Array, train: bool) -> Array:
+  def __call__(self, z: Array, y: Array | None = None, *,
+               train: bool) -> Array:
     """Generates images.
 
     Args:
       z: latent vectors, float32 ``[B, latent_dim]``.
+      y: ``int32 [B]`` class labels in ``[0, num_classes)``; required when
+        ``num_classes`` is set, refused otherwise.
       train: use batch statistics (and update the running averages in
         ``'batch_stats'``) if True, the running averages if False.
 
     Returns:
       Images ``[B, H, W, C]`` in ``[-1, 1]``.
     """
+    conditioning.check_labels(y, self.num_classes, z.shape[0],
+                              type(self).__name__)
     h, w, c = self.image_shape
     n = num_upsamplings(self.image_shape)
     sh, sw = h // 2 ** n, w // 2 ** n
@@ -123,9 +140,16 @@ class DCGANGenerator(nn.Module):
                                 else None))
     else:
       conv_t = nn.ConvTranspose
-    bn = lambda: nn.BatchNorm(use_running_average=not train,
-                              axis_name=self.axis_name, momentum=self.momentum,
-                              epsilon=self.epsilon, dtype=self.dtype)
+    if self.num_classes is None:
+      bn = lambda: nn.BatchNorm(use_running_average=not train,
+                                axis_name=self.axis_name,
+                                momentum=self.momentum, epsilon=self.epsilon,
+                                dtype=self.dtype)
+    else:
+      bn = lambda: functools.partial(conditioning.ConditionalBatchNorm(
+          self.num_classes, use_running_average=not train,
+          axis_name=self.axis_name, momentum=self.momentum,
+          epsilon=self.epsilon, dtype=self.dtype), y=y)
     features = self.base_features * 2 ** (n - 1)
     x = nn.Dense(sh * sw * features, use_bias=False,
                  kernel_init=self.kernel_init, dtype=self.dtype)(z)
@@ -181,6 +205,18 @@ class DCGANDiscriminator(nn.Module):
       backward pass that XLA:CPU runs ~10x faster inside ``lax.scan``);
       ``False`` selects flax's default. Reverse-mode only: set it to False
       to take ``jax.jvp`` / ``jax.jacfwd`` of the discriminator.
+    num_classes: None (unconditional) or the number of classes ``C``: a
+      projection discriminator (Miyato & Koyama 2018), ``logit = psi(phi(x))
+      + <embed(y), phi(x)>`` with ``phi(x)`` the flattened last conv features
+      and ``embed`` an ``nn.Embed(C, F)`` named ``'projection'``
+      (spectrally normalised with ``spectral_norm``); called as
+      ``D(x, y, train=...)``.
+    aux_classifier: add the AC-GAN head (Odena et al. 2017), ``Dense(C)`` on
+      ``phi(x)`` named ``'aux_classifier'``; needs ``num_classes``. D is then
+      not projection-conditioned: it accepts ``y`` and ignores it. D returns
+      ``{"logits": [B], "class_logits": [B, C]}``.
+    return_features: also return ``"features": phi(x)`` ``[B, F]`` (feature
+      matching, Salimans et al. 2016); D then returns a dict.
   """
 
   image_shape: tuple[int, int, int]
@@ -194,22 +230,34 @@ class DCGANDiscriminator(nn.Module):
   kernel_init: Callable[..., Array] = dcgan_init
   dtype: Any = None
   fast_conv_grad: bool = True
+  num_classes: int | None = None
+  aux_classifier: bool = False
+  return_features: bool = False
 
   def __post_init__(self):
     num_upsamplings(self.image_shape)
+    conditioning.check_heads(self.num_classes, self.aux_classifier,
+                             type(self).__name__)
     super().__post_init__()
 
   @nn.compact
-  def __call__(self, x: Array, train: bool) -> Array:
+  def __call__(self, x: Array, y: Array | None = None, *,
+               train: bool) -> Array | dict[str, Array]:
     """Scores images.
 
     Args:
       x: images ``[B, H, W, C]``.
+      y: ``int32 [B]`` class labels; required when ``num_classes`` is set
+        (optional and ignored with ``aux_classifier``), refused otherwise.
       train: update spectral-norm / batch-norm state if True.
 
     Returns:
-      Raw logits ``[B]`` (no sigmoid).
+      Raw logits ``[B]`` (no sigmoid); a dict ``{"logits": [B], ...}`` with
+      ``aux_classifier`` or ``return_features``.
     """
+    conditioning.check_labels(y, self.num_classes, x.shape[0],
+                              type(self).__name__,
+                              required=not self.aux_classifier)
     n = num_upsamplings(self.image_shape)
 
     def layer(module, y):
@@ -229,9 +277,17 @@ class DCGANDiscriminator(nn.Module):
                          momentum=self.momentum, epsilon=self.epsilon,
                          dtype=self.dtype)(x)
       x = nn.leaky_relu(x, self.negative_slope)
-    x = x.reshape((x.shape[0], -1))
-    x = layer(nn.Dense(1, kernel_init=self.kernel_init, dtype=self.dtype), x)
-    return x[:, 0]
+    phi = x.reshape((x.shape[0], -1))
+    logits = layer(nn.Dense(1, kernel_init=self.kernel_init, dtype=self.dtype),
+                   phi)[:, 0]
+    wrap = (conditioning.spectral(train) if self.spectral_norm
+            else conditioning.plain)
+    return conditioning.discriminator_outputs(
+        logits, phi, y, num_classes=self.num_classes,
+        aux_classifier=self.aux_classifier,
+        return_features=self.return_features, wrap=wrap,
+        kernel_init=self.kernel_init, embedding_init=self.kernel_init,
+        dtype=self.dtype)
 
 
 def dcgan(
@@ -239,6 +295,9 @@ def dcgan(
     latent_dim: int = 100,
     base_features: int = 64,
     spectral_norm: bool = False,
+    num_classes: int | None = None,
+    aux_classifier: bool = False,
+    return_features: bool = False,
 ) -> tuple[DCGANGenerator, DCGANDiscriminator]:
   """Builds a DCGAN generator/discriminator pair.
 
@@ -251,15 +310,26 @@ def dcgan(
     latent_dim: size of the generator input ``z [B, latent_dim]``.
     base_features: width multiplier of both networks.
     spectral_norm: spectral normalisation in the discriminator.
+    num_classes: None, or ``C`` for a class-conditional pair: conditional
+      batch norm in G (Dumoulin et al. 2017) and, unless ``aux_classifier``,
+      a projection discriminator (Miyato & Koyama 2018).
+    aux_classifier: the AC-GAN head in D (Odena et al. 2017) instead of the
+      projection; needs ``num_classes``.
+    return_features: D also returns its features ``phi(x)``.
 
   Returns:
-    ``(generator, discriminator)``: ``z [B, latent_dim] -> [B, H, W, C]`` and
-    ``x [B, H, W, C] -> logits [B]``.
+    ``(generator, discriminator)``: ``z [B, latent_dim] (, y [B]) ->
+    [B, H, W, C]`` and ``x [B, H, W, C] (, y [B]) -> logits [B]`` (or a dict
+    with ``aux_classifier`` / ``return_features``).
   """
   image_shape = tuple(int(d) for d in image_shape)
   generator = DCGANGenerator(image_shape=image_shape, latent_dim=latent_dim,
-                             base_features=base_features)
+                             base_features=base_features,
+                             num_classes=num_classes)
   discriminator = DCGANDiscriminator(image_shape=image_shape,
                                      base_features=base_features,
-                                     spectral_norm=spectral_norm)
+                                     spectral_norm=spectral_norm,
+                                     num_classes=num_classes,
+                                     aux_classifier=aux_classifier,
+                                     return_features=return_features)
   return generator, discriminator

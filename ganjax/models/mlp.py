@@ -3,21 +3,27 @@
 Contract shared by every ganjax model:
   * a generator maps ``z`` ``[B, latent_dim]`` to samples ``[B, *data_shape]``;
   * a discriminator maps ``x`` ``[B, *data_shape]`` to logits ``[B]``;
-  * both take ``train: bool``; dropout draws from the ``'dropout'`` rng.
+  * both take ``train: bool``; dropout draws from the ``'dropout'`` rng;
+  * with ``num_classes`` set they also take labels ``y`` ``int [B]``
+    (``G(z, y, train=...)``, ``D(x, y, train=...)``), here concatenated as
+    one-hot vectors to ``z`` and to ``x`` (Mirza & Osindero 2014).
 """
 
 import math
-from typing import Any, Callable, Sequence
+from typing import Any, Callable, Optional, Sequence
 
 import flax.linen as nn
 import jax
 import jax.numpy as jnp
+
+from ganjax.models import conditioning
 
 _OUTPUT_ACTIVATIONS: dict[str, Callable] = {
     "sigmoid": nn.sigmoid,   # data in [0, 1], as in the GAN paper
     "tanh": jnp.tanh,        # data in [-1, 1]
     "linear": lambda x: x,   # unbounded data (toy distributions)
 }
+_OUTPUT_RANGES = {"sigmoid": (0.0, 1.0), "tanh": (-1.0, 1.0), "linear": None}
 
 
 def _kernel_init(init_range: float) -> Callable:
@@ -67,18 +73,41 @@ class MLPGenerator(nn.Module):
       float32. None: inferred from inputs and parameters.
     init_range: weights drawn from U[-init_range, init_range] (pylearn2's
       ``irange``); 0: flax's default (LeCun normal). Biases start at 0.
+    latent_dim: size of ``z``, for ``GAN.init`` to check; None: not stated
+      (the first layer takes its width from ``z``).
+    num_classes: None, or the number of classes ``C``: the generator is
+      called as ``G(z, y, train=...)`` and its input is ``[z, one_hot(y)]``
+      (Mirza & Osindero 2014).
   """
   data_shape: Sequence[int]
   hidden: Sequence[int] = (1200, 1200)
   output_activation: str = "sigmoid"
   dtype: Any = None
   init_range: float = 0.0
+  latent_dim: Optional[int] = None
+  num_classes: Optional[int] = None
+
+  def __post_init__(self):
+    conditioning.check_heads(self.num_classes, False, type(self).__name__)
+    super().__post_init__()
+
+  @property
+  def output_range(self) -> Optional[tuple[float, float]]:
+    """Value range of the output: (0, 1) sigmoid, (-1, 1) tanh, None linear."""
+    _output_activation(self.output_activation)  # ValueError if unknown
+    return _OUTPUT_RANGES[self.output_activation]
 
   @nn.compact
-  def __call__(self, z, train: bool = True):
+  def __call__(self, z, y=None, train: bool = True):
+    """``z [B, latent] (, y int [B]) -> [B, *data_shape]``."""
     del train  # no dropout or batch norm
+    conditioning.check_labels(y, self.num_classes, z.shape[0],
+                              type(self).__name__)
     init = _kernel_init(self.init_range)
     x = z
+    if self.num_classes is not None:
+      x = jnp.concatenate(
+          [x, conditioning.one_hot_labels(y, self.num_classes, x.dtype)], -1)
     for width in self.hidden:
       x = nn.relu(nn.Dense(width, dtype=self.dtype, kernel_init=init)(x))
     x = nn.Dense(math.prod(self.data_shape), dtype=self.dtype,
@@ -98,6 +127,15 @@ class MLPDiscriminator(nn.Module):
     dtype: computation dtype (e.g. ``jnp.bfloat16``); parameters stay
       float32. None: inferred from inputs and parameters.
     init_range: as for ``MLPGenerator``.
+    num_classes: None, or the number of classes ``C``: called as
+      ``D(x, y, train=...)``, the flattened ``x`` (after input dropout) is
+      concatenated with ``one_hot(y)`` (Mirza & Osindero 2014); with
+      ``aux_classifier`` instead, ``y`` is accepted and ignored.
+    aux_classifier: add the AC-GAN head ``Dense(C)`` (named
+      ``'aux_classifier'``) on the features ``phi(x)``, the input of the last
+      layer (Odena et al. 2017); D returns ``{"logits", "class_logits"}``.
+    return_features: also return ``"features": phi(x)`` ``[B, F]`` (after
+      dropout, as the last layer sees them); D returns a dict.
   """
   hidden: Sequence[int] = (128,)
   maxout_pieces: int = 0
@@ -105,12 +143,27 @@ class MLPDiscriminator(nn.Module):
   hidden_dropout: float = 0.0
   dtype: Any = None
   init_range: float = 0.0
+  num_classes: Optional[int] = None
+  aux_classifier: bool = False
+  return_features: bool = False
+
+  def __post_init__(self):
+    conditioning.check_heads(self.num_classes, self.aux_classifier,
+                             type(self).__name__)
+    super().__post_init__()
 
   @nn.compact
-  def __call__(self, x, train: bool = True):
+  def __call__(self, x, y=None, train: bool = True):
+    """``x [B, *data_shape] (, y int [B]) -> logits [B]`` (or a dict)."""
+    conditioning.check_labels(y, self.num_classes, x.shape[0],
+                              type(self).__name__,
+                              required=not self.aux_classifier)
     init = _kernel_init(self.init_range)
     x = x.reshape(x.shape[0], -1)
     x = nn.Dropout(self.input_dropout, deterministic=not train)(x)
+    if self.num_classes is not None and not self.aux_classifier:
+      x = jnp.concatenate(
+          [x, conditioning.one_hot_labels(y, self.num_classes, x.dtype)], -1)
     for width in self.hidden:
       if self.maxout_pieces:
         x = Maxout(width, self.maxout_pieces, dtype=self.dtype,
@@ -118,11 +171,19 @@ class MLPDiscriminator(nn.Module):
       else:
         x = nn.relu(nn.Dense(width, dtype=self.dtype, kernel_init=init)(x))
       x = nn.Dropout(self.hidden_dropout, deterministic=not train)(x)
-    return nn.Dense(1, dtype=self.dtype, kernel_init=init)(x)[:, 0]
+    logits = nn.Dense(1, dtype=self.dtype, kernel_init=init)(x)[:, 0]
+    # The label is already in x: no projection term (num_classes=None here).
+    return conditioning.discriminator_outputs(
+        logits, x, y, num_classes=self.num_classes if self.aux_classifier
+        else None, aux_classifier=self.aux_classifier,
+        return_features=self.return_features, wrap=conditioning.plain,
+        kernel_init=init, embedding_init=init, dtype=self.dtype)
 
 
 def goodfellow_mlp(image_shape: Sequence[int] = (28, 28, 1),
-                   latent_dim: int = 100) -> tuple[nn.Module, nn.Module]:
+                   latent_dim: int = 100, num_classes: Optional[int] = None,
+                   aux_classifier: bool = False, return_features: bool = False
+                   ) -> tuple[nn.Module, nn.Module]:
   """The GAN paper's MNIST networks.
 
   G: ``z -> 1200 ReLU -> 1200 ReLU -> pixels`` with a sigmoid (data in [0, 1]).
@@ -139,21 +200,30 @@ def goodfellow_mlp(image_shape: Sequence[int] = (28, 28, 1),
   Args:
     image_shape: ``(H, W, C)`` of the data.
     latent_dim: size of ``z`` (kept for a uniform builder signature).
+    num_classes: None, or ``C`` for the conditional GAN of Mirza & Osindero
+      2014 (one-hot labels concatenated to ``z`` and to ``x``).
+    aux_classifier: the AC-GAN head in D (needs ``num_classes``).
+    return_features: D also returns its features.
 
   Returns:
     ``(generator, discriminator)`` flax modules.
   """
   del latent_dim  # the generator's input width is taken from z
   generator = MLPGenerator(tuple(image_shape), hidden=(1200, 1200),
-                           output_activation="sigmoid", init_range=0.05)
+                           output_activation="sigmoid", init_range=0.05,
+                           num_classes=num_classes)
   discriminator = MLPDiscriminator(hidden=(240, 240), maxout_pieces=5,
                                    input_dropout=0.2, hidden_dropout=0.5,
-                                   init_range=0.005)
+                                   init_range=0.005, num_classes=num_classes,
+                                   aux_classifier=aux_classifier,
+                                   return_features=return_features)
   return generator, discriminator
 
 
 def small_mlp(image_shape: Sequence[int] = (28, 28, 1), latent_dim: int = 100,
-              hidden: int = 128) -> tuple[nn.Module, nn.Module]:
+              hidden: int = 128, num_classes: Optional[int] = None,
+              aux_classifier: bool = False, return_features: bool = False
+              ) -> tuple[nn.Module, nn.Module]:
   """The 100-128-784 generator and 784-128-1 discriminator of a classic tutorial.
 
   One ReLU hidden layer each; the generator ends in a sigmoid (data in [0, 1]).
@@ -163,27 +233,41 @@ def small_mlp(image_shape: Sequence[int] = (28, 28, 1), latent_dim: int = 100,
     image_shape: ``(H, W, C)`` of the data.
     latent_dim: size of ``z`` (100 in the tutorial).
     hidden: width of the hidden layers.
+    num_classes: None, or ``C``: one-hot labels concatenated to ``z`` and
+      ``x`` (Mirza & Osindero 2014).
+    aux_classifier: the AC-GAN head in D (needs ``num_classes``).
+    return_features: D also returns its features.
 
   Returns:
     ``(generator, discriminator)`` flax modules.
   """
   del latent_dim
   return (MLPGenerator(tuple(image_shape), hidden=(hidden,),
-                       output_activation="sigmoid"),
-          MLPDiscriminator(hidden=(hidden,)))
+                       output_activation="sigmoid", num_classes=num_classes),
+          MLPDiscriminator(hidden=(hidden,), num_classes=num_classes,
+                           aux_classifier=aux_classifier,
+                           return_features=return_features))
 
 
-def toy_mlp(data_dim: int = 2, hidden: int = 128, depth: int = 3
-            ) -> tuple[nn.Module, nn.Module]:
+def toy_mlp(data_dim: int = 2, hidden: int = 128, depth: int = 3,
+            num_classes: Optional[int] = None, aux_classifier: bool = False,
+            return_features: bool = False) -> tuple[nn.Module, nn.Module]:
   """ReLU MLPs for low-dimensional toy data (the 8-Gaussian ring, the 25-grid).
 
   The setting of the unrolled-GAN and VEEGAN mixture experiments: ``depth``
   hidden layers of ``hidden`` units in both players, a linear generator output.
+  With ``num_classes`` (e.g. one class per mode of the ring), one-hot labels
+  are concatenated to ``z`` and ``x`` (Mirza & Osindero 2014);
+  ``aux_classifier`` adds the AC-GAN head, ``return_features`` returns D's
+  features.
 
   Returns:
     ``(generator, discriminator)`` mapping ``[B, latent] -> [B, data_dim]`` and
     ``[B, data_dim] -> [B]``.
   """
   widths = (hidden,) * depth
-  return (MLPGenerator((data_dim,), hidden=widths, output_activation="linear"),
-          MLPDiscriminator(hidden=widths))
+  return (MLPGenerator((data_dim,), hidden=widths, output_activation="linear",
+                       num_classes=num_classes),
+          MLPDiscriminator(hidden=widths, num_classes=num_classes,
+                           aux_classifier=aux_classifier,
+                           return_features=return_features))
