@@ -1,7 +1,8 @@
 """Image grids and point clouds as PNG files (pillow; no TensorFlow, no matplotlib).
 
 * ``to_unit_range`` maps generator outputs from their value range to [0, 1].
-* ``make_grid`` tiles ``[N, H, W, C]`` images into one uint8 picture.
+* ``make_grid`` tiles ``[N, H, W, C]`` images into one uint8 picture;
+  ``make_class_grid`` with one row per class (conditional GANs).
 * ``scatter`` draws 2-D samples (toy mixtures) over the real data, and
   ``histogram`` 1-D samples against the real density, as uint8 pictures.
 * ``save_png`` writes any of them.
@@ -55,6 +56,29 @@ def make_grid(images, ncols: Optional[int] = None, padding: int = 1,
     top, left = padding + r * (h + padding), padding + col * (w + padding)
     grid[top:top + h, left:left + w] = images[i]
   return np.round(np.clip(grid, 0.0, 1.0) * 255.0).astype(np.uint8)
+
+
+def make_class_grid(images, num_classes: int, **grid_kwargs) -> np.ndarray:
+  """Tiles samples of a conditional GAN with one row per class.
+
+  Use it for the samples of every class side by side: row ``c`` holds class
+  ``c``; with the same latent down each column (as ``experiments.train``
+  draws them), a column shows one z rendered in every class.
+
+  Args:
+    images: ``[num_classes * n, H, W, C]`` in [0, 1], class-major: images
+      ``c * n .. c * n + n - 1`` are of class ``c``.
+    num_classes: the number of rows.
+    **grid_kwargs: ``padding``, ``pad_value``, ``scale`` of ``make_grid``.
+
+  Returns:
+    uint8 ``[num_classes * (H + p) + p, n * (W + p) + p, C]``.
+  """
+  n = int(np.shape(images)[0])
+  if num_classes < 1 or n % num_classes:
+    raise ValueError(f"make_class_grid needs num_classes * n images, class-"
+                     f"major; got {n} images for num_classes={num_classes}.")
+  return make_grid(images, ncols=n // num_classes, **grid_kwargs)
 
 
 def _canvas_transform(points: Sequence[np.ndarray], size: int, margin: int):
