@@ -9,6 +9,10 @@ Building blocks (jitted, batched, memory-bounded):
   * ``precision_recall``: improved precision and recall (k-NN manifolds).
   * ``class_coverage``: classes receiving >= 1% of samples, KL to uniform.
   * ``mode_coverage``: modes captured on the toy Gaussian mixtures.
+  * ``lpips_distance`` / ``lpips_embedding`` (``ganjax.metrics.lpips``):
+    LPIPS (Zhang et al. 2018), weights from a local file;
+    ``mean_pairwise_lpips``: sample diversity, overall and within classes.
+  * ``class_accuracy``, ``intra_fid``: metrics of class-conditional samples.
 
 Feature networks: ``classifier`` (a CNN per MNIST-like data set, trained and
 cached by the project), ``inception`` (pytorch-fid's FID InceptionV3, weights
@@ -16,6 +20,10 @@ from a local file). Everything together, with the protocol in the metric
 names: ``Evaluator`` / ``evaluate_samples``.
 """
 
+from ganjax.metrics.conditional import (class_accuracy, class_gaussians,
+                                        intra_fid)
+from ganjax.metrics.diversity import (mean_pairwise_distance,
+                                      mean_pairwise_lpips)
 from ganjax.metrics.evaluator import (Evaluator, InvalidSamplesError,
                                       check_samples, count_tag,
                                       evaluate_samples)
@@ -25,6 +33,8 @@ from ganjax.metrics.frechet import (frechet_distance,
                                     frechet_distance_from_features,
                                     gaussian_statistics, trace_sqrt_product)
 from ganjax.metrics.inception_score import class_coverage, inception_score
+from ganjax.metrics.lpips import (load_lpips, lpips_distance,
+                                  lpips_embedding)
 from ganjax.metrics.kid import kernel_inception_distance, mmd2_unbiased
 from ganjax.metrics.mode_coverage import mode_coverage
 from ganjax.metrics.parzen import (parzen_log_likelihood,
@@ -34,10 +44,13 @@ from ganjax.metrics.reference_stats import reference_statistics
 
 __all__ = [
     "Evaluator", "FeatureNetwork", "InvalidSamplesError", "check_samples",
-    "class_coverage", "cnn_network", "count_tag", "evaluate_samples",
+    "class_accuracy", "class_coverage", "class_gaussians", "cnn_network",
+    "count_tag", "evaluate_samples",
     "frechet_distance", "frechet_distance_from_features",
     "gaussian_statistics", "inception_network", "inception_score",
-    "kernel_inception_distance", "knn_radii", "mmd2_unbiased", "mode_coverage",
+    "intra_fid", "kernel_inception_distance", "knn_radii", "load_lpips",
+    "lpips_distance", "lpips_embedding", "mean_pairwise_distance",
+    "mean_pairwise_lpips", "mmd2_unbiased", "mode_coverage",
     "parzen_log_likelihood", "parzen_window_evaluation", "precision_recall",
     "reference_statistics", "select_sigma", "trace_sqrt_product",
 ]

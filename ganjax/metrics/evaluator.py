@@ -6,6 +6,12 @@
     #  "parzen_ll10k_fashion_mnist": ..., ...}
     ev.protocol(10_000)      # {metric name: how it was computed}
 
+    # Class-conditional samples: pass the class each sample was drawn for.
+    metrics = ev(samples, labels=labels)   # labels int [N]
+    # adds {"class_accuracy10k_fashion_mnist_cnn": ...,
+    #       "min_class_accuracy10k_fashion_mnist_cnn": ...,
+    #       "intra_fid10k_fashion_mnist_cnn": ...}
+
 The evaluator loads (or trains, once) the feature networks and caches the
 real data's statistics on first use, in memory and on disk, so periodic
 evaluation during training pays only for the generated side.
@@ -15,6 +21,19 @@ generated samples used (``10k``, or the number when not a multiple of 1000),
 network = ``cnn`` (the data set's classifier, ``ganjax.metrics.classifier``)
 or ``inception`` (FID InceptionV3); Parzen needs no network:
 ``parzen_ll<count>_<dataset>``.
+
+With LPIPS weights (``lpips_weights=`` or ``$GANJAX_LPIPS_WEIGHTS``, see
+``docs/lpips_weights.md``) the diversity of the samples is added:
+``lpips_diversity<count>_<dataset>_<net><size>`` (mean LPIPS over all pairs of
+samples; ``alex64``: AlexNet LPIPS v0.1, images resized to 64 x 64, one
+channel repeated to RGB), and with labels its mean within each class,
+``lpips_diversity_per_class<count>_...``.
+
+With labels (conditional samples): ``class_accuracy`` (the cnn classifier's
+accuracy on the samples of each requested class, mean over classes; real
+test images give the ceiling), ``min_class_accuracy`` (the worst class) and,
+per network, ``intra_fid`` (the Frechet distance within each class against
+the real images of that class, mean over classes; Miyato & Koyama 2018).
 """
 
 import math
@@ -26,8 +45,11 @@ from typing import Any, Sequence
 import jax
 import numpy as np
 
+from ganjax.metrics import conditional
 from ganjax.metrics import features as features_lib
+from ganjax.metrics import lpips as lpips_lib
 from ganjax.metrics import real_data
+from ganjax.metrics.diversity import mean_pairwise_lpips
 from ganjax.metrics.frechet import frechet_distance, gaussian_statistics
 from ganjax.metrics.inception_score import class_coverage, inception_score
 from ganjax.metrics.kid import kernel_inception_distance
@@ -140,6 +162,12 @@ class Evaluator:
     is_splits: splits of the Inception-Score-style score.
     seed: KID subsets' seed.
     verbose: print what is being prepared (classifier training, caches).
+    lpips_weights: LPIPS weights (``.npz`` from ``python -m
+      ganjax.metrics.lpips``); default ``$GANJAX_LPIPS_WEIGHTS``; without
+      them no diversity is reported.
+    lpips_size: side the samples are resized to for LPIPS (bilinear; None:
+      as given). 64 by default: LPIPS's calibration patches are 64 x 64,
+      and AlexNet's pooling needs more than 28 x 28.
   """
 
   def __init__(self, dataset: str, num: int = 10_000, *,
@@ -150,7 +178,9 @@ class Evaluator:
                parzen_validation_split: str | None = None,
                parzen_test_split: str | None = None,
                kid_subsets: int = 100, kid_subset_size: int = 1000, k: int = 3,
-               is_splits: int = 10, seed: int = 0, verbose: bool = True):
+               is_splits: int = 10, seed: int = 0, verbose: bool = True,
+               lpips_weights: str | None = None,
+               lpips_size: int | None = 64):
     if dataset.startswith("toy_"):
       raise ValueError(
           f"{dataset} is a toy distribution of points, not images: score it "
@@ -182,6 +212,11 @@ class Evaluator:
     self._feature_networks: dict[str, features_lib.FeatureNetwork] = {}
     self._reference: dict[str, dict] = {}
     self._parzen_data: tuple[np.ndarray, np.ndarray] | None = None
+    self.lpips_weights = lpips_weights or os.environ.get(
+        lpips_lib.WEIGHTS_ENV) or None
+    self.lpips_size = int(lpips_size) if lpips_size else None
+    self._lpips: tuple[str, dict, str] | None = None  # (net, variables, sha)
+    self._class_reference: dict[str, dict] = {}
 
   # ---------------------------------------------------------- preparation
 
@@ -216,20 +251,54 @@ class Evaluator:
               self.data_shape))
       self._parzen_data = (flat(self.parzen_validation_split),
                            flat(self.parzen_test_split))
+    if self.lpips_weights and self._lpips is None:
+      self._lpips = lpips_lib.load_lpips(self.lpips_weights)
     return self
+
+  @property
+  def num_classes(self) -> int:
+    """Classes of the data set (from the real reference labels); after ``prepare()``."""
+    ref = self._reference[self.networks[0]]
+    return int(np.max(ref["labels"])) + 1
+
+  def _lpips_tag(self) -> str:
+    return f"{self._lpips[0]}{self.lpips_size or ''}"
+
+  def _class_gaussians(self, name: str) -> dict:
+    """Per-class Gaussians of the real features of network ``name`` (once)."""
+    if name not in self._class_reference:
+      ref = self._reference[name]
+      self._class_reference[name] = conditional.class_gaussians(
+          np.asarray(ref["features"]), np.asarray(ref["labels"]))
+    return self._class_reference[name]
 
   # ------------------------------------------------------------ metrics
 
-  def __call__(self, samples: Any) -> dict[str, float]:
+  def __call__(self, samples: Any, labels: Any = None) -> dict[str, float]:
     """Every metric of ``samples`` (the first ``num``), as ``{name: float}``.
 
+    Args:
+      samples: ``[N, H, W(, C)]``, float in [0, 1] or uint8.
+      labels: for class-conditional samples, int ``[N]``: the class each
+        sample was drawn for (at least 2 samples per class present). Adds
+        ``class_accuracy``, ``min_class_accuracy``, ``intra_fid`` and the
+        per-class LPIPS diversity.
+
     Raises:
-      InvalidSamplesError: samples of the wrong shape or range, or NaN.
+      InvalidSamplesError: samples of the wrong shape or range, or NaN;
+        labels of the wrong shape, type or range.
     """
     images = check_samples(samples, self.data_shape, min_count=self.k + 1)
+    n_given = images.shape[0]
     images = images[:self.num]
     self.prepare()
     n = images.shape[0]
+    if labels is not None:
+      try:
+        labels = conditional.check_labels(labels, n_given, self.num_classes)
+      except ValueError as e:
+        raise InvalidSamplesError(str(e)) from None
+      labels = labels[:n]
     tag = count_tag(n)
     out: dict[str, float] = {}
     for name in self.networks:
@@ -255,6 +324,27 @@ class Evaluator:
         coverage = class_coverage(probs)
         out[f"classes_covered{prefix}"] = float(coverage["classes_covered"])
         out[f"class_kl{prefix}"] = float(coverage["kl_to_uniform"])
+      if labels is not None:
+        if name == "cnn":
+          accuracy = conditional.class_accuracy(probs, labels)
+          out[f"class_accuracy{prefix}"] = accuracy["mean"]
+          out[f"min_class_accuracy{prefix}"] = accuracy["min"]
+        try:
+          intra = conditional.intra_fid(self._class_gaussians(name), feats,
+                                        labels)
+        except ValueError as e:  # a class with < 2 samples
+          raise InvalidSamplesError(str(e)) from None
+        out[f"intra_fid{prefix}"] = intra["mean"]
+    if self._lpips is not None:
+      net, variables, _ = self._lpips
+      prefix = f"{tag}_{self.dataset}_{self._lpips_tag()}"
+      div = mean_pairwise_lpips(variables, images, labels, net=net,
+                                size=self.lpips_size,
+                                num_classes=(self.num_classes
+                                             if labels is not None else None))
+      out[f"lpips_diversity{prefix}"] = div["all"]
+      if labels is not None:
+        out[f"lpips_diversity_per_class{prefix}"] = div["mean_per_class"]
     if self.parzen:
       validation, test = self._parzen_data
       flat = images.reshape(n, -1)
@@ -267,10 +357,12 @@ class Evaluator:
 
   evaluate = __call__
 
-  def protocol(self, num_samples: int | None = None) -> dict[str, Any]:
+  def protocol(self, num_samples: int | None = None,
+               labelled: bool = False) -> dict[str, Any]:
     """How each metric is computed, keyed like the metrics (``num_samples``
-    defaults to ``num``); call after ``prepare()`` or a first evaluation for
-    the networks' facts (accuracy, weights' sha256)."""
+    defaults to ``num``; ``labelled``: include the metrics of labelled
+    samples); call after ``prepare()`` or a first evaluation for the
+    networks' facts (accuracy, weights' sha256)."""
     n = num_samples or self.num
     tag = count_tag(n)
     ref = self.reference_split
@@ -301,6 +393,38 @@ class Evaluator:
             f"{n} generated samples.")
         out[f"class_kl{prefix}"] = ("KL(class histogram || uniform), nats, "
                                     f"of the {n} generated samples.")
+      if labelled and name == "cnn":
+        out[f"class_accuracy{prefix}"] = (
+            "accuracy of the cnn classifier (argmax) on the generated samples "
+            "of each requested class, mean over the classes present (real "
+            "test images with their labels give the ceiling).")
+        out[f"min_class_accuracy{prefix}"] = (
+            "the lowest per-class accuracy of class_accuracy.")
+      if labelled:
+        out[f"intra_fid{prefix}"] = (
+            "intra-FID (Miyato & Koyama 2018): Frechet distance between the "
+            f"{name} features of the generated samples of each requested "
+            f"class and those of the images of that class in "
+            f"{self.dataset}:{ref}, mean over classes.")
+    if self._lpips is not None:
+      net, _, digest = self._lpips
+      prefix = f"{tag}_{self.dataset}_{self._lpips_tag()}"
+      how = ("one channel repeated to RGB, " if self.data_shape[-1] == 1
+             else "") + (f"bilinear resize to {self.lpips_size} x "
+                         f"{self.lpips_size}" if self.lpips_size
+                         else "native resolution")
+      out["network_lpips"] = {
+          "network": f"LPIPS v0.1 (Zhang et al. 2018), {net} backbone, "
+                     "the lpips package's linear heads",
+          "weights": self.lpips_weights, "weights_sha256": digest}
+      out[f"lpips_diversity{prefix}"] = (
+          f"mean LPIPS ({net}, v0.1; {how}) over all pairs of the {n} "
+          "generated samples (exact, from the LPIPS embedding's moments); "
+          "higher is more diverse.")
+      if labelled:
+        out[f"lpips_diversity_per_class{prefix}"] = (
+            "mean LPIPS over all pairs of generated samples of the same "
+            "requested class, mean over classes (intra-class diversity).")
     if self.parzen:
       prefix = f"{tag}_{self.dataset}"
       out[f"parzen_ll{prefix}"] = (
@@ -314,10 +438,10 @@ class Evaluator:
 
 
 def evaluate_samples(samples: Any, dataset: str, num: int = 10_000,
-                     **kwargs) -> dict[str, float]:
-  """One-off evaluation: ``Evaluator(dataset, num, **kwargs)(samples)``.
+                     labels: Any = None, **kwargs) -> dict[str, float]:
+  """One-off evaluation: ``Evaluator(dataset, num, **kwargs)(samples, labels)``.
 
   For repeated evaluation (during training) keep one ``Evaluator``: it holds
   the networks and reference statistics in memory.
   """
-  return Evaluator(dataset, num, **kwargs)(samples)
+  return Evaluator(dataset, num, **kwargs)(samples, labels)
