@@ -10,12 +10,12 @@
 The core never imports TensorFlow; only ``ganjax.data.pipeline`` does, lazily.
 """
 
-from ganjax import (data, loops, losses, metrics, models, optim, parallel,
-                    penalties)
+from ganjax import (augment, checkpoint, data, images, loops, losses, metrics,
+                    models, optim, parallel, penalties, terms)
 from ganjax.gan import GAN, GANState
 
 __version__ = "0.1.0"
 
-__all__ = ["GAN", "GANState", "data", "loops", "losses", "metrics", "models",
-           "optim", "parallel",
-           "penalties"]
+__all__ = ["GAN", "GANState", "augment", "checkpoint", "data", "images", "loops",
+           "losses", "metrics", "models", "optim", "parallel", "penalties",
+           "terms"]

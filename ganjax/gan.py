@@ -5,10 +5,17 @@ each training iteration, k times update the discriminator on a fresh minibatch
 of m real examples and m noise samples, then update the generator once on fresh
 noise, against the discriminator as it is after its k updates.
 
+Batches. ``step`` takes ``[k, B, *data_shape]`` real data, or a dict
+``{"image": [k, B, *data_shape], "label": int32 [k, B]}``. With
+``num_classes`` set the game is class-conditional (Mirza & Osindero, 2014):
+G is called as ``G(z, y, train=...)``, D as ``D(x, y, train=...)``, real
+examples keep their labels and the labels of the fakes are drawn in the step.
+
 Randomness. Every random draw comes from ``state.rng`` folded with the step
 counter, the update index and the *global index of the example*, so the noise
-of example i does not depend on how a batch is split across devices: the step
-on 8 devices with a global batch B computes what one device computes on B.
+(and the fake labels, dropout masks, augmentations) of example i does not
+depend on how a batch is split across devices: the step on 8 devices with a
+global batch B computes what one device computes on B.
 
 Data parallelism. With ``axis_name`` set (``ganjax.parallel`` does it), the
 step averages gradients, metrics and batch statistics over that named axis, so
@@ -21,23 +28,35 @@ statistics, logits, losses, penalty norms and metrics stay float32.
 
 import dataclasses
 import functools
-from typing import Any, Callable
+import inspect
+import warnings
+from typing import Any, Callable, Sequence
 
 import chex
 import flax
 import flax.linen as nn
 import jax
 import jax.numpy as jnp
+import numpy as np
 import optax
 
+from ganjax import augment as augment_lib
 from ganjax import losses as losses_lib
 from ganjax import penalties as penalties_lib
+from ganjax import terms as terms_lib
 
 PyTree = Any
 
 # Per-example random streams, derived from one key per example and update.
 _LATENT, _DROPOUT_REAL, _DROPOUT_FAKE, _PENALTY, _NOISE_REAL, _NOISE_FAKE = range(6)
 _NUM_STREAMS = 6
+# Streams of conditional and augmented games, from a key chain of their own
+# (so that the six above, and unconditional runs, are unchanged by them).
+_LABEL, _AUGMENT_REAL, _AUGMENT_FAKE = range(_NUM_STREAMS, _NUM_STREAMS + 3)
+_NUM_EXTRA_STREAMS = 3
+_EXTRA_STREAMS_SALT = 2 ** 31  # no example index reaches it
+
+FAKE_LABELS = ("uniform", "real")
 
 
 @flax.struct.dataclass
@@ -52,6 +71,7 @@ class GANState:
     g_opt_state, d_opt_state: optax states.
     rng: uint32 key data (``jax.random.key_data``) of the run's base key.
     ema_g_params: exponential moving average of ``g_params``, or None.
+    augment_p: float32 scalar, ADA's augmentation probability, or None.
   """
   step: jax.Array
   g_params: PyTree
@@ -62,18 +82,27 @@ class GANState:
   d_opt_state: optax.OptState
   rng: jax.Array
   ema_g_params: PyTree = None
+  augment_p: jax.Array | None = None
 
 
-def _apply(module: nn.Module, params, stats, x, train: bool, rngs):
-  """Applies ``module``; returns ``(output, new_stats)`` (stats unchanged in eval)."""
+def _apply(module: nn.Module, params, stats, inputs: tuple, train: bool, rngs):
+  """Applies ``module`` to ``inputs``; returns ``(output, new_stats)`` (stats unchanged in eval)."""
   variables = {"params": params}
   if stats:
     variables["batch_stats"] = stats
   if stats and train:
-    out, mutated = module.apply(variables, x, train=True, rngs=rngs,
+    out, mutated = module.apply(variables, *inputs, train=True, rngs=rngs,
                                 mutable=["batch_stats"])
     return out, mutated["batch_stats"]
-  return module.apply(variables, x, train=train, rngs=rngs), stats
+  return module.apply(variables, *inputs, train=train, rngs=rngs), stats
+
+
+def _split_outputs(out) -> tuple[jax.Array, dict]:
+  """D's output -> ``(logits [B] float32, aux dict)`` (see ``ganjax.terms``)."""
+  if isinstance(out, dict):
+    aux = {name: value for name, value in out.items() if name != "logits"}
+    return out["logits"].astype(jnp.float32), aux
+  return out.astype(jnp.float32), {}
 
 
 def _like(new: PyTree, old: PyTree) -> PyTree:
@@ -88,16 +117,12 @@ def _as_key(rng) -> jax.Array:
   return jax.random.wrap_key_data(rng)
 
 
-def _draws_rng(module: nn.Module, collection: str, params_def, params_avals,
-               x_aval) -> bool:
-  """Whether ``module.apply(..., train=True)`` consumes the rng ``collection``.
+def _aval(x) -> jax.ShapeDtypeStruct:
+  return jax.ShapeDtypeStruct(x.shape, x.dtype)
 
-  Traced abstractly on one example: the rng's key is used by some operation
-  of the jaxpr (dropout with rate > 0 in training mode) or not (no dropout
-  layer, or rate 0: flax does not draw then). Cached for hashable modules.
-  """
-  draws = _draws_rng_cached if _hashable(module) else _draws_rng_uncached
-  return draws(module, collection, params_def, params_avals, x_aval)
+
+def _one_example_avals(inputs: tuple) -> tuple:
+  return tuple(jax.ShapeDtypeStruct((1,) + x.shape[1:], x.dtype) for x in inputs)
 
 
 def _hashable(module: nn.Module) -> bool:
@@ -109,15 +134,27 @@ def _hashable(module: nn.Module) -> bool:
   return True
 
 
-def _draws_rng_uncached(module, collection, params_def, params_avals, x_aval):
-  params = jax.tree.unflatten(params_def, params_avals)
-  x = jax.ShapeDtypeStruct((1,) + x_aval.shape[1:], x_aval.dtype)
+def _draws_rng(module: nn.Module, collection: str, params_def, params_avals,
+               input_avals: tuple) -> bool:
+  """Whether ``module.apply(..., train=True)`` consumes the rng ``collection``.
 
-  def apply(params, x, key):
-    return module.apply({"params": params}, x, train=True,
+  Traced abstractly on one example: the rng's key is used by some operation
+  of the jaxpr (dropout with rate > 0 in training mode) or not (no dropout
+  layer, or rate 0: flax does not draw then). Cached for hashable modules.
+  """
+  draws = _draws_rng_cached if _hashable(module) else _draws_rng_uncached
+  return draws(module, collection, params_def, params_avals, input_avals)
+
+
+def _draws_rng_uncached(module, collection, params_def, params_avals,
+                        input_avals):
+  params = jax.tree.unflatten(params_def, params_avals)
+
+  def apply(params, inputs, key):
+    return module.apply({"params": params}, *inputs, train=True,
                         rngs={collection: key})
 
-  jaxpr = jax.make_jaxpr(apply)(params, x, jax.random.key(0)).jaxpr
+  jaxpr = jax.make_jaxpr(apply)(params, input_avals, jax.random.key(0)).jaxpr
   key = jaxpr.invars[-1]
   return (any(key is v for eqn in jaxpr.eqns for v in eqn.invars)
           or any(key is v for v in jaxpr.outvars))
@@ -142,18 +179,14 @@ def _plain_convs_in(jaxpr) -> bool:
   return False
 
 
-def _has_plain_convs(module: nn.Module, params, stats, x) -> bool:
+def _has_plain_convs(module: nn.Module, params, stats, inputs: tuple) -> bool:
   """Whether ``module`` applies plain ``lax`` convs (slow gradients in loops on CPU)."""
   avals = lambda tree: jax.tree.map(_aval, tree)
   jaxpr = jax.make_jaxpr(
-      lambda p, s, x: _apply(module, p, s, x, True,
-                             {"dropout": jax.random.key(0)})
-  )(avals(params), avals(stats), _aval(x[:1])).jaxpr
+      lambda p, s, inputs: _apply(module, p, s, inputs, True,
+                                  {"dropout": jax.random.key(0)})
+  )(avals(params), avals(stats), _one_example_avals(inputs)).jaxpr
   return _plain_convs_in(jaxpr)
-
-
-def _aval(x) -> jax.ShapeDtypeStruct:
-  return jax.ShapeDtypeStruct(x.shape, x.dtype)
 
 
 def _unrolled_scan(f, init, xs):
@@ -178,16 +211,17 @@ def _initializer_key(key: jax.Array) -> jax.Array:
 
 
 @functools.partial(jax.jit, static_argnums=0)
-def _jitted_init(module: nn.Module, key: jax.Array, x: jax.Array):
-  return module.init({"params": key}, x, train=False)
+def _jitted_init(module: nn.Module, key: jax.Array, inputs: tuple):
+  return module.init({"params": key}, *inputs, train=False)
 
 
-def _init_variables(module: nn.Module, key: jax.Array, x: jax.Array):
+def _init_variables(module: nn.Module, key: jax.Array, inputs: tuple):
   """``module.init`` (eval mode), jitted; compiled once per (equal) module
   and input shape when the module is hashable."""
   if not _hashable(module):
-    return jax.jit(lambda key: module.init({"params": key}, x, train=False))(key)
-  return _jitted_init(module, key, x)
+    return jax.jit(
+        lambda key: module.init({"params": key}, *inputs, train=False))(key)
+  return _jitted_init(module, key, inputs)
 
 
 def _with_compute_dtype(module: nn.Module, dtype, role: str) -> nn.Module:
@@ -209,23 +243,80 @@ def _with_axis_name(module: nn.Module, axis_name: str) -> nn.Module:
   return module
 
 
-@dataclasses.dataclass(frozen=True)
+def _check_model(module: nn.Module, role: str, args: str) -> None:
+  """The model contract that a signature shows: ``__call__(..., train=...)``."""
+  params = inspect.signature(type(module).__call__).parameters
+  takes_kwargs = any(p.kind == p.VAR_KEYWORD for p in params.values())
+  if "train" not in params and not takes_kwargs:
+    raise ValueError(
+        f"The {role} {type(module).__name__} must take a `train` keyword "
+        f"argument: __call__(self, {args}, train: bool) (True in the step: "
+        f"batch statistics and dropout; False for sampling). Its signature is "
+        f"{inspect.signature(type(module).__call__)}.")
+
+
+def _takes_labels(module: nn.Module) -> bool:
+  """Whether ``__call__`` accepts a second positional argument (the labels)."""
+  params = [p for p in inspect.signature(type(module).__call__).parameters.values()
+            if p.kind in (p.POSITIONAL_ONLY, p.POSITIONAL_OR_KEYWORD)
+            and p.name not in ("self", "train")]
+  return len(params) >= 2 or any(
+      p.kind == p.VAR_POSITIONAL
+      for p in inspect.signature(type(module).__call__).parameters.values())
+
+
+def _data_range(images) -> tuple[float, float] | None:
+  """``(min, max)`` of concrete data, None for traced or abstract data."""
+  if isinstance(images, (jax.core.Tracer, jax.ShapeDtypeStruct)):
+    return None
+  images = np.asarray(images)
+  if images.size == 0:
+    return None
+  return float(images.min()), float(images.max())
+
+
+@dataclasses.dataclass(frozen=True, eq=False)
 class GAN:
   """A generative adversarial network: two flax modules, a loss, two optimizers.
 
+  Compared by identity (``eq=False``), so that any callable, hashable or not,
+  can be a loss, penalty or loss term, and ``jax.jit(gan.step)`` still works.
+
   Attributes:
-    generator: flax module, ``(z [B, latent_dim], train) -> [B, *data_shape]``.
-    discriminator: flax module, ``(x [B, *data_shape], train) -> logits [B]``.
+    generator: flax module, ``G(z [B, latent_dim], train=...) -> [B,
+      *data_shape]``; conditional: ``G(z, y [B], train=...)``.
+    discriminator: flax module, ``D(x [B, *data_shape], train=...) -> logits
+      [B]`` (or a dict ``{"logits": [B], **aux}``, see ``ganjax.terms``);
+      conditional: ``D(x, y, train=...)``.
     loss: a name in ``ganjax.losses.LOSSES`` or a function
-      ``(real_logits, fake_logits) -> (d_loss, g_loss)``.
+      ``(real_logits, fake_logits) -> (d_loss, g_loss)``. The losses of
+      ``ganjax.losses`` are recognised by name or as functions (``d_real``,
+      ``d_fake`` metrics for the probabilistic ones).
     g_optimizer, d_optimizer: optax transformations.
     k: discriminator updates per generator update (Algorithm 1's k).
     latent_dim: size of ``z``.
     latent_distribution: ``'normal'`` (N(0, I)) or ``'uniform'`` (U[-1, 1]).
-    penalty: optional ``ganjax.penalties.GradientPenalty`` or ``R1``, added to
-      the discriminator's loss.
+    num_classes: None (unconditional) or the number of classes C of a
+      class-conditional game; batches then carry int32 labels in [0, C).
+    fake_labels: with ``num_classes``, the labels G is asked for in each
+      update: ``'uniform'`` (the default: drawn uniformly over the classes,
+      per example, in the step) or ``'real'`` (the labels of that update's
+      real minibatch: the data's class frequencies, paired fake and real).
+    penalty: None, a penalty ``(d_fn, real, fake, keys) -> scalar``
+      (``ganjax.penalties.GradientPenalty``, ``R1``, any of them wrapped in
+      ``Lazy``), or a sequence of them, all added to D's loss (metric
+      ``d_penalty``, the sum; ``d_penalty_<i>`` each when several).
     instance_noise: optional ``ganjax.penalties.InstanceNoise`` added to every
       input of the discriminator.
+    augment: optional ``ganjax.augment.DiffAugment`` (or any ``(x [B, ...],
+      keys [B], probability) -> x``) applied to every input of D, real and
+      fake, in D's updates and in G's, before penalties and instance noise.
+    ada: optional ``ganjax.augment.ADA``: the probability of ``augment`` is
+      ``state.augment_p``, adapted after each step (needs ``augment``).
+    loss_terms: callables ``(player, ganjax.terms.UpdateOutputs) -> {name:
+      scalar}`` added to that player's loss and reported as ``d_<name>`` /
+      ``g_<name>`` (e.g. ``ganjax.terms.AuxiliaryClassifier`` for AC-GAN,
+      ``ganjax.terms.FeatureMatching``).
     weight_clip: optional WGAN clipping value c; D's parameters are clipped to
       [-c, c] after each of its updates.
     ema_decay: optional decay of an exponential moving average of G's weights
@@ -237,20 +328,17 @@ class GAN:
       ``'scan'``, except on CPU for a discriminator with plain
       ``lax.conv_general_dilated`` convolutions, e.g. ``flax.linen.Conv``'s
       default). Both compute the same thing. XLA:CPU runs the gradients of
-      plain convolutions ~10x slower inside a loop body than outside (they
-      are not rewritten into its fast canonical form); the models' convs use
-      ``ganjax.models.layers.conv_general_dilated``, whose gradients are
-      canonical, and run as fast in the scan as unrolled (see
-      ``benchmarks/results/benchmark.md``). Use it in your own conv models
-      (``nn.Conv(..., conv_general_dilated=...)``) to get the scan on CPU.
+      plain convolutions ~10x slower inside a loop body than outside; the
+      models' convs use ``ganjax.models.layers.conv_general_dilated``, whose
+      gradients are canonical, and run as fast in the scan as unrolled (see
+      ``benchmarks/results/benchmark.md``).
     axis_name: named axis over which gradients, metrics and batch statistics
       are averaged; set by ``ganjax.parallel``, None on one device.
     compute_dtype: None (float32) or a float dtype, e.g. ``jnp.bfloat16``,
-      in which G and D compute (mixed precision, for accelerators with fast
-      bfloat16 matrix units). The models are cloned with ``dtype=``
-      ``compute_dtype``; real batches and latents are cast to it; parameters,
-      optimizer states and batch statistics stay float32, and logits are cast
-      to float32 before losses, penalties and metrics are reduced.
+      in which G and D compute (mixed precision). The models are cloned with
+      ``dtype=compute_dtype``; real batches and latents are cast to it;
+      parameters, optimizer states and batch statistics stay float32, and
+      logits are cast to float32 before losses, penalties and metrics.
   """
   generator: nn.Module
   discriminator: nn.Module
@@ -262,8 +350,13 @@ class GAN:
   k: int = 1
   latent_dim: int = 100
   latent_distribution: str = "normal"
-  penalty: Callable | None = None
+  num_classes: int | None = None
+  fake_labels: str = "uniform"
+  penalty: Callable | Sequence[Callable] | None = None
   instance_noise: penalties_lib.InstanceNoise | None = None
+  augment: Callable | None = None
+  ada: augment_lib.ADA | None = None
+  loss_terms: Sequence[Callable] = ()
   weight_clip: float | None = None
   ema_decay: float | None = None
   d_loop: str = "auto"
@@ -281,6 +374,13 @@ class GAN:
     if self.latent_distribution not in ("normal", "uniform"):
       raise ValueError(f"latent_distribution must be 'normal' or 'uniform', "
                        f"got {self.latent_distribution!r}.")
+    if self.num_classes is not None and (
+        not isinstance(self.num_classes, int) or self.num_classes < 2):
+      raise ValueError(f"num_classes must be an integer >= 2 (or None for an "
+                       f"unconditional GAN), got {self.num_classes!r}.")
+    if self.fake_labels not in FAKE_LABELS:
+      raise ValueError(f"fake_labels must be one of {FAKE_LABELS}, got "
+                       f"{self.fake_labels!r}.")
     if self.ema_decay is not None and not 0.0 <= self.ema_decay < 1.0:
       raise ValueError(f"ema_decay must be in [0, 1), got {self.ema_decay}.")
     if self.d_loop not in ("auto", "scan", "unroll"):
@@ -288,13 +388,37 @@ class GAN:
                        f"{self.d_loop!r}.")
     if self.weight_clip is not None and self.weight_clip <= 0:
       raise ValueError(f"weight_clip must be positive, got {self.weight_clip}.")
+    if self.ada is not None and self.augment is None:
+      raise ValueError("GAN(ada=...) adapts the probability of an "
+                       "augmentation: also pass augment=ganjax.augment."
+                       "DiffAugment(...).")
+    if callable(self.loss_terms):
+      object.__setattr__(self, "loss_terms", (self.loss_terms,))
+    object.__setattr__(self, "loss_terms", tuple(self.loss_terms))
     losses_lib.get(self.loss)  # fails early, listing the known losses
+    for penalty in self.penalties:
+      if not callable(penalty):
+        raise ValueError(f"Each penalty must be a callable (d_fn, real, fake, "
+                         f"keys) -> scalar, got {penalty!r}.")
     if self.compute_dtype is not None:
       if not jnp.issubdtype(self.compute_dtype, jnp.floating):
         raise ValueError(f"compute_dtype must be a floating dtype such as "
                          f"jnp.bfloat16, got {self.compute_dtype!r}.")
       # Fails early for models without a `dtype` field.
       _ = self._compute_generator, self._compute_discriminator
+
+  @property
+  def penalties(self) -> tuple:
+    """``penalty`` as a tuple (empty without one)."""
+    if self.penalty is None:
+      return ()
+    if callable(self.penalty):
+      return (self.penalty,)
+    return tuple(self.penalty)
+
+  @property
+  def conditional(self) -> bool:
+    return self.num_classes is not None
 
   @property
   def _compute_generator(self) -> nn.Module:
@@ -330,34 +454,83 @@ class GAN:
 
   # ------------------------------------------------------------------ init
 
-  def init(self, rng: jax.Array, example_batch: jax.Array) -> GANState:
+  def _check_models(self) -> None:
+    """The model contract that needs no parameters (see ``init``)."""
+    _check_model(self.generator, "generator", "z" + ", y" * self.conditional)
+    _check_model(self.discriminator, "discriminator",
+                 "x" + ", y" * self.conditional)
+    g_latent = getattr(self.generator, "latent_dim", None)
+    if isinstance(g_latent, int) and g_latent != self.latent_dim:
+      raise ValueError(
+          f"The generator was built for latent_dim={g_latent} but the GAN has "
+          f"latent_dim={self.latent_dim}: pass the same latent_dim to both.")
+    for role, module in (("generator", self.generator),
+                         ("discriminator", self.discriminator)):
+      model_classes = getattr(module, "num_classes", None)
+      if model_classes is not None and self.num_classes is None:
+        raise ValueError(
+            f"The {role} is conditional (num_classes={model_classes}) but the "
+            f"GAN is not: pass GAN(num_classes={model_classes}) and labelled "
+            f"batches {{'image': ..., 'label': ...}}.")
+      if self.num_classes is not None:
+        if model_classes is not None and model_classes != self.num_classes:
+          raise ValueError(
+              f"The {role} was built for num_classes={model_classes} but the "
+              f"GAN has num_classes={self.num_classes}: use the same number.")
+        if model_classes is None and not _takes_labels(module):
+          raise ValueError(
+              f"GAN(num_classes={self.num_classes}) calls the {role} with "
+              f"labels, but {type(module).__name__} takes none: build a "
+              f"conditional model (e.g. ganjax.models.dcgan(..., num_classes="
+              f"{self.num_classes})) or drop num_classes.")
+
+  def _model_inputs(self, x: jax.Array, labels) -> tuple:
+    return (x,) if labels is None or not self.conditional else (x, labels)
+
+  def init(self, rng: jax.Array, example_batch) -> GANState:
     """Initialises parameters, batch statistics, optimizer states and the rng.
+
+    Checks the model contract once: both models take ``train``; G's
+    ``latent_dim`` and the models' ``num_classes`` agree with the GAN's; G
+    produces samples of the data's shape; D returns logits ``[B]``; data
+    outside G's ``output_range`` (ganjax generators have one) give a warning.
 
     Args:
       rng: a key (``jax.random.key(seed)``) or legacy uint32 key data.
-      example_batch: real data, ``[B, *data_shape]`` (or a step batch
-        ``[k, B, *data_shape]``); only its shape is used, to check that the
-        generator produces samples of the data's shape.
+      example_batch: real data, ``[B, *data_shape]`` or a step batch
+        ``[k, B, *data_shape]`` (or such a dict with ``"image"``); its shape
+        is checked against G's samples, its values against G's output range.
 
     Returns:
       a ``GANState`` at step 0.
     """
+    self._check_models()
+    images = (example_batch["image"] if isinstance(example_batch, dict)
+              else example_batch)
     rng = _as_key(rng)
     g_key, d_key, run_key = jax.random.split(rng, 3)
     g_key, d_key = _initializer_key(g_key), _initializer_key(d_key)
-    z = jnp.zeros((1, self.latent_dim), jnp.float32)
-    g_vars = _init_variables(self.generator, g_key, z)
+    z = jnp.zeros((2, self.latent_dim), jnp.float32)
+    y = jnp.zeros((2,), jnp.int32) if self.conditional else None
+    g_vars = _init_variables(self.generator, g_key, self._model_inputs(z[:1], y))
     fake_shape = jax.eval_shape(
-        lambda v: self.generator.apply(v, z, train=False), g_vars).shape[1:]
-    data_shape = tuple(example_batch.shape[1:])
-    if data_shape != fake_shape and tuple(example_batch.shape[2:]) != fake_shape:
+        lambda v: self.generator.apply(v, *self._model_inputs(z, y),
+                                       train=False), g_vars).shape[1:]
+    data_shape = tuple(images.shape[1:])
+    if data_shape != fake_shape and tuple(images.shape[2:]) != fake_shape:
       raise ValueError(
           f"The generator produces samples of shape {fake_shape}, but the data "
-          f"has shape {data_shape} (example batch {tuple(example_batch.shape)}). "
+          f"has shape {data_shape} (example batch {tuple(images.shape)}). "
           f"Build the models for the data, e.g. "
           f"ganjax.models.dcgan(image_shape={data_shape}).")
-    x = jnp.zeros((1,) + fake_shape, jnp.float32)
-    d_vars = _init_variables(self.discriminator, d_key, x)
+    self._warn_outside_output_range(images)
+    x = jnp.zeros((2,) + fake_shape, jnp.float32)
+    d_vars = _init_variables(self.discriminator, d_key,
+                             self._model_inputs(x[:1], y))
+    d_out = jax.eval_shape(
+        lambda v: self.discriminator.apply(v, *self._model_inputs(x, y),
+                                           train=False), d_vars)
+    self._check_discriminator_output(d_out)
     g_params, d_params = g_vars.get("params", {}), d_vars.get("params", {})
     return GANState(
         step=jnp.zeros((), jnp.int32),
@@ -369,7 +542,33 @@ class GAN:
         d_opt_state=self.d_optimizer.init(d_params),
         rng=jax.random.key_data(run_key),
         ema_g_params=(jax.tree.map(jnp.copy, g_params)
-                      if self.ema_decay is not None else None))
+                      if self.ema_decay is not None else None),
+        augment_p=(jnp.asarray(self.ada.initial_probability, jnp.float32)
+                   if self.ada is not None else None))
+
+  def _check_discriminator_output(self, out) -> None:
+    logits = out["logits"] if isinstance(out, dict) else out
+    if not hasattr(logits, "shape") or tuple(logits.shape) != (2,):
+      shape = getattr(logits, "shape", type(logits).__name__)
+      raise ValueError(
+          f"The discriminator must return one logit per example, shape [B], "
+          f"(or a dict with 'logits' [B]); on a batch of 2 it returned "
+          f"{tuple(shape) if isinstance(shape, tuple) else shape}. For a "
+          f"[B, 1] output, return logits[:, 0] (or jnp.squeeze(x, -1)).")
+
+  def _warn_outside_output_range(self, images) -> None:
+    output_range = getattr(self.generator, "output_range", None)
+    data_range = _data_range(images)
+    if output_range is None or data_range is None:
+      return
+    (lo, hi), (dmin, dmax) = output_range, data_range
+    tolerance = 1e-3 * (hi - lo)
+    if dmin < lo - tolerance or dmax > hi + tolerance:
+      warnings.warn(
+          f"The data lie in [{dmin:.3g}, {dmax:.3g}] but the generator's "
+          f"samples lie in [{lo}, {hi}]: D can tell them apart by their range "
+          f"alone. Scale the data to [{lo}, {hi}] (e.g. images / 127.5 - 1 "
+          f"for tanh, images / 255 for sigmoid).", stacklevel=3)
 
   # ----------------------------------------------------------- randomness
 
@@ -379,9 +578,15 @@ class GAN:
     if self.axis_name is not None:
       offset = jax.lax.axis_index(self.axis_name) * batch_size
     index = offset + jnp.arange(batch_size)
-    return jax.vmap(
+    keys = jax.vmap(
         lambda i: jax.random.split(jax.random.fold_in(key, i), _NUM_STREAMS)
     )(index)
+    if not (self.conditional or self.augment is not None):
+      return keys
+    extra_key = jax.random.fold_in(key, _EXTRA_STREAMS_SALT)
+    extra = jax.vmap(lambda i: jax.random.split(
+        jax.random.fold_in(extra_key, i), _NUM_EXTRA_STREAMS))(index)
+    return jnp.concatenate([keys, extra], axis=1)
 
   def _latents(self, keys: jax.Array) -> jax.Array:
     """``[B, latent_dim]`` latents, one per example key ``[B]``."""
@@ -392,18 +597,31 @@ class GAN:
       draw = lambda k: jax.random.normal(k, shape, jnp.float32)
     return jax.vmap(draw)(keys)
 
+  def _uniform_labels(self, keys: jax.Array) -> jax.Array:
+    """``[B]`` int32 labels uniform over the classes, one per key ``[B]``."""
+    return jax.vmap(
+        lambda k: jax.random.randint(k, (), 0, self.num_classes))(keys)
+
+  def _fake_labels(self, keys: jax.Array, real_labels):
+    """The labels G is asked for in one update (see ``fake_labels``)."""
+    if not self.conditional:
+      return None
+    if self.fake_labels == "real":
+      return real_labels
+    return self._uniform_labels(keys[:, _LABEL])
+
   # -------------------------------------------------------------- players
 
-  def _generate(self, g_params, g_stats, keys, train: bool):
+  def _generate(self, g_params, g_stats, keys, labels, train: bool):
     """Samples ``[B, ...]`` and G's new batch stats from per-example keys."""
     z = self._cast(self._latents(keys[:, _LATENT]))
     rngs = {"dropout": keys[0, _DROPOUT_FAKE]}
-    fake, new_stats = _apply(self._compute_generator, g_params, g_stats, z,
-                             train, rngs)
+    fake, new_stats = _apply(self._compute_generator, g_params, g_stats,
+                             self._model_inputs(z, labels), train, rngs)
     return self._cast(fake), _like(new_stats, g_stats)
 
-  def _discriminate(self, d_params, d_stats, x, dropout_keys):
-    """Logits ``[B]`` and D's new stats, in training mode.
+  def _discriminate(self, d_params, d_stats, x, labels, dropout_keys):
+    """``((logits [B], aux), new_stats)`` of D in training mode.
 
     A discriminator with batch statistics (batch norm, spectral norm) sees
     the whole local batch. One without them that draws dropout masks is
@@ -415,71 +633,117 @@ class GAN:
     (DCGAN 28x28, k = 1, in a scan on CPU: 105 ms per step instead of 236).
     """
     discriminator = self._compute_discriminator
+    inputs = self._model_inputs(x, labels)
     if d_stats:
-      logits, new_stats = _apply(discriminator, d_params, d_stats, x, True,
-                                 {"dropout": dropout_keys[0]})
-      return logits.astype(jnp.float32), _like(new_stats, d_stats)
+      out, new_stats = _apply(discriminator, d_params, d_stats, inputs, True,
+                              {"dropout": dropout_keys[0]})
+      return _split_outputs(out), _like(new_stats, d_stats)
     leaves, params_def = jax.tree.flatten(d_params)
     if not _draws_rng(discriminator, "dropout", params_def,
-                      tuple(map(_aval, leaves)), _aval(x)):
-      logits = discriminator.apply({"params": d_params}, x, train=True,
-                                   rngs={"dropout": dropout_keys[0]})
-      return logits.astype(jnp.float32), d_stats
+                      tuple(map(_aval, leaves)), _one_example_avals(inputs)):
+      out = discriminator.apply({"params": d_params}, *inputs, train=True,
+                                rngs={"dropout": dropout_keys[0]})
+      return _split_outputs(out), d_stats
 
-    def one(xi, key):
-      return discriminator.apply({"params": d_params}, xi[None],
-                                 train=True, rngs={"dropout": key})[0]
+    def one(example, key):
+      out = discriminator.apply({"params": d_params},
+                                *(a[None] for a in example), train=True,
+                                rngs={"dropout": key})
+      return jax.tree.map(lambda a: a[0], out)
 
-    return jax.vmap(one)(x, dropout_keys).astype(jnp.float32), d_stats
+    return _split_outputs(jax.vmap(one)(inputs, dropout_keys)), d_stats
 
-  def _noisy(self, x, keys, step):
-    if self.instance_noise is None:
-      return x
-    return self.instance_noise(x, keys, step)
+  def _d_input(self, x, keys, augment_stream, noise_stream, state):
+    """What D sees of ``x``: augmented, then with instance noise."""
+    if self.augment is not None:
+      probability = state.augment_p if self.ada is not None else None
+      x = self.augment(x, keys[:, augment_stream], probability)
+    if self.instance_noise is not None:
+      x = self.instance_noise(x, keys[:, noise_stream], state.step)
+    return x
 
   def _mean(self, tree):
     if self.axis_name is None:
       return tree
     return jax.lax.pmean(tree, self.axis_name)
 
+  def _add_terms(self, player: str, outputs, loss, metrics):
+    """``loss`` plus the loss terms of ``player``, each also in ``metrics``."""
+    prefix = "d_" if player == terms_lib.DISCRIMINATOR else "g_"
+    for term in self.loss_terms:
+      for name, value in term(player, outputs).items():
+        value = jnp.asarray(value, jnp.float32)
+        chex.assert_shape(value, ())
+        metrics[prefix + name] = value
+        loss = loss + value
+    return loss
+
+  def _penalty(self, params, stats, real_in, fake_in, real_labels, keys,
+               update, metrics):
+    """The sum of the penalties (each in ``metrics`` when several)."""
+    d_fn = lambda x: self._discriminate(
+        params, stats, x, real_labels, keys[:, _DROPOUT_REAL])[0][0]
+    total = jnp.zeros((), jnp.float32)
+    for i, penalty in enumerate(self.penalties):
+      penalty_keys = keys[:, _PENALTY]
+      if i:  # each penalty its own draws; the first keeps the historical ones
+        penalty_keys = jax.vmap(lambda k: jax.random.fold_in(k, i))(penalty_keys)
+      if isinstance(penalty, penalties_lib.Lazy):
+        value = penalty(d_fn, real_in, fake_in, penalty_keys, update)
+      else:
+        value = penalty(d_fn, real_in, fake_in, penalty_keys)
+      if len(self.penalties) > 1:
+        metrics[f"d_penalty_{i}"] = value
+      total = total + value
+    metrics["d_penalty"] = total
+    return total
+
   # ----------------------------------------------------------------- step
 
   def _d_update(self, state: GANState, carry, inputs):
     """One discriminator update on one real minibatch and fresh noise."""
     d_params, d_opt_state, d_stats = carry
-    real, update_key = inputs
+    real, real_labels, update_key, update = inputs
     keys = self._example_keys(update_key, real.shape[0])
+    fake_labels = self._fake_labels(keys, real_labels)
     fake, _ = self._generate(state.g_params, state.g_batch_stats, keys,
-                             train=True)
+                             fake_labels, train=True)
     fake = jax.lax.stop_gradient(fake)
-    real_in = self._noisy(real, keys[:, _NOISE_REAL], state.step)
-    fake_in = self._noisy(fake, keys[:, _NOISE_FAKE], state.step)
+    real_in = self._d_input(real, keys, _AUGMENT_REAL, _NOISE_REAL, state)
+    fake_in = self._d_input(fake, keys, _AUGMENT_FAKE, _NOISE_FAKE, state)
 
     def loss_fn(params):
       if d_stats:  # batch statistics: real and fake in separate calls
-        real_logits, stats = self._discriminate(
-            params, d_stats, real_in, keys[:, _DROPOUT_REAL])
-        fake_logits, stats = self._discriminate(
-            params, stats, fake_in, keys[:, _DROPOUT_FAKE])
+        real_out, stats = self._discriminate(
+            params, d_stats, real_in, real_labels, keys[:, _DROPOUT_REAL])
+        fake_out, stats = self._discriminate(
+            params, stats, fake_in, fake_labels, keys[:, _DROPOUT_FAKE])
       else:  # one call on real and fake together
-        logits, stats = self._discriminate(
-            params, d_stats, jnp.concatenate([real_in, fake_in]),
+        labels = (None if real_labels is None
+                  else jnp.concatenate([real_labels, fake_labels]))
+        both, stats = self._discriminate(
+            params, d_stats, jnp.concatenate([real_in, fake_in]), labels,
             jnp.concatenate([keys[:, _DROPOUT_REAL], keys[:, _DROPOUT_FAKE]]))
-        real_logits, fake_logits = jnp.split(logits, 2)
+        real_out = jax.tree.map(lambda a: jnp.split(a, 2)[0], both)
+        fake_out = jax.tree.map(lambda a: jnp.split(a, 2)[1], both)
+      (real_logits, real_aux), (fake_logits, fake_aux) = real_out, fake_out
       d_loss, _ = self.loss_fn(real_logits, fake_logits)
       metrics = {"d_loss": d_loss,
                  "real_logit": jnp.mean(real_logits),
                  "fake_logit": jnp.mean(fake_logits)}
-      if self.loss in losses_lib.PROBABILISTIC:
+      if losses_lib.is_probabilistic(self.loss):
         metrics["d_real"] = jnp.mean(jax.nn.sigmoid(real_logits))
         metrics["d_fake"] = jnp.mean(jax.nn.sigmoid(fake_logits))
+      if self.ada is not None:
+        metrics["ada_r_t"] = jnp.mean(jnp.sign(real_logits))
       total = d_loss
-      if self.penalty is not None:
-        d_fn = lambda x: self._discriminate(
-            params, stats, x, keys[:, _DROPOUT_REAL])[0]
-        penalty = self.penalty(d_fn, real_in, fake_in, keys[:, _PENALTY])
-        metrics["d_penalty"] = penalty
-        total = total + penalty
+      if self.penalties:
+        total = total + self._penalty(params, stats, real_in, fake_in,
+                                      real_labels, keys, update, metrics)
+      outputs = terms_lib.UpdateOutputs(
+          state.step, real_logits, fake_logits, real_aux, fake_aux,
+          real_labels, fake_labels, self.axis_name)
+      total = self._add_terms(terms_lib.DISCRIMINATOR, outputs, total, metrics)
       return total, (stats, metrics)
 
     grads, (d_stats, metrics) = jax.grad(loss_fn, has_aux=True)(d_params)
@@ -491,30 +755,39 @@ class GAN:
     metrics["d_grad_norm"] = optax.tree.norm(grads)
     return (d_params, d_opt_state, d_stats), metrics
 
-  def _g_update(self, state: GANState, real, update_key):
+  def _g_update(self, state: GANState, real, real_labels, update_key):
     """One generator update on fresh noise, through the current discriminator."""
     keys = self._example_keys(update_key, real.shape[0])
-    real_in = self._noisy(real, keys[:, _NOISE_REAL], state.step)
+    fake_labels = self._fake_labels(keys, real_labels)
+    real_in = self._d_input(real, keys, _AUGMENT_REAL, _NOISE_REAL, state)
 
     def loss_fn(params):
       fake, g_stats = self._generate(params, state.g_batch_stats, keys,
-                                     train=True)
-      fake_in = self._noisy(fake, keys[:, _NOISE_FAKE], state.step)
-      fake_logits, _ = self._discriminate(
-          state.d_params, state.d_batch_stats, fake_in, keys[:, _DROPOUT_FAKE])
-      # Real logits only for losses that use them (relativistic ones); a loss
-      # that ignores them lets XLA drop this forward pass.
-      real_logits, _ = self._discriminate(
-          state.d_params, state.d_batch_stats, real_in, keys[:, _DROPOUT_REAL])
-      _, g_loss = self.loss_fn(jax.lax.stop_gradient(real_logits), fake_logits)
-      return g_loss, (g_stats, g_loss)
+                                     fake_labels, train=True)
+      fake_in = self._d_input(fake, keys, _AUGMENT_FAKE, _NOISE_FAKE, state)
+      (fake_logits, fake_aux), _ = self._discriminate(
+          state.d_params, state.d_batch_stats, fake_in, fake_labels,
+          keys[:, _DROPOUT_FAKE])
+      # Real logits only for losses and terms that use them (relativistic
+      # ones, feature matching); otherwise XLA drops this forward pass.
+      (real_logits, real_aux), _ = self._discriminate(
+          state.d_params, state.d_batch_stats, real_in, real_labels,
+          keys[:, _DROPOUT_REAL])
+      real_logits = jax.lax.stop_gradient(real_logits)
+      _, g_loss = self.loss_fn(real_logits, fake_logits)
+      metrics = {"g_loss": g_loss}
+      outputs = terms_lib.UpdateOutputs(
+          state.step, real_logits, fake_logits, real_aux, fake_aux,
+          real_labels, fake_labels, self.axis_name)
+      total = self._add_terms(terms_lib.GENERATOR, outputs, g_loss, metrics)
+      return total, (g_stats, metrics)
 
-    grads, (g_stats, g_loss) = jax.grad(loss_fn, has_aux=True)(state.g_params)
-    grads, g_stats, g_loss = self._mean((grads, g_stats, g_loss))
+    grads, (g_stats, metrics) = jax.grad(loss_fn, has_aux=True)(state.g_params)
+    grads, g_stats, metrics = self._mean((grads, g_stats, metrics))
     updates, g_opt_state = self.g_optimizer.update(
         grads, state.g_opt_state, state.g_params)
     g_params = optax.apply_updates(state.g_params, updates)
-    metrics = {"g_loss": g_loss, "g_grad_norm": optax.tree.norm(grads)}
+    metrics["g_grad_norm"] = optax.tree.norm(grads)
     return g_params, g_opt_state, g_stats, metrics
 
   def ema_decay_at(self, step: jax.Array) -> jax.Array:
@@ -528,7 +801,7 @@ class GAN:
     t = jnp.asarray(step, jnp.float32)
     return jnp.minimum(self.ema_decay, (1.0 + t) / (10.0 + t))
 
-  def step(self, state: GANState, batch: jax.Array):
+  def step(self, state: GANState, batch):
     """One iteration of Algorithm 1: k discriminator updates, then one for G.
 
     Pure and jittable: ``jax.jit(gan.step, donate_argnums=0)``. The k updates
@@ -538,79 +811,195 @@ class GAN:
       state: a ``GANState``.
       batch: float ``[k, B, *data_shape]``: one real minibatch per
         discriminator update (on one device; under ``ganjax.parallel`` the
-        local shard ``[k, B / devices, ...]``).
+        local shard ``[k, B / devices, ...]``), or a dict ``{"image": that,
+        "label": int32 [k, B]}`` (labels required with ``num_classes``,
+        ignored without).
 
     Returns:
-      ``(new_state, metrics)``; metrics are scalars: ``d_loss``, ``g_loss``,
-      ``real_logit``, ``fake_logit`` (mean logits), ``d_real``, ``d_fake``
-      (mean D(x), D(G(z)) for the probabilistic losses), ``d_grad_norm``,
-      ``g_grad_norm``, ``d_penalty`` and ``instance_noise_std`` when used.
-      Discriminator metrics are means over the k updates.
+      ``(new_state, metrics)``; metrics are float32 scalars: ``d_loss``,
+      ``g_loss``, ``real_logit``, ``fake_logit`` (mean logits), ``d_real``,
+      ``d_fake`` (mean D(x), D(G(z)) for the probabilistic losses),
+      ``d_grad_norm``, ``g_grad_norm``; when used ``d_penalty``,
+      ``instance_noise_std``, ``augment_p`` and ``ada_r_t``, and each loss
+      term's ``d_<name>`` / ``g_<name>``. Discriminator metrics are means
+      over the k updates.
     """
-    self._check_batch(batch)
-    batch = self._cast(batch)
+    images, labels = self._unpack(batch)
+    self._check_data_shape(state, images)
+    images = self._cast(images)
     base_key = _as_key(state.rng)
     step_key = jax.random.fold_in(base_key, state.step)
     d_keys = jax.random.split(jax.random.fold_in(step_key, 0), self.k)
     g_key = jax.random.fold_in(step_key, 1)
+    d_updates = state.step * self.k + jnp.arange(self.k, dtype=jnp.int32)
 
-    loop = self._d_updates_loop(state.d_params, state.d_batch_stats, batch[0])
+    loop = self._d_updates_loop(state.d_params, state.d_batch_stats,
+                                self._model_inputs(images[0], None if labels
+                                                   is None else labels[0]))
     (d_params, d_opt_state, d_stats), d_metrics = loop(
         lambda carry, xs: self._d_update(state, carry, xs),
         (state.d_params, state.d_opt_state, state.d_batch_stats),
-        (batch, d_keys))
+        (images, labels, d_keys, d_updates))
     state = state.replace(d_params=d_params, d_opt_state=d_opt_state,
                           d_batch_stats=d_stats)
 
     g_params, g_opt_state, g_stats, g_metrics = self._g_update(
-        state, batch[-1], g_key)
+        state, images[-1], None if labels is None else labels[-1], g_key)
     ema = state.ema_g_params
     if self.ema_decay is not None:
       decay = self.ema_decay_at(state.step)
       ema = optax.incremental_update(g_params, ema, 1.0 - decay)
-    new_state = state.replace(
-        step=state.step + 1, g_params=g_params, g_opt_state=g_opt_state,
-        g_batch_stats=g_stats, ema_g_params=ema)
-
     metrics = jax.tree.map(jnp.mean, d_metrics)
     metrics.update(g_metrics)
+    augment_p = state.augment_p
+    if self.augment is not None:
+      metrics["augment_p"] = jnp.asarray(
+          augment_p if self.ada is not None
+          else getattr(self.augment, "probability", 1.0), jnp.float32)
+    if self.ada is not None:
+      devices = 1 if self.axis_name is None else jax.lax.psum(1, self.axis_name)
+      augment_p = self.ada.update(augment_p, metrics["ada_r_t"],
+                                  self.k * images.shape[1] * devices)
+    new_state = state.replace(
+        step=state.step + 1, g_params=g_params, g_opt_state=g_opt_state,
+        g_batch_stats=g_stats, ema_g_params=ema, augment_p=augment_p)
     if self.instance_noise is not None:
       metrics["instance_noise_std"] = self.instance_noise.std_at(state.step)
     return new_state, metrics
 
-  def _d_updates_loop(self, d_params, d_stats, real) -> Callable:
+  def _d_updates_loop(self, d_params, d_stats, inputs: tuple) -> Callable:
     """``jax.lax.scan``, or the same loop unrolled in Python (see ``d_loop``)."""
     loop = self.d_loop
     if loop == "auto":
       slow = (jax.default_backend() == "cpu" and _has_plain_convs(
-          self._compute_discriminator, d_params, d_stats, real))
+          self._compute_discriminator, d_params, d_stats, inputs))
       loop = "unroll" if slow else "scan"
     return jax.lax.scan if loop == "scan" else _unrolled_scan
 
-  def _check_batch(self, batch) -> None:
-    if batch.ndim < 3 or batch.shape[0] != self.k:
+  def _check_data_shape(self, state: GANState, images) -> None:
+    """The real data have the shape of G's samples (checked while tracing)."""
+    z = jax.ShapeDtypeStruct((1, self.latent_dim), jnp.float32)
+    y = jax.ShapeDtypeStruct((1,), jnp.int32) if self.conditional else None
+    fake_shape = jax.eval_shape(
+        lambda p, s, z, y: _apply(self.generator, p, s,
+                                  self._model_inputs(z, y), False,
+                                  {"dropout": jax.random.key(0)})[0],
+        state.g_params, state.g_batch_stats, z, y).shape[1:]
+    if tuple(images.shape[2:]) != tuple(fake_shape):
+      raise ValueError(
+          f"The real data have examples of shape {tuple(images.shape[2:])} "
+          f"(batch {tuple(images.shape)}) but the generator makes "
+          f"{tuple(fake_shape)}: build the models for the data's shape "
+          f"(e.g. ganjax.models.dcgan(image_shape={tuple(images.shape[2:])})) "
+          f"or resize the data.")
+
+  def _unpack(self, batch) -> tuple[jax.Array, jax.Array | None]:
+    """``(images [k, B, ...], labels int32 [k, B] or None)``, checked."""
+    if isinstance(batch, dict):
+      if "image" not in batch:
+        raise ValueError(f"A dict batch needs an 'image' entry [k, B, ...] "
+                         f"(and 'label' [k, B]); got keys {sorted(batch)}.")
+      images, labels = batch["image"], batch.get("label")
+    else:
+      images, labels = batch, None
+    if images.ndim < 3 or images.shape[0] != self.k:
       raise ValueError(
           f"GAN.step expects a batch of shape [k, B, *data_shape] with k={self.k} "
           f"real minibatches (one per discriminator update), got shape "
-          f"{tuple(batch.shape)}. Reshape a [k*B, ...] batch with "
+          f"{tuple(images.shape)}. Reshape a [k*B, ...] batch with "
           f"batch.reshape(k, B, ...), or use ganjax.data pipelines with k={self.k}.")
-    if not jnp.issubdtype(batch.dtype, jnp.floating):
+    if images.shape[1] == 0:
+      raise ValueError("GAN.step got an empty minibatch (B = 0): each of the "
+                       "k minibatches needs at least one example.")
+    if not jnp.issubdtype(images.dtype, jnp.floating):
       raise ValueError(f"GAN.step expects floating-point data scaled to the "
-                       f"generator's output range, got dtype {batch.dtype}.")
+                       f"generator's output range, got dtype {images.dtype}.")
+    if not self.conditional:
+      return images, None
+    if labels is None:
+      raise ValueError(
+          f"This GAN is conditional (num_classes={self.num_classes}): pass "
+          f"batches {{'image': [k, B, ...], 'label': int32 [k, B]}}.")
+    if (tuple(labels.shape) != tuple(images.shape[:2])
+        or not jnp.issubdtype(labels.dtype, jnp.integer)):
+      raise ValueError(
+          f"batch['label'] must be integer [k, B] = {tuple(images.shape[:2])}, "
+          f"got {labels.dtype} {tuple(labels.shape)}.")
+    return images, labels.astype(jnp.int32)
 
   # --------------------------------------------------------------- sample
 
-  def sample(self, state: GANState, rng: jax.Array, num: int,
-             use_ema: bool = True) -> jax.Array:
+  def _sampling_params(self, state: GANState, use_ema: bool):
+    if use_ema and state.ema_g_params is not None:
+      return state.ema_g_params
+    return state.g_params
+
+  def _check_labels(self, labels, num: int):
+    if not self.conditional:
+      if labels is not None:
+        raise ValueError("labels given to an unconditional GAN: build it with "
+                         "num_classes=... (and conditional models).")
+      return None
+    if labels is None:
+      return None
+    labels = jnp.asarray(labels)
+    if labels.shape != (num,) or not jnp.issubdtype(labels.dtype, jnp.integer):
+      raise ValueError(f"labels must be integer [{num}] (one class per "
+                       f"sample), got {labels.dtype} {tuple(labels.shape)}.")
+    return labels.astype(jnp.int32)
+
+  def generate(self, state: GANState, z: jax.Array, labels=None,
+               use_ema: bool = True) -> jax.Array:
+    """G in inference mode on given latents: ``[B, *data_shape]`` float32.
+
+    For fixed noise and interpolation; jittable as it is
+    (``jax.jit(gan.generate)``). Uses the EMA weights when the state has them
+    and ``use_ema``, with the running batch statistics of the trained G
+    (``state.g_batch_stats``: batch norm's averages are not averaged again).
+
+    Args:
+      state: a ``GANState``.
+      z: ``[B, latent_dim]`` latents.
+      labels: int ``[B]`` classes, required for a conditional GAN.
+      use_ema: use ``state.ema_g_params`` when present.
+    """
+    chex.assert_shape(z, (None, self.latent_dim))
+    labels = self._check_labels(labels, z.shape[0])
+    if self.conditional and labels is None:
+      raise ValueError("generate() of a conditional GAN needs labels [B].")
+    images = _apply(self._compute_generator,
+                    self._sampling_params(state, use_ema), state.g_batch_stats,
+                    self._model_inputs(self._cast(z), labels), False,
+                    {"dropout": jax.random.key(0)})[0]
+    return images.astype(jnp.float32)
+
+  def sample(self, state: GANState, rng: jax.Array, num: int | None = None,
+             labels=None, use_ema: bool = True) -> jax.Array:
     """Draws ``num`` samples ``[num, *data_shape]`` with G in inference mode.
 
-    Uses the EMA weights when the state has them and ``use_ema``.
+    ``num`` is a Python int (the output shape); with ``labels`` it may be
+    omitted, so ``jax.jit(gan.sample)(state, key, labels=labels)`` works, as
+    does ``gan.sample(state, key, 64)`` inside any jitted function.
+
+    Args:
+      state: a ``GANState``.
+      rng: a key; the latents are ``jax.random.split(rng, num)``'s draws.
+      num: number of samples.
+      labels: int ``[num]`` classes for a conditional GAN; None draws them
+        uniformly (from ``rng``).
+      use_ema: use the EMA weights when present (see ``generate``).
     """
-    params = state.g_params
-    if use_ema and state.ema_g_params is not None:
-      params = state.ema_g_params
-    keys = jax.random.split(_as_key(rng), num)
-    z = self._cast(self._latents(keys))
-    images = _apply(self._compute_generator, params, state.g_batch_stats, z,
-                    False, {"dropout": keys[0]})[0]
-    return images.astype(jnp.float32)
+    rng = _as_key(rng)
+    if num is None:
+      if labels is None:
+        raise ValueError("sample() needs num (or labels, whose length is num).")
+      num = jnp.shape(labels)[0]
+    if not isinstance(num, (int, np.integer)) or isinstance(num, bool) or num < 1:
+      raise ValueError(f"sample(num=...) must be a positive Python int, got "
+                       f"{num!r}; under jax.jit close over it "
+                       f"(lambda s, k: gan.sample(s, k, 64)).")
+    keys = jax.random.split(rng, num)
+    if self.conditional and labels is None:
+      labels = self._uniform_labels(jax.random.split(
+          jax.random.fold_in(rng, _EXTRA_STREAMS_SALT), num))
+    return self.generate(state, self._latents(keys), labels, use_ema)

@@ -160,6 +160,13 @@ LOSSES: dict[str, LossFn] = {
 PROBABILISTIC = frozenset({"minimax", "non_saturating"})
 
 
+def is_probabilistic(loss: str | LossFn) -> bool:
+  """Whether D's output through a sigmoid is a probability for ``loss`` (a name or function)."""
+  if isinstance(loss, str):
+    return loss in PROBABILISTIC
+  return any(loss is LOSSES[name] for name in PROBABILISTIC)
+
+
 def get(name: str | LossFn) -> LossFn:
   """Returns the loss function called ``name`` (a callable passes through)."""
   if callable(name):

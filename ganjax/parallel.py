@@ -51,15 +51,20 @@ def unreplicate(tree):
 def shard(batch, num_devices: int | None = None):
   """Splits a step batch ``[k, B, ...]`` into ``[devices, k, B / devices, ...]``.
 
-  Example ``b`` of the global batch goes to device ``b // (B / devices)``, so
-  the global example index the step derives its noise from is preserved.
+  ``batch`` is an array or a pytree of them (``{"image", "label"}``), each
+  leaf ``[k, B, ...]``. Example ``b`` of the global batch goes to device
+  ``b // (B / devices)``, so the global example index the step derives its
+  noise from is preserved, and labels stay with their images.
   """
   num_devices = num_devices or jax.local_device_count()
-  k, batch_size = batch.shape[:2]
-  _check_divisible(batch_size, num_devices)
-  split = batch.reshape((k, num_devices, batch_size // num_devices)
-                        + batch.shape[2:])
-  return split.swapaxes(0, 1)
+
+  def split(x):
+    k, batch_size = x.shape[:2]
+    _check_divisible(batch_size, num_devices)
+    x = x.reshape((k, num_devices, batch_size // num_devices) + x.shape[2:])
+    return x.swapaxes(0, 1)
+
+  return jax.tree.map(split, batch)
 
 
 def pmap_step(gan: GAN, sync_batch_norm: bool = False,
@@ -95,15 +100,18 @@ def put_replicated(tree, mesh: Mesh):
 
 
 def put_batch(batch, mesh: Mesh):
-  """Places a global step batch ``[k, B, ...]`` on ``mesh``, sharded along B.
+  """Places a global step batch ``[k, B, ...]`` (or a pytree of them) on ``mesh``, sharded along B.
 
   On several hosts, pass each host's own part ``[k, B / hosts, ...]``: the
   global array is assembled with ``jax.make_array_from_process_local_data``.
   """
   sharding = NamedSharding(mesh, P(None, AXIS))
   if jax.process_count() > 1:
-    return jax.make_array_from_process_local_data(sharding, np.asarray(batch))
-  _check_divisible(batch.shape[1], mesh.size)
+    return jax.tree.map(
+        lambda x: jax.make_array_from_process_local_data(sharding,
+                                                         np.asarray(x)), batch)
+  for x in jax.tree.leaves(batch):
+    _check_divisible(x.shape[1], mesh.size)
   return jax.device_put(batch, sharding)
 
 

@@ -1,7 +1,8 @@
 """Regularisers of the discriminator: gradient penalties, weight clipping, instance noise.
 
 Penalties are small frozen dataclasses passed to ``ganjax.GAN`` (``penalty=``,
-``instance_noise=``, ``weight_clip=``). Each is called with per-example random
+one or a sequence, each optionally ``Lazy``; ``instance_noise=``,
+``weight_clip=``). A penalty is ``(d_fn, real, fake, keys) -> scalar``. Each is called with per-example random
 keys, so that what it draws does not depend on how a batch is split across
 devices. ``d_fn`` below is the discriminator as a function ``[B, ...] -> [B]``
 that treats examples independently (no batch statistics), so that the gradient
@@ -110,6 +111,41 @@ class R1:
   def __call__(self, d_fn, real, fake, keys):
     del fake, keys  # R1 looks at real data only.
     return 0.5 * self.gamma * r1_penalty(d_fn, real)
+
+
+@dataclasses.dataclass(frozen=True)
+class Lazy:
+  """A penalty applied every ``every`` discriminator updates, ``every`` times as strong.
+
+  Lazy regularisation: the penalty changes slowly, so computing it on one
+  update in ``every`` with its weight multiplied by ``every`` keeps its
+  average effect and saves most of its cost (the double backward pass of R1
+  or the gradient penalty).
+
+  References:
+    Karras et al., 2020, Analyzing and Improving the Image Quality of StyleGAN,
+    Section 3.1 (https://arxiv.org/abs/1912.04958): R1 every 16 minibatches.
+
+  Attributes:
+    penalty: any penalty ``(d_fn, real, fake, keys) -> scalar``.
+    every: period in discriminator updates (counted over the whole run:
+      ``step * k + i`` for the i-th update of a step).
+  """
+  penalty: Callable
+  every: int = 16
+
+  def __post_init__(self):
+    if not isinstance(self.every, int) or self.every < 1:
+      raise ValueError(f"Lazy penalty: every must be an integer >= 1, got "
+                       f"{self.every!r}.")
+
+  def __call__(self, d_fn, real, fake, keys, update: chex.Numeric):
+    """``every * penalty(...)`` when ``update % every == 0``, else 0 (not computed)."""
+    return jax.lax.cond(
+        update % self.every == 0,
+        lambda: (self.every * self.penalty(d_fn, real, fake, keys)
+                 ).astype(jnp.float32),
+        lambda: jnp.zeros((), jnp.float32))
 
 
 @dataclasses.dataclass(frozen=True)

@@ -129,7 +129,7 @@ def test_only_discriminators_with_dropout_are_applied_per_example():
     leaves, treedef = jax.tree.flatten(params)
     return gan_lib._draws_rng(d, "dropout", treedef,
                               tuple(map(gan_lib._aval, leaves)),
-                              gan_lib._aval(x))
+                              (gan_lib._aval(x),))
 
   assert draws(gj.models.goodfellow_mlp((4, 4, 1))[1], (4, 4, 1))
   assert draws(gj.models.MLPDiscriminator((8,), hidden_dropout=0.5), (3,))
@@ -158,7 +158,8 @@ def test_auto_d_loop_scans_unless_plain_convs_on_cpu():
 
   def loop(gan, batch=batch):
     state = gan.init(jax.random.key(0), batch[0])
-    return gan._d_updates_loop(state.d_params, state.d_batch_stats, batch[0])
+    return gan._d_updates_loop(state.d_params, state.d_batch_stats,
+                                (batch[0],))
 
   assert loop(_dcgan_gan()) is jax.lax.scan
   assert loop(_dcgan_gan(discriminator=gj.models.DCGANDiscriminator(
