@@ -37,6 +37,7 @@ MODELS = {
     "goodfellow_mlp": (gj.models.goodfellow_mlp, "image", (0.0, 1.0)),
     "small_mlp": (gj.models.small_mlp, "image", (0.0, 1.0)),
     "toy_mlp": (gj.models.toy_mlp, "points", None),
+    "resnet": (gj.models.resnet, "image", (-1.0, 1.0)),
 }
 # Arguments a builder gets from the data and the config, not from config.model.
 _IMPLICIT_MODEL_ARGS = ("image_shape", "latent_dim", "data_dim")

@@ -13,8 +13,12 @@ from ganjax.models.dcgan import DCGANDiscriminator, DCGANGenerator, dcgan
 from ganjax.models.layers import ConvTranspose
 from ganjax.models.mlp import (Maxout, MLPDiscriminator, MLPGenerator,
                                goodfellow_mlp, small_mlp, toy_mlp)
+from ganjax.models.resnet import (ResNetDiscriminator, ResNetGenerator,
+                                  resnet)
 
 __all__ = [
-    "ConditionalBatchNorm", "ConvTranspose", "DCGANDiscriminator", "DCGANGenerator", "MLPDiscriminator",
-    "MLPGenerator", "Maxout", "dcgan", "goodfellow_mlp", "small_mlp", "toy_mlp",
+    "ConditionalBatchNorm", "ConvTranspose", "DCGANDiscriminator",
+    "DCGANGenerator", "MLPDiscriminator", "MLPGenerator", "Maxout",
+    "ResNetDiscriminator", "ResNetGenerator", "dcgan", "goodfellow_mlp",
+    "resnet", "small_mlp", "toy_mlp",
 ]
