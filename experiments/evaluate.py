@@ -17,6 +17,14 @@ Prints one JSON object: ``{"dataset", "num_samples", "source", "metrics":
 (``fid10k_fashion_mnist_cnn``: FID over 10k samples with the data set's CNN
 classifier features; see ``ganjax.metrics.evaluator``).
 
+Class-conditional samples: ``--workdir`` of a conditional run draws labels
+covering every class equally; a ``.npz`` with ``samples`` and ``labels``
+(int ``[N]``) passes the class of each sample; ``--real`` uses the true
+labels (the ceiling). Labels add ``class_accuracy``, ``min_class_accuracy``
+and ``intra_fid`` (see ``ganjax.metrics.evaluator``). With LPIPS weights
+(``--lpips_weights`` or ``$GANJAX_LPIPS_WEIGHTS``) the mean pairwise LPIPS of
+the samples is added (``lpips_diversity``).
+
 A samples file is a ``.npy`` (or a ``.npz`` with one array, or a
 ``samples`` array) of shape ``[N, H, W]`` or ``[N, H, W, C]`` matching the
 data set, float in [0, 1] or uint8. Anything else (NaN, wrong shape, values
@@ -70,6 +78,10 @@ def _parser() -> argparse.ArgumentParser:
                  help="FID InceptionV3 weights (.npz from `python -m "
                  "ganjax.metrics.inception --convert`, or pytorch-fid's .pth); "
                  "default $GANJAX_INCEPTION_WEIGHTS")
+  p.add_argument("--lpips_weights", default=None,
+                 help="LPIPS weights (.npz from `python -m "
+                 "ganjax.metrics.lpips`) for the diversity score; default "
+                 "$GANJAX_LPIPS_WEIGHTS, none: no diversity")
   p.add_argument("--no_parzen", action="store_true",
                  help="skip the Parzen-window log-likelihood")
   p.add_argument("--cache_dir", default=None,
@@ -99,20 +111,33 @@ def load_samples(path: str) -> np.ndarray:
   return data
 
 
-def samples_from_workdir(workdir: str, num: int, seed: int):
-  """``(samples, experiment, dataset, step)`` from a run's latest checkpoint.
+def load_labels(path: str):
+  """The ``labels`` array of a ``.npz`` samples file, or None."""
+  if not path.endswith(".npz"):
+    return None
+  with np.load(path, allow_pickle=False) as data:
+    return data["labels"] if "labels" in data.files else None
 
-  Images come as ``[num, H, W, C]`` in [0, 1], toy points as ``[num, d]``.
+
+def samples_from_workdir(workdir: str, num: int, seed: int):
+  """``(samples, experiment, dataset, step, labels)`` from a run's latest checkpoint.
+
+  Images come as ``[num, H, W, C]`` in [0, 1], toy points as ``[num, d]``;
+  labels (conditional image runs: every class equally often) or None.
   """
   from experiments import builders  # pylint: disable=g-import-not-at-top
   from experiments import evaluation  # pylint: disable=g-import-not-at-top
   from experiments import sample  # pylint: disable=g-import-not-at-top
+  from experiments import workdir as workdir_lib  # pylint: disable=g-import-not-at-top
   try:
-    experiment, state, config = sample.load(workdir)
-  except (builders.ConfigError, FileNotFoundError) as e:
+    experiment, state, config = sample.load(workdir)  # falls back like train
+  except (builders.ConfigError, workdir_lib.WorkdirError,
+          FileNotFoundError) as e:
     raise UsageError(str(e)) from None
-  samples = evaluation.draw(experiment, state, num, seed)
-  return samples, experiment, config.dataset, int(state.step)
+  classes = None if experiment.is_toy else evaluation.num_classes(experiment)
+  labels = evaluation.balanced_labels(num, classes) if classes else None
+  samples = evaluation.draw(experiment, state, num, seed, labels=labels)
+  return samples, experiment, config.dataset, int(state.step), labels
 
 
 def toy_result(samples, dataset: str, source: dict, start: float) -> dict:
@@ -139,8 +164,9 @@ def run(args: argparse.Namespace) -> dict:
   if args.num < 4:
     raise UsageError(f"--num must be at least 4, got {args.num}.")
   start = time.time()
+  labels = None
   if args.workdir:
-    samples, experiment, run_dataset, step = samples_from_workdir(
+    samples, experiment, run_dataset, step, labels = samples_from_workdir(
         args.workdir, args.num, args.seed)
     dataset = args.dataset or run_dataset
     source = {"workdir": args.workdir, "step": step, "seed": args.seed}
@@ -153,8 +179,8 @@ def run(args: argparse.Namespace) -> dict:
     dataset, source = args.dataset, {"real": f"{args.dataset}:{args.real}"}
     from ganjax.metrics import real_data  # pylint: disable=g-import-not-at-top
     try:
-      samples = real_data.load_split(dataset, f"{args.real}", args.data_dir
-                                     )[0][:args.num]
+      samples, labels = (a[:args.num] for a in real_data.load_split(
+          dataset, f"{args.real}", args.data_dir))
     except (ValueError, FileNotFoundError) as e:
       raise UsageError(f"cannot load {dataset}:{args.real}: {e}") from None
   else:
@@ -162,6 +188,7 @@ def run(args: argparse.Namespace) -> dict:
       raise UsageError("--dataset is required with --samples (e.g. "
                        "--dataset=fashion_mnist).")
     samples, dataset = load_samples(args.samples), args.dataset
+    labels = load_labels(args.samples)
     source = {"samples": args.samples}
 
   from ganjax import metrics  # pylint: disable=g-import-not-at-top
@@ -172,7 +199,7 @@ def run(args: argparse.Namespace) -> dict:
         networks=args.networks.split(",") if args.networks else None,
         inception_weights=args.inception_weights, cache_dir=args.cache_dir,
         data_dir=args.data_dir, parzen=not args.no_parzen, seed=args.seed,
-        verbose=True)
+        verbose=True, lpips_weights=args.lpips_weights)
     # Refuse bad samples before any expensive preparation.
     checked = metrics.check_samples(samples, evaluator.data_shape,
                                     min_count=evaluator.k + 1)
@@ -182,10 +209,14 @@ def run(args: argparse.Namespace) -> dict:
     raise UsageError(str(e)) from None
   except ValueError as e:  # unknown data set or network, bad split
     raise UsageError(str(e)) from None
-  values = evaluator(checked)
+  try:
+    values = evaluator(checked, labels=labels)
+  except metrics.InvalidSamplesError as e:  # labels of the wrong shape/range
+    raise UsageError(str(e)) from None
   n = min(len(checked), args.num)
   return {"dataset": dataset, "num_samples": n, "source": source,
-          "metrics": values, "protocol": evaluator.protocol(n),
+          "metrics": values,
+          "protocol": evaluator.protocol(n, labelled=labels is not None),
           "seconds": round(time.time() - start, 1)}
 
 

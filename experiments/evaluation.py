@@ -19,10 +19,20 @@ features). Toy mixtures are scored by ``ganjax.metrics.mode_coverage``
 (``modes_captured``, ``high_quality_fraction``; 2,500 samples in the usual
 protocol).
 
+Conditional runs (``config.num_classes``) draw the samples for labels that
+cover every class equally (``arange(num) % num_classes``, ``balanced_labels``)
+and pass them to the evaluator, which adds the CNN's accuracy on the samples
+of each requested class (``class_accuracy``, mean over classes), its worst
+class (``min_class_accuracy``) and the mean per-class FID (``intra_fid``).
+With LPIPS weights (``evaluation.lpips_weights`` or ``$GANJAX_LPIPS_WEIGHTS``;
+docs/lpips_weights.md) the mean pairwise LPIPS of the samples is added
+(``lpips_diversity``, and ``lpips_diversity_per_class`` for conditional runs).
+
 ``evaluation.best_metric`` is a short name: ``fid``, ``kid``, ``parzen_ll``,
 ``precision``, ``recall``, ``is``, ``modes_captured``,
-``high_quality_fraction``; empty picks ``fid`` for images and
-``modes_captured`` for toy data; ``none`` keeps no best checkpoint.
+``high_quality_fraction``, and for conditional runs ``class_accuracy`` and
+``intra_fid``; empty picks ``fid`` for images and ``modes_captured`` for toy
+data; ``none`` keeps no best checkpoint.
 """
 
 import json
@@ -47,27 +57,57 @@ _EVAL_NOISE_STREAM = 4  # after train.py's streams 0..3 of config.seed
 # Short metric name -> whether lower is better.
 LOWER_IS_BETTER = {"fid": True, "kid": True, "parzen_ll": False,
                    "precision": False, "recall": False, "is": False,
-                   "modes_captured": False, "high_quality_fraction": False}
+                   "modes_captured": False, "high_quality_fraction": False,
+                   "class_accuracy": False, "intra_fid": True}
 _IMAGE_METRICS = ("fid", "kid", "parzen_ll", "precision", "recall", "is")
+_CONDITIONAL_METRICS = ("class_accuracy", "intra_fid")
 _TOY_METRICS = ("modes_captured", "high_quality_fraction")
+
+
+def num_classes(experiment: builders.Experiment) -> Optional[int]:
+  """The classes of a conditional run, None for an unconditional one."""
+  classes = getattr(experiment, "num_classes", None) or getattr(
+      experiment.gan, "num_classes", None)
+  return int(classes) if classes else None
+
+
+def balanced_labels(num: int, classes: int) -> np.ndarray:
+  """``arange(num) % classes`` as int32: every class equally often (+-1)."""
+  return (np.arange(num) % classes).astype(np.int32)
 
 
 def draw(experiment: builders.Experiment, state, num: int, seed: int = 0,
          batch_size: int = 1000, use_ema: bool = True,
-         key: Optional[jax.Array] = None) -> np.ndarray:
+         key: Optional[jax.Array] = None,
+         labels: Optional[np.ndarray] = None) -> np.ndarray:
   """``num`` samples: images float32 ``[N, H, W, C]`` in [0, 1], or points ``[N, d]``.
 
   Drawn ``batch_size`` at a time (memory-bounded), from ``key`` (default
   ``jax.random.key(seed)``); the same key gives the same samples.
+  ``labels`` (int ``[num]``, conditional runs): the class of each sample;
+  without them a conditional GAN draws classes uniformly.
   """
   gan = experiment.gan
-  sample = jax.jit(lambda state, key, n: gan.sample(state, key, n, use_ema),
+  if labels is not None:
+    labels = np.asarray(labels, np.int32)
+    if labels.shape != (num,):
+      raise ValueError(f"draw() needs labels of shape [{num}], got "
+                       f"{labels.shape}.")
+  sample = jax.jit(lambda state, key, n: gan.sample(state, key, n,
+                                                    use_ema=use_ema),
                    static_argnums=2)
+  sample_labelled = jax.jit(lambda state, key, y: gan.sample(
+      state, key, y.shape[0], labels=y, use_ema=use_ema))
   key = jax.random.key(seed) if key is None else key
   chunks, done = [], 0
   while done < num:
     n = min(batch_size, num - done)
-    chunks.append(np.asarray(sample(state, jax.random.fold_in(key, done), n)))
+    chunk_key = jax.random.fold_in(key, done)
+    if labels is None:
+      chunks.append(np.asarray(sample(state, chunk_key, n)))
+    else:
+      chunks.append(np.asarray(sample_labelled(
+          state, chunk_key, jax.numpy.asarray(labels[done:done + n]))))
     done += n
   samples = np.concatenate(chunks).astype(np.float32)
   if experiment.value_range is not None:
@@ -93,7 +133,8 @@ def _short_names(metrics: dict) -> dict:
     if name.endswith(("_std", "_stderr")):
       continue
     for short in LOWER_IS_BETTER:
-      if short in _IMAGE_METRICS and name.startswith(short) and \
+      if short in _IMAGE_METRICS + _CONDITIONAL_METRICS and \
+          name.startswith(short) and \
           name[len(short):len(short) + 1].isdigit():
         out.setdefault(short, name)
       elif name == short:
@@ -131,7 +172,9 @@ class PeriodicEvaluator:
           f"config.evaluation.num_samples must be at least 4, got {self.num}.")
     self.key = jax.random.fold_in(jax.random.key(config.seed),
                                   _EVAL_NOISE_STREAM)
-    choices = _TOY_METRICS if experiment.is_toy else _IMAGE_METRICS
+    self.num_classes = None if experiment.is_toy else num_classes(experiment)
+    choices = _TOY_METRICS if experiment.is_toy else _IMAGE_METRICS + (
+        _CONDITIONAL_METRICS if self.num_classes else ())
     best = spec.best_metric or choices[0]
     if best != "none" and best not in choices:
       raise builders.ConfigError(
@@ -151,7 +194,8 @@ class PeriodicEvaluator:
             config.dataset, self.num, networks=networks,
             inception_weights=spec.inception_weights or None,
             data_dir=builders.data_dir(config), parzen=bool(spec.parzen),
-            seed=int(config.seed), verbose=enabled)
+            seed=int(config.seed), verbose=enabled,
+            lpips_weights=spec.get("lpips_weights", "") or None)
       except ValueError as e:
         raise builders.ConfigError(f"config.evaluation: {e}") from None
       if ("inception" in self.evaluator.networks
@@ -184,10 +228,13 @@ class PeriodicEvaluator:
 
   def scores(self, state) -> dict:
     """Every metric of ``num_samples`` samples of ``state``'s generator."""
-    samples = draw(self.experiment, state, self.num, key=self.key)
+    labels = (balanced_labels(self.num, self.num_classes)
+              if self.num_classes else None)
+    samples = draw(self.experiment, state, self.num, key=self.key,
+                   labels=labels)
     if self.experiment.is_toy:
       return toy_scores(self.dataset, samples)
-    return self.evaluator(samples)
+    return self.evaluator(samples, labels=labels)
 
   def _improved(self, name: str, metrics: dict) -> bool:
     """Whether ``metrics`` beat the best so far (ties in ``modes_captured``

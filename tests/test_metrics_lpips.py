@@ -10,7 +10,6 @@ installs them, see .ci/run); those tests skip without them.
 
 import itertools
 
-import flax
 import jax
 import jax.numpy as jnp
 import numpy as np
@@ -21,23 +20,7 @@ from ganjax.metrics import diversity, lpips
 
 def _random_npz(path, net="alex", seed=0):
   """An LPIPS weights file with a random backbone and random non-negative heads (no torch)."""
-  shapes = jax.eval_shape(lambda: lpips.FeatureStack(lpips.BACKBONES[net]).init(
-      jax.random.key(0), jnp.zeros((1, 64, 64, 3))))
-  rng = np.random.default_rng(seed)
-  state = {}
-  for (name, leaf), s in flax.traverse_util.flatten_dict(
-      shapes["params"]).items():
-    index = name.split("_")[1]
-    if leaf == "kernel":  # He-normal, torch layout [O, I, kh, kw]
-      kh, kw, c_in, c_out = s.shape
-      w = rng.normal(size=(c_out, c_in, kh, kw)) * np.sqrt(2 / (kh * kw * c_in))
-      state[f"features.{index}.weight"] = w.astype(np.float32)
-    else:
-      state[f"features.{index}.bias"] = (0.01 * rng.normal(size=s.shape)
-                                         ).astype(np.float32)
-  for l, c in enumerate(lpips.channels(net)):
-    state[f"lin{l}.weight"] = rng.uniform(size=(1, c, 1, 1)).astype(np.float32)
-  np.savez(path, net=np.asarray(net), **state)
+  np.savez(path, net=np.asarray(net), **lpips.random_state(net, seed))
   return path
 
 

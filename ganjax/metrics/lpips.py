@@ -310,6 +310,25 @@ def check_state(state: Mapping[str, np.ndarray], net: str) -> None:
     raise ValueError(f"LPIPS heads must be non-negative; {negative} are not.")
 
 
+def random_state(net: str = "alex", seed: int = 0) -> dict:
+  """Random LPIPS weights in the file layout: He-normal backbone, uniform [0, 1) heads.
+
+  For tests and smoke runs where the real weights are absent
+  (``np.savez(path, net=net, **random_state(net))``); its distances mean
+  nothing perceptually.
+  """
+  rng = np.random.default_rng(seed)
+  state = {}
+  for name, shape in _expected_shapes(_check_net(net)).items():
+    if name.startswith("lin"):
+      state[name] = rng.uniform(size=shape)
+    elif name.endswith("weight"):
+      state[name] = rng.normal(size=shape) * np.sqrt(2.0 / np.prod(shape[1:]))
+    else:
+      state[name] = 0.01 * rng.normal(size=shape)
+  return {k: v.astype(np.float32) for k, v in state.items()}
+
+
 def state_to_variables(state: Mapping[str, np.ndarray], net: str) -> dict:
   """Torch-layout arrays -> ``{"backbone": flax variables, "heads": [w_l [C_l]]}``."""
   check_state(state, net)
