@@ -11,6 +11,13 @@ dataset; a batch that does not split over the devices) raises ``ConfigError``
 Pixel range: data are scaled to the range of the generator's output: (0, 1)
 for the sigmoid MLPs of the GAN paper and the tutorial, (-1, 1) for DCGAN's
 tanh. Toy data (points) are not scaled.
+
+Conditional runs (``config.num_classes`` != 0): the number of classes is
+resolved against the data set's (``ganjax.data.pipeline.num_classes``), the
+models are built with ``num_classes=C`` and the GAN with ``num_classes=C``
+and ``fake_labels``; ``Experiment.num_classes`` tells the runner to ask the
+pipeline for labels. ``config.augment`` and ``config.loss_terms`` map onto
+``ganjax.augment.DiffAugment`` / ``ADA`` and ``ganjax.terms``.
 """
 
 import dataclasses
@@ -40,7 +47,7 @@ MODELS = {
     "resnet": (gj.models.resnet, "image", (-1.0, 1.0)),
 }
 # Arguments a builder gets from the data and the config, not from config.model.
-_IMPLICIT_MODEL_ARGS = ("image_shape", "latent_dim", "data_dim")
+_IMPLICIT_MODEL_ARGS = ("image_shape", "latent_dim", "data_dim", "num_classes")
 
 OPTIMIZERS: dict[str, Callable[..., optax.GradientTransformation]] = {
     "adam": optax.adam,
@@ -64,18 +71,26 @@ class Experiment:
     value_range: pixel range of data and samples, or None for points.
     num_devices: devices the step runs on (1: plain ``jax.jit``).
     is_toy: the data are points from a toy distribution.
+    num_classes: the classes of a conditional run (batches carry labels),
+      None for an unconditional one.
   """
   gan: gj.GAN
   data_shape: tuple
   value_range: Optional[tuple]
   num_devices: int
   is_toy: bool
+  num_classes: Optional[int] = None
 
   def resolved(self) -> dict:
-    return {"data_shape": list(self.data_shape),
-            "value_range": (list(self.value_range)
-                            if self.value_range is not None else None),
-            "num_devices": self.num_devices}
+    record = {"data_shape": list(self.data_shape),
+              "value_range": (list(self.value_range)
+                              if self.value_range is not None else None),
+              "num_devices": self.num_devices}
+    if self.num_classes is not None:  # recorded only when set, like "ada",
+      record["num_classes"] = self.num_classes  # so older records match
+    if self.gan.ada is not None:  # ADA keeps its probability in the state
+      record["ada"] = True
+    return record
 
 
 # ----------------------------------------------------------------- checks
@@ -116,6 +131,18 @@ def check_fields(config: Config, reference: Optional[Config] = None) -> None:
         "name" not in config[key]:
       raise ConfigError(f"config.{key} must be a ConfigDict with a 'name' "
                         f"field (e.g. {reference[key].to_dict()}).")
+  for key in ("augment", "loss_terms"):
+    if key not in config:
+      continue
+    if not isinstance(config[key], ml_collections.ConfigDict):
+      raise ConfigError(f"config.{key} must be a ConfigDict like "
+                        f"{reference[key].to_dict()}.")
+    unknown = [k for k in config[key].keys() if k not in reference[key]]
+    if unknown:
+      raise ConfigError(
+          f"Unknown field(s) {', '.join(repr(u) for u in unknown)} in "
+          f"config.{key}.{''.join(_close(u, list(reference[key])) for u in unknown)}"
+          f" It takes: {', '.join(reference[key].keys())}.")
 
 
 def _kwargs_for(fn: Callable, kwargs: dict, what: str,
@@ -181,12 +208,30 @@ def data_dir(config: Config) -> Optional[str]:
   return config.data_dir or None
 
 
-def build_models(config: Config, data_shape: Sequence[int]):
-  """``(generator, discriminator, value_range)`` for ``config.model``."""
+def build_models(config: Config, data_shape: Sequence[int],
+                 num_classes: Optional[int] = None):
+  """``(generator, discriminator, value_range)`` for ``config.model``.
+
+  ``num_classes``: None, or C for class-conditional models (the builder's
+  ``num_classes=`` argument).
+  """
   spec = config.model.to_dict()
   name = _choose("model", spec.pop("name"), list(MODELS))
   builder, kind, value_range = MODELS[name]
   _kwargs_for(builder, spec, f"Model {name!r}", _IMPLICIT_MODEL_ARGS)
+  if num_classes is not None:
+    if "num_classes" not in inspect.signature(builder).parameters:
+      conditional = [m for m, (b, _, _) in MODELS.items()
+                     if "num_classes" in inspect.signature(b).parameters]
+      raise ConfigError(
+          f"Model {name!r} has no class-conditional version, but "
+          f"num_classes={config.num_classes}. Use one of "
+          f"{', '.join(conditional)}, or --config.num_classes=0.")
+    spec["num_classes"] = num_classes
+  elif spec.get("aux_classifier"):
+    raise ConfigError(
+        "config.model.aux_classifier=True (AC-GAN) needs a conditional run: "
+        "set --config.num_classes=-1 (the data set's classes).")
   data_shape = tuple(int(d) for d in data_shape)
   if kind == "points":
     if len(data_shape) != 1:
@@ -211,30 +256,12 @@ def build_models(config: Config, data_shape: Sequence[int]):
   return g, d, value_range
 
 
-def build_optimizer(spec: Config, what: str,
-                    num_updates: Optional[int] = None
-                    ) -> optax.GradientTransformation:
-  """An optax optimizer from ``{name: adam|sgd|rmsprop|goodfellow_sgd, **kwargs}``.
-
-  ``decay="linear"`` (optional field; default ``"none"``) decays
-  ``learning_rate`` linearly to 0 over ``num_updates`` updates of this
-  optimizer (SN-GAN / mimicry: over the run's generator steps, so the
-  discriminator's ``num_steps * k`` updates).
-  """
+def build_optimizer(spec: Config, what: str) -> optax.GradientTransformation:
+  """An optax optimizer from ``{name: adam|sgd|rmsprop|goodfellow_sgd, **kwargs}``."""
   kwargs = spec.to_dict()
   name = _choose(f"{what} optimizer", kwargs.pop("name"), list(OPTIMIZERS))
-  decay = kwargs.pop("decay", "none")
   factory = OPTIMIZERS[name]
   _kwargs_for(factory, kwargs, f"Optimizer {name!r} ({what})")
-  if decay == "linear":
-    if "learning_rate" not in kwargs or not num_updates:
-      raise ConfigError(f"The {what} optimizer's decay='linear' needs a "
-                        "learning_rate and a positive number of steps.")
-    kwargs["learning_rate"] = optax.linear_schedule(
-        float(kwargs["learning_rate"]), 0.0, int(num_updates))
-  elif decay != "none":
-    raise ConfigError(f"The {what} optimizer's decay must be 'none' or "
-                      f"'linear', got {decay!r}.")
   try:
     return factory(**kwargs)
   except (ValueError, TypeError) as e:
@@ -259,6 +286,120 @@ def build_penalty(spec: Config):
   return gj.penalties.R1(gamma=weight)
 
 
+def resolve_num_classes(config: Config,
+                        dataset_classes: Optional[int] = -1) -> Optional[int]:
+  """The classes of a conditional run (None: unconditional).
+
+  Args:
+    config: with ``num_classes`` 0 (unconditional), -1 (the data set's) or
+      C >= 2 (checked against the data set's).
+    dataset_classes: the data set's number of classes (None: unlabelled);
+      -1 (default) looks it up (``ganjax.data.pipeline.num_classes``: TFDS
+      data sets read their metadata).
+
+  Raises:
+    ConfigError: for a bad value, an unlabelled data set, or a C that is
+      not the data set's.
+  """
+  requested = config.num_classes
+  if (not isinstance(requested, int) or isinstance(requested, bool)
+      or requested < -1 or requested == 1):
+    raise ConfigError(
+        f"config.num_classes must be 0 (unconditional), -1 (the data set's "
+        f"number of classes) or an integer >= 2, got {requested!r}.")
+  if requested == 0:
+    return None
+  if dataset_classes == -1:
+    from ganjax.data import pipeline  # pylint: disable=g-import-not-at-top
+    try:
+      dataset_classes = pipeline.num_classes(config.dataset,
+                                             data_dir=data_dir(config))
+    except (pipeline.UnknownDatasetError, pipeline.DatasetNotFoundError):
+      raise
+    except (ValueError, TypeError) as e:
+      raise ConfigError(f"Dataset {config.dataset!r}: {e}") from None
+  if dataset_classes is None:
+    raise ConfigError(
+        f"num_classes={requested} asks for a class-conditional GAN, but "
+        f"dataset {config.dataset!r} has no class labels. Use a labelled "
+        "data set (digits, mnist, fashion_mnist, cifar10, toy_ring8, "
+        "toy_grid25) or --config.num_classes=0.")
+  if requested != -1 and requested != dataset_classes:
+    raise ConfigError(
+        f"num_classes={requested} but dataset {config.dataset!r} has "
+        f"{dataset_classes} classes. Use --config.num_classes="
+        f"{dataset_classes} (or -1: the data set's).")
+  return int(dataset_classes)
+
+
+def build_augment(config: Config, data_shape: Sequence[int]):
+  """``(augment, ada)`` for ``GAN(augment=..., ada=...)`` from ``config.augment``."""
+  spec = config.augment
+  policy = str(spec.policy).strip()
+  ada_target = float(spec.ada_target)
+  if not policy:
+    if ada_target:
+      raise ConfigError(
+          "config.augment.ada_target > 0 (ADA) adapts the probability of an "
+          "augmentation, but augment.policy is empty: set e.g. "
+          "--config.augment.policy=color,translation,cutout.")
+    return None, None
+  if len(data_shape) != 3:
+    raise ConfigError(
+        f"config.augment transforms images, but dataset {config.dataset!r} "
+        f"holds points of shape {tuple(data_shape)}: use "
+        "--config.augment.policy=''.")
+  try:
+    augment = gj.augment.DiffAugment(
+        policy=tuple(p.strip() for p in policy.split(",") if p.strip()),
+        probability=float(spec.probability),
+        translation_ratio=float(spec.translation_ratio),
+        cutout_ratio=float(spec.cutout_ratio))
+    ada = (gj.augment.ADA(target=ada_target,
+                          speed_images=int(spec.ada_speed_images))
+           if ada_target else None)
+  except ValueError as e:
+    raise ConfigError(f"config.augment: {e}") from None
+  return augment, ada
+
+
+def build_loss_terms(config: Config, num_classes: Optional[int]) -> tuple:
+  """``ganjax.terms`` callables from ``config.loss_terms`` (weights, 0: off)."""
+  spec = config.loss_terms
+  terms = []
+  for name in ("aux_classifier", "feature_matching"):
+    weight = spec[name]
+    if not isinstance(weight, (int, float)) or isinstance(weight, bool) \
+        or weight < 0:
+      raise ConfigError(f"config.loss_terms.{name} is a weight >= 0 (0: off),"
+                        f" got {weight!r}.")
+  has_head = bool(config.model.get("aux_classifier", False))
+  if spec.aux_classifier > 0:
+    if num_classes is None:
+      raise ConfigError(
+          "config.loss_terms.aux_classifier > 0 (AC-GAN) needs a conditional "
+          "run: set --config.num_classes=-1 and "
+          "--config.model.aux_classifier=True.")
+    if not has_head:
+      raise ConfigError(
+          "config.loss_terms.aux_classifier > 0 (AC-GAN) needs D's classifier "
+          "head: set --config.model.aux_classifier=True.")
+    terms.append(gj.terms.AuxiliaryClassifier(
+        weight=float(spec.aux_classifier)))
+  elif has_head:
+    raise ConfigError(
+        "config.model.aux_classifier=True adds AC-GAN's classifier head, but "
+        "config.loss_terms.aux_classifier is 0, so nothing trains it: set "
+        "--config.loss_terms.aux_classifier=1.0 (Odena et al. 2017).")
+  if spec.feature_matching > 0:
+    if not config.model.get("return_features", False):
+      raise ConfigError(
+          "config.loss_terms.feature_matching > 0 needs D's features: set "
+          "--config.model.return_features=True.")
+    terms.append(gj.terms.FeatureMatching(weight=float(spec.feature_matching)))
+  return tuple(terms)
+
+
 def data_shape_of(config: Config) -> tuple:
   """The shape of one example of ``config.dataset`` (after resizing)."""
   from ganjax.data import pipeline  # pylint: disable=g-import-not-at-top
@@ -275,7 +416,8 @@ def data_shape_of(config: Config) -> tuple:
 
 
 def build(config: Config, data_shape: Optional[Sequence[int]] = None,
-          num_devices: Optional[int] = None) -> Experiment:
+          num_devices: Optional[int] = None,
+          dataset_classes: Optional[int] = -1) -> Experiment:
   """Checks ``config`` and builds the GAN it describes.
 
   Args:
@@ -283,6 +425,9 @@ def build(config: Config, data_shape: Optional[Sequence[int]] = None,
     data_shape: the shape of one example; default from the dataset (TFDS
       data sets read their metadata, which imports TensorFlow).
     num_devices: the resolved device count; default from the config.
+    dataset_classes: the data set's number of classes (None: unlabelled),
+      used only when ``config.num_classes`` != 0; -1 (default) looks it up
+      like ``data_shape``.
 
   Returns:
     an ``Experiment``.
@@ -306,7 +451,14 @@ def build(config: Config, data_shape: Optional[Sequence[int]] = None,
   if data_shape is None:
     data_shape = data_shape_of(config)
   data_shape = tuple(int(d) for d in data_shape)
-  generator, discriminator, value_range = build_models(config, data_shape)
+  num_classes = resolve_num_classes(config, dataset_classes)
+  if config.fake_labels not in ("uniform", "real"):
+    raise ConfigError(f"config.fake_labels must be 'uniform' or 'real', got "
+                      f"{config.fake_labels!r}.")
+  generator, discriminator, value_range = build_models(config, data_shape,
+                                                       num_classes)
+  augment, ada = build_augment(config, data_shape)
+  loss_terms = build_loss_terms(config, num_classes)
   _choose("loss", config.loss, sorted(gj.losses.LOSSES))
   instance_noise = None
   if config.instance_noise_std < 0:
@@ -320,24 +472,28 @@ def build(config: Config, data_shape: Optional[Sequence[int]] = None,
         generator=generator,
         discriminator=discriminator,
         loss=config.loss,
-        g_optimizer=build_optimizer(config.g_optimizer, "generator",
-                                    config.num_steps),
-        d_optimizer=build_optimizer(config.d_optimizer, "discriminator",
-                                    config.num_steps * config.k),
+        g_optimizer=build_optimizer(config.g_optimizer, "generator"),
+        d_optimizer=build_optimizer(config.d_optimizer, "discriminator"),
         k=int(config.k),
         latent_dim=int(config.latent_dim),
         latent_distribution=config.latent_distribution,
         penalty=build_penalty(config.penalty),
         instance_noise=instance_noise,
         weight_clip=float(config.weight_clip) if config.weight_clip else None,
-        ema_decay=float(config.ema_decay) if config.ema_decay else None)
+        ema_decay=float(config.ema_decay) if config.ema_decay else None,
+        num_classes=num_classes,
+        fake_labels=config.fake_labels,
+        augment=augment,
+        ada=ada,
+        loss_terms=loss_terms)
   except ValueError as e:
     if isinstance(e, ConfigError):
       raise
     raise ConfigError(str(e)) from None
   return Experiment(gan=gan, data_shape=data_shape, value_range=value_range,
                     num_devices=num_devices,
-                    is_toy=config.dataset in TOY_DATASETS)
+                    is_toy=config.dataset in TOY_DATASETS,
+                    num_classes=num_classes)
 
 
 def config_from_dict(d: dict) -> Config:

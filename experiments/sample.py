@@ -8,7 +8,9 @@ generator's own range; toy data are points ``[N, d]`` in data units, and the
 PNG is a scatter plot (histogram for 1-D) over real data. The generator's EMA
 weights are used when the run kept them (``--noema`` for the raw weights);
 batch norm uses its running averages. The same ``--seed`` gives the same
-samples.
+samples. Conditional runs: the samples' classes are drawn uniformly, and the
+PNG shows one row per class (``--grid // num_classes`` samples each, the same
+noise down each column).
 """
 
 import os
@@ -54,7 +56,8 @@ def load(workdir: str, step=None):
   """
   config, resolved = train.read_config(workdir)
   data_shape = resolved.get("data_shape")
-  experiment = builders.build(config, data_shape=data_shape, num_devices=1)
+  experiment = builders.build(config, data_shape=data_shape, num_devices=1,
+                              dataset_classes=resolved.get("num_classes", -1))
   directory = os.path.join(workdir, train.CHECKPOINT_DIR)
   latest = checkpoint_lib.latest_step(directory)
   if latest is None:
@@ -100,7 +103,18 @@ def main(argv):
     os.makedirs(os.path.dirname(out), exist_ok=True)
   np.save(out, samples)
   png = out[:-len(".npy")] + ".png"
-  images_lib.save_png(png, picture(experiment, config, samples, FLAGS.grid))
+  if experiment.num_classes is not None and not experiment.is_toy:
+    per_class = max(1, FLAGS.grid // experiment.num_classes)
+    rows = np.asarray(jax.jit(lambda s, k: train.class_grid_samples(
+        experiment.gan, s, k, per_class, FLAGS.ema))(
+            state, jax.random.key(FLAGS.seed)))
+    grid = images_lib.make_class_grid(
+        images_lib.to_unit_range(rows, experiment.value_range),
+        experiment.num_classes, scale=max(1, 32 // rows.shape[1]))
+  else:
+    grid = picture(experiment, config, samples, FLAGS.grid)
+  images_lib.save_png(png, grid)
+
   print(f"Wrote {samples.shape[0]} samples {samples.shape[1:]} "
         f"({samples.dtype}, step {int(state.step)}"
         f"{', EMA weights' if FLAGS.ema and state.ema_g_params is not None else ''})"

@@ -173,7 +173,8 @@ def host_batches(config, experiment: builders.Experiment,
   kwargs = dict(batch_size=config.batch_size, k=config.k, split=config.split,
                 seed=config.seed, num_devices=n if n > 1 else None,
                 image_size=builders.image_size(config),
-                data_dir=builders.data_dir(config), download=False)
+                data_dir=builders.data_dir(config), download=False,
+                labels=experiment.num_classes is not None)
   if experiment.value_range is not None:
     kwargs["value_range"] = experiment.value_range
   try:
@@ -201,8 +202,28 @@ def real_points(config, num: int) -> np.ndarray:
 # ------------------------------------------------------------- evaluation
 
 
+def class_grid_samples(gan, state, key, per_class: int,
+                       use_ema: bool = True) -> jax.Array:
+  """Samples for a per-class grid: ``[C * per_class, ...]``, class-major.
+
+  Row ``c`` holds ``per_class`` samples of class ``c``; column ``j`` uses
+  the same latent in every row (``gan.sample`` with the same key for each
+  class), so a column shows one z across the classes. Jittable.
+  """
+  labels = jnp.repeat(jnp.arange(gan.num_classes, dtype=jnp.int32),
+                      per_class).reshape(gan.num_classes, per_class)
+  rows = jax.vmap(lambda y: gan.sample(state, key, per_class, labels=y,
+                                       use_ema=use_ema))(labels)
+  return rows.reshape((-1,) + rows.shape[2:])
+
+
 class SampleWriter:
-  """Writes samples from fixed noise as PNGs (and to TensorBoard)."""
+  """Writes samples from fixed noise as PNGs (and to TensorBoard).
+
+  Conditional runs: one row per class, ``num_eval_samples // num_classes``
+  samples each (at least one), the same noise in every row of a column.
+  """
+
 
   def __init__(self, config, experiment: builders.Experiment, workdir: str,
                writer: summary_lib.SummaryWriter, enabled: bool = True):
@@ -214,7 +235,14 @@ class SampleWriter:
     self.key = jax.random.fold_in(jax.random.key(config.seed),
                                   _FIXED_NOISE_STREAM)
     gan = experiment.gan
-    self._sample = jax.jit(lambda state, key: gan.sample(state, key, self.num))
+    self.per_class = None
+    if experiment.num_classes is not None:
+      self.per_class = max(1, self.num // experiment.num_classes)
+      self._sample = jax.jit(lambda state, key: class_grid_samples(
+          gan, state, key, self.per_class))
+    else:
+      self._sample = jax.jit(lambda state, key: gan.sample(state, key,
+                                                           self.num))
     self.real = (real_points(config, self.num) if experiment.is_toy else None)
 
   def picture(self, state) -> np.ndarray:
@@ -223,7 +251,7 @@ class SampleWriter:
       height = samples.shape[1]
       return images_lib.make_grid(
           images_lib.to_unit_range(samples, self.experiment.value_range),
-          scale=max(1, 32 // height))
+          ncols=self.per_class, scale=max(1, 32 // height))
     if samples.shape[-1] == 1:
       return images_lib.histogram(samples, self.real)
     return images_lib.scatter(samples, self.real)
@@ -387,7 +415,8 @@ def check_config_matches(workdir: str, config, experiment) -> None:
     return
   new = json.loads(config.to_json_best_effort())
   new["resolved"] = resolved(experiment)
-  fields = STRUCTURAL_FIELDS + ("resolved.data_shape", "resolved.value_range")
+  fields = STRUCTURAL_FIELDS + ("resolved.data_shape", "resolved.value_range",
+                                 "resolved.num_classes", "resolved.ada")
   changed = [f"{f}: {_get(old, f)!r} -> {_get(new, f)!r}" for f in fields
              if _get(old, f) != _get(new, f)]
   if changed:
@@ -536,6 +565,10 @@ def train_and_evaluate(config: ml_collections.ConfigDict, workdir: str,
     k, b = config.k, config.batch_size
 
     def sample_batch(key):
+      if experiment.num_classes is not None:  # labels: the mode indices
+        x, y = sample_toy(key, k * b, return_modes=True)
+        return {"image": x.reshape((k, b) + experiment.data_shape),
+                "label": y.reshape((k, b))}
       return sample_toy(key, k * b).reshape((k, b) + experiment.data_shape)
 
     data_key = jax.random.fold_in(jax.random.key(config.seed),

@@ -30,6 +30,29 @@ def get_config() -> ml_collections.ConfigDict:
   c.latent_dim = 100
   c.latent_distribution = "normal"   # normal | uniform (U[-1, 1])
 
+  # Class-conditional GANs (Mirza & Osindero 2014). num_classes: 0 =
+  # unconditional; -1 = the data set's number of classes (10 for digits,
+  # mnist, fashion_mnist, cifar10; the modes, 8 / 25, for toy_ring8 /
+  # toy_grid25); C >= 2 = that number, which must match the data set's. The
+  # models get num_classes=C (dcgan: conditional batch norm in G and a
+  # projection D; the MLPs: the one-hot label concatenated to z and x), the
+  # pipeline yields {"image", "label"} batches and sample grids show one row
+  # per class. fake_labels: the classes G is asked for in training:
+  # "uniform" (drawn uniformly per example) or "real" (the real minibatch's).
+  # AC-GAN (Odena et al. 2017) instead of the projection: model.aux_classifier
+  # =True and loss_terms.aux_classifier > 0 (the weight of the class
+  # cross-entropy both players add).
+  c.num_classes = 0
+  c.fake_labels = "uniform"
+
+  # Extra loss terms (ganjax.terms), each a weight; 0: off.
+  # aux_classifier: AC-GAN's class cross-entropy on real and fake (needs
+  # num_classes and model.aux_classifier=True); feature_matching: G matches
+  # the mean of D's features on real data (Salimans et al. 2016; needs
+  # model.return_features=True).
+  c.loss_terms = ml_collections.ConfigDict(
+      dict(aux_classifier=0.0, feature_matching=0.0))
+
   # The game (ganjax.GAN).
   c.loss = "non_saturating"  # minimax | non_saturating | wasserstein | hinge | least_squares
   c.k = 1                    # discriminator updates per generator update
@@ -50,6 +73,18 @@ def get_config() -> ml_collections.ConfigDict:
   c.instance_noise_anneal_steps = 0
   c.weight_clip = 0.0        # WGAN's clipping value c; 0: off
   c.ema_decay = 0.0          # EMA of G's weights (used for samples); 0: off
+
+  # Differentiable augmentation of every input of D (ganjax.augment), for
+  # small data sets. policy: "" = off, or transforms separated by commas,
+  # "color,translation,cutout" (DiffAugment, Zhao et al. 2020), applied in
+  # that order, each to each example with `probability`; translation_ratio /
+  # cutout_ratio: largest shift / cut-out side as a fraction of the image.
+  # ada_target > 0: ADA (Karras et al. 2020; 0.6 in the paper) replaces
+  # `probability` by one adapted during training (from 0, across [0, 1] in
+  # ada_speed_images real images) to hold E[sign(D(real))] at the target.
+  c.augment = ml_collections.ConfigDict(dict(
+      policy="", probability=1.0, translation_ratio=0.125, cutout_ratio=0.5,
+      ada_target=0.0, ada_speed_images=500_000))
 
   # Devices: 1 = plain jax.jit; > 1 or -1 (all local devices) = jax.pmap with
   # the batch split over devices. sync_batch_norm: batch norm statistics of

@@ -1,0 +1,25 @@
+"""Class-conditional DCGAN on the real Fashion-MNIST (28x28x1), 10 classes.
+
+The settings of ``dcgan_fashion_mnist`` (Radford et al. 2015
+hyperparameters), made conditional: conditional batch norm in G (per-class
+scale and shift; Dumoulin et al. 2017, de Vries et al. 2017) and a projection
+discriminator (Miyato & Koyama 2018, ``logit = psi(phi(x)) + <embed(y),
+phi(x)>``). G's training labels are drawn uniformly over the classes; the
+sample grids show one row per class. For AC-GAN instead of the projection:
+``--config.model.aux_classifier=True --config.loss_terms.aux_classifier=1``.
+
+Offline: `apt-get install -y dataset-fashion-mnist` then
+`python -m experiments.prepare_data fashion_mnist` prepares it for TFDS.
+"""
+
+import ml_collections
+
+from experiments.configs import dcgan_fashion_mnist
+
+
+def get_config() -> ml_collections.ConfigDict:
+  c = dcgan_fashion_mnist.get_config()
+  c.num_classes = -1            # the data set's: 10
+  c.fake_labels = "uniform"
+  c.num_eval_samples = 100      # grids of 10 rows (classes) x 10
+  return c

@@ -1,0 +1,183 @@
+"""The runner on labelled data: conditional runs, per-class grids, augmentation, config errors.
+
+Tiny models on the real 8x8 digits (sklearn, offline) and the ring of 8
+Gaussians (each mode its own class), a few steps each.
+"""
+
+import json
+import os
+import shutil
+
+import chex
+import jax
+import ml_collections
+import numpy as np
+import pytest
+from PIL import Image
+
+from ganjax import checkpoint
+from ganjax import summary
+from experiments import builders
+from experiments import train
+from experiments.configs import cdcgan_fashion_mnist
+from experiments.configs import dcgan_digits
+from experiments.configs import toy_ring8
+
+
+def tiny_config(**overrides):
+  c = dcgan_digits.get_config()
+  c.model.base_features = 4
+  c.latent_dim = 8
+  c.batch_size = 8
+  c.num_steps = 4
+  c.ema_decay = 0.9
+  c.log_every = 1
+  c.eval_every = 2
+  c.checkpoint_every = 2
+  c.num_eval_samples = 20
+  c.num_classes = -1
+  for key, value in overrides.items():
+    c[key] = value
+  return c
+
+
+def run(config, workdir):
+  return train.train_and_evaluate(config, str(workdir), progress=False)
+
+
+def final_state(workdir, config):
+  experiment = builders.build(config)
+  example = np.zeros((config.k, 1) + experiment.data_shape, np.float32)
+  template = jax.eval_shape(experiment.gan.init, jax.random.key(0), example)
+  return checkpoint.restore(os.path.join(workdir, train.CHECKPOINT_DIR),
+                            template)
+
+
+def records(workdir):
+  return {r["step"]: {k: v for k, v in r.items() if k != "steps_per_s"}
+          for r in summary.read_jsonl(str(workdir))}
+
+
+# ------------------------------------------------------------- config errors
+
+
+def _build_error(config, data_shape=(8, 8, 1), dataset_classes=10):
+  with pytest.raises(builders.ConfigError) as e:
+    builders.build(config, data_shape=data_shape, num_devices=1,
+                   dataset_classes=dataset_classes)
+  return str(e.value)
+
+
+def test_conditional_config_errors_name_the_fix():
+  assert "has 10 classes. Use --config.num_classes=10" in _build_error(
+      tiny_config(num_classes=7))
+  assert "integer >= 2" in _build_error(tiny_config(num_classes=1))
+  assert "has no class labels" in _build_error(
+      tiny_config(num_classes=-1, dataset="toy_gaussian1d",
+                  model=ml_collections.ConfigDict(dict(name="toy_mlp"))),
+      data_shape=(1,), dataset_classes=-1)
+  assert "fake_labels must be 'uniform' or 'real'" in _build_error(
+      tiny_config(fake_labels="random"))
+  c = tiny_config()
+  c.model.aux_classifier = True
+  assert "--config.loss_terms.aux_classifier=1.0" in _build_error(c)
+  c.num_classes = 0
+  assert "needs a conditional run" in _build_error(c)
+  c = tiny_config()
+  c.loss_terms.aux_classifier = 1.0
+  assert "--config.model.aux_classifier=True" in _build_error(c)
+  c = tiny_config()
+  c.augment.ada_target = 0.6
+  assert "--config.augment.policy=" in _build_error(c)
+  c.augment.policy = "colour"
+  assert "config.augment:" in _build_error(c)
+  with c.unlocked():
+    c.augment.probabilty = 0.5
+  assert "'probabilty'" in _build_error(c)
+  # AC-GAN, DiffAugment and ADA build into the GAN's fields.
+  c = tiny_config()
+  c.model.aux_classifier = True
+  c.loss_terms.aux_classifier = 0.5
+  c.augment.policy = "color, translation"
+  c.augment.ada_target = 0.6
+  gan = builders.build(c, data_shape=(8, 8, 1), num_devices=1).gan
+  assert gan.num_classes == 10 and gan.discriminator.aux_classifier
+  assert [type(t).__name__ for t in gan.loss_terms] == ["AuxiliaryClassifier"]
+  assert gan.loss_terms[0].weight == 0.5
+  assert gan.augment.policy == ("color", "translation") and gan.ada.target == 0.6
+  assert builders.build(cdcgan_fashion_mnist.get_config(), data_shape=(28, 28, 1),
+                        num_devices=1, dataset_classes=10).gan.num_classes == 10
+
+
+# ------------------------------------------------------------------- runs
+
+
+@pytest.fixture(scope="module")
+def conditional_run(tmp_path_factory):
+  """4 uninterrupted steps of a conditional DCGAN with DiffAugment and ADA."""
+  workdir = tmp_path_factory.mktemp("conditional")
+  config = tiny_config()
+  config.augment.policy = "translation,cutout"
+  config.augment.ada_target = 0.6
+  config.augment.ada_speed_images = 1000
+  return config, workdir, run(config, workdir)
+
+
+def test_conditional_run_writes_per_class_grids_and_resumes(conditional_run,
+                                                            tmp_path):
+  config, full_dir, result = conditional_run
+  assert result["steps"] == 4
+  with open(full_dir / "config.json") as f:
+    resolved = json.load(f)["resolved"]
+  assert resolved["num_classes"] == 10 and resolved["ada"] is True
+  for step in (1, 2, 3, 4):
+    assert all(np.isfinite(v) for v in records(full_dir)[step].values())
+  # One row per class (10), num_eval_samples // 10 = 2 columns, 8x8 digits
+  # scaled 4x with 1-pixel padding.
+  grid = np.asarray(Image.open(full_dir / "samples" / "step_000004.png"))
+  assert grid.shape[:2] == (10 * 33 + 1, 2 * 33 + 1)
+  state = final_state(full_dir, config)
+  # ADA's probability is in the state and logged with its r_t.
+  assert {"augment_p", "ada_r_t"} <= set(records(full_dir)[4])
+  assert float(state.augment_p) == records(full_dir)[4]["augment_p"]
+  # Killed after step 4 with step 2 its last checkpoint: resumes exactly,
+  # labels, augmentation and ADA's probability included.
+  workdir = tmp_path / "w"
+  shutil.copytree(full_dir, workdir)
+  shutil.rmtree(workdir / "checkpoints" / "4")
+  assert run(config, workdir)["steps_run"] == 2
+  assert records(workdir) == records(full_dir)
+  chex.assert_trees_all_equal(final_state(workdir, config), state)
+
+
+def test_class_grid_samples_share_noise_down_each_column(conditional_run):
+  config, workdir, _ = conditional_run
+  experiment = builders.build(config)
+  state = final_state(workdir, config)
+  gan, key = experiment.gan, jax.random.key(3)
+  rows = np.asarray(train.class_grid_samples(gan, state, key, 3))
+  assert rows.shape == (30, 8, 8, 1)
+  for c in (0, 7):  # row c: class c, the latents of sample(key, 3)
+    np.testing.assert_allclose(
+        rows[3 * c:3 * c + 3],
+        gan.sample(state, key, 3, labels=np.full(3, c, np.int32)), atol=1e-6)
+  assert not np.allclose(rows[:3], rows[21:24])  # the class matters
+
+
+def test_conditional_toy_run_draws_labelled_data_on_the_device(tmp_path):
+  """The ring of 8 with each mode its own class, on the device-data path
+  (toy batches drawn inside the compiled loop, with their mode labels)."""
+  c = toy_ring8.get_config()
+  c.num_classes = -1
+  c.fake_labels = "real"
+  c.model.hidden, c.model.depth = 8, 1
+  c.batch_size, c.num_steps = 16, 3
+  c.log_every, c.eval_every, c.checkpoint_every = 3, 3, 3
+  c.evaluation.every = 0
+  c.num_eval_samples = 16
+  result = run(c, tmp_path)
+  assert result["steps"] == 3
+  assert all(np.isfinite(v) for v in records(tmp_path)[3].values())
+  with open(tmp_path / "config.json") as f:
+    assert json.load(f)["resolved"]["num_classes"] == 8
+  assert os.path.exists(tmp_path / "samples" / "step_000003.png")
