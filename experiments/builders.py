@@ -256,12 +256,30 @@ def build_models(config: Config, data_shape: Sequence[int],
   return g, d, value_range
 
 
-def build_optimizer(spec: Config, what: str) -> optax.GradientTransformation:
-  """An optax optimizer from ``{name: adam|sgd|rmsprop|goodfellow_sgd, **kwargs}``."""
+def build_optimizer(spec: Config, what: str,
+                    num_updates: Optional[int] = None
+                    ) -> optax.GradientTransformation:
+  """An optax optimizer from ``{name: adam|sgd|rmsprop|goodfellow_sgd, **kwargs}``.
+
+  ``decay="linear"`` (optional field; default ``"none"``) decays
+  ``learning_rate`` linearly to 0 over ``num_updates`` updates of this
+  optimizer (SN-GAN / mimicry: over the run's generator steps, so the
+  discriminator's ``num_steps * k`` updates).
+  """
   kwargs = spec.to_dict()
   name = _choose(f"{what} optimizer", kwargs.pop("name"), list(OPTIMIZERS))
+  decay = kwargs.pop("decay", "none")
   factory = OPTIMIZERS[name]
   _kwargs_for(factory, kwargs, f"Optimizer {name!r} ({what})")
+  if decay == "linear":
+    if "learning_rate" not in kwargs or not num_updates:
+      raise ConfigError(f"The {what} optimizer's decay='linear' needs a "
+                        "learning_rate and a positive number of steps.")
+    kwargs["learning_rate"] = optax.linear_schedule(
+        float(kwargs["learning_rate"]), 0.0, int(num_updates))
+  elif decay != "none":
+    raise ConfigError(f"The {what} optimizer's decay must be 'none' or "
+                      f"'linear', got {decay!r}.")
   try:
     return factory(**kwargs)
   except (ValueError, TypeError) as e:
@@ -472,8 +490,10 @@ def build(config: Config, data_shape: Optional[Sequence[int]] = None,
         generator=generator,
         discriminator=discriminator,
         loss=config.loss,
-        g_optimizer=build_optimizer(config.g_optimizer, "generator"),
-        d_optimizer=build_optimizer(config.d_optimizer, "discriminator"),
+        g_optimizer=build_optimizer(config.g_optimizer, "generator",
+                                    config.num_steps),
+        d_optimizer=build_optimizer(config.d_optimizer, "discriminator",
+                                    config.num_steps * config.k),
         k=int(config.k),
         latent_dim=int(config.latent_dim),
         latent_distribution=config.latent_distribution,
