@@ -15,7 +15,7 @@ import jax.numpy as jnp
 import numpy as np
 import pytest
 
-from ganjax.metrics import diversity, lpips
+from ganjax.metrics import diversity, evaluator, lpips
 
 
 def _random_npz(path, net="alex", seed=0):
@@ -113,6 +113,7 @@ def test_bad_weights_are_refused(tmp_path, monkeypatch):
   state["lin2.weight"] = -np.ones((1, 384, 1, 1), np.float32)
   with pytest.raises(ValueError, match="non-negative"):
     lpips.check_state(state, "alex")
+  assert evaluator.LPIPS_WEIGHTS_ENV == lpips.WEIGHTS_ENV
   monkeypatch.delenv(lpips.WEIGHTS_ENV, raising=False)
   with pytest.raises(FileNotFoundError, match="docs/lpips_weights.md"):
     lpips.weights_path(None)
@@ -150,15 +151,14 @@ def test_alexnet_lpips_matches_the_package(tmp_path, monkeypatch):
   for l in range(5):
     np.testing.assert_array_equal(
         variables["heads"][l], shipped[f"lin{l}.model.1.weight"].numpy().ravel())
-  for h, w in ((64, 64), (50, 71)):
-    x, y = _images(3, h, w, seed=h), _images(3, h, w, seed=w + 1)
-    with torch.no_grad():
-      want = theirs(torch.from_numpy(x).permute(0, 3, 1, 2),
-                    torch.from_numpy(y).permute(0, 3, 1, 2),
-                    normalize=True).numpy().reshape(-1)
-    got = np.asarray(lpips.lpips_distance(variables, x, y, net))
-    assert want.min() > 1e-3
-    np.testing.assert_allclose(got, want, rtol=1e-5, atol=1e-7)
+  x, y = _images(3, 50, 71, seed=1), _images(3, 50, 71, seed=2)  # odd sizes
+  with torch.no_grad():
+    want = theirs(torch.from_numpy(x).permute(0, 3, 1, 2),
+                  torch.from_numpy(y).permute(0, 3, 1, 2),
+                  normalize=True).numpy().reshape(-1)
+  got = np.asarray(lpips.lpips_distance(variables, x, y, net))
+  assert want.min() > 1e-3
+  np.testing.assert_allclose(got, want, rtol=1e-5, atol=1e-7)
 
 
 def test_vgg16_lpips_matches_the_package(tmp_path, monkeypatch):

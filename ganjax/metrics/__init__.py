@@ -22,8 +22,6 @@ names: ``Evaluator`` / ``evaluate_samples``.
 
 from ganjax.metrics.conditional import (class_accuracy, class_gaussians,
                                         intra_fid)
-from ganjax.metrics.diversity import (mean_pairwise_distance,
-                                      mean_pairwise_lpips)
 from ganjax.metrics.evaluator import (Evaluator, InvalidSamplesError,
                                       check_samples, count_tag,
                                       evaluate_samples)
@@ -33,8 +31,6 @@ from ganjax.metrics.frechet import (frechet_distance,
                                     frechet_distance_from_features,
                                     gaussian_statistics, trace_sqrt_product)
 from ganjax.metrics.inception_score import class_coverage, inception_score
-from ganjax.metrics.lpips import (load_lpips, lpips_distance,
-                                  lpips_embedding)
 from ganjax.metrics.kid import kernel_inception_distance, mmd2_unbiased
 from ganjax.metrics.mode_coverage import mode_coverage
 from ganjax.metrics.parzen import (parzen_log_likelihood,
@@ -54,3 +50,17 @@ __all__ = [
     "parzen_log_likelihood", "parzen_window_evaluation", "precision_recall",
     "reference_statistics", "select_sigma", "trace_sqrt_product",
 ]
+
+# LPIPS is imported on first use (PEP 562), so that `python -m
+# ganjax.metrics.lpips` (the weights converter) runs a module not yet imported.
+_LAZY = {"load_lpips": "lpips", "lpips_distance": "lpips",
+         "lpips_embedding": "lpips", "mean_pairwise_distance": "diversity",
+         "mean_pairwise_lpips": "diversity"}
+
+
+def __getattr__(name):
+  if name in _LAZY:
+    import importlib  # pylint: disable=g-import-not-at-top
+    module = importlib.import_module(f"ganjax.metrics.{_LAZY[name]}")
+    return getattr(module, name)
+  raise AttributeError(f"module 'ganjax.metrics' has no attribute {name!r}")

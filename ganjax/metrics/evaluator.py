@@ -47,9 +47,7 @@ import numpy as np
 
 from ganjax.metrics import conditional
 from ganjax.metrics import features as features_lib
-from ganjax.metrics import lpips as lpips_lib
 from ganjax.metrics import real_data
-from ganjax.metrics.diversity import mean_pairwise_lpips
 from ganjax.metrics.frechet import frechet_distance, gaussian_statistics
 from ganjax.metrics.inception_score import class_coverage, inception_score
 from ganjax.metrics.kid import kernel_inception_distance
@@ -58,6 +56,7 @@ from ganjax.metrics.precision_recall import precision_recall
 from ganjax.metrics.reference_stats import reference_statistics
 
 NETWORKS = ("cnn", "inception")
+LPIPS_WEIGHTS_ENV = "GANJAX_LPIPS_WEIGHTS"  # ganjax.metrics.lpips.WEIGHTS_ENV
 
 # Validation split for the Parzen bandwidth: the last part of train, as the
 # paper's MNIST protocol (train[50000:60000]).
@@ -213,7 +212,7 @@ class Evaluator:
     self._reference: dict[str, dict] = {}
     self._parzen_data: tuple[np.ndarray, np.ndarray] | None = None
     self.lpips_weights = lpips_weights or os.environ.get(
-        lpips_lib.WEIGHTS_ENV) or None
+        LPIPS_WEIGHTS_ENV) or None
     self.lpips_size = int(lpips_size) if lpips_size else None
     self._lpips: tuple[str, dict, str] | None = None  # (net, variables, sha)
     self._class_reference: dict[str, dict] = {}
@@ -252,7 +251,8 @@ class Evaluator:
       self._parzen_data = (flat(self.parzen_validation_split),
                            flat(self.parzen_test_split))
     if self.lpips_weights and self._lpips is None:
-      self._lpips = lpips_lib.load_lpips(self.lpips_weights)
+      from ganjax.metrics import lpips  # pylint: disable=g-import-not-at-top
+      self._lpips = lpips.load_lpips(self.lpips_weights)
     return self
 
   @property
@@ -299,6 +299,12 @@ class Evaluator:
       except ValueError as e:
         raise InvalidSamplesError(str(e)) from None
       labels = labels[:n]
+      classes, counts = np.unique(labels, return_counts=True)
+      if counts.min() < 2:  # refused before any network runs
+        raise InvalidSamplesError(
+            f"Class {int(classes[np.argmin(counts)])} has 1 sample; the "
+            "per-class metrics need at least 2 per class (draw labels "
+            "covering every class equally, e.g. arange(num) % num_classes).")
     tag = count_tag(n)
     out: dict[str, float] = {}
     for name in self.networks:
@@ -336,6 +342,7 @@ class Evaluator:
           raise InvalidSamplesError(str(e)) from None
         out[f"intra_fid{prefix}"] = intra["mean"]
     if self._lpips is not None:
+      from ganjax.metrics.diversity import mean_pairwise_lpips  # pylint: disable=g-import-not-at-top
       net, variables, _ = self._lpips
       prefix = f"{tag}_{self.dataset}_{self._lpips_tag()}"
       div = mean_pairwise_lpips(variables, images, labels, net=net,
