@@ -477,10 +477,11 @@ class GAN:
           raise ValueError(
               f"The {role} was built for num_classes={model_classes} but the "
               f"GAN has num_classes={self.num_classes}: use the same number.")
-        if model_classes is None and not _takes_labels(module):
+        declares = "num_classes" in {f.name for f in dataclasses.fields(module)}
+        if model_classes is None and (declares or not _takes_labels(module)):
           raise ValueError(
               f"GAN(num_classes={self.num_classes}) calls the {role} with "
-              f"labels, but {type(module).__name__} takes none: build a "
+              f"labels, but {type(module).__name__} is unconditional: build a "
               f"conditional model (e.g. ganjax.models.dcgan(..., num_classes="
               f"{self.num_classes})) or drop num_classes.")
 
@@ -512,7 +513,9 @@ class GAN:
     g_key, d_key = _initializer_key(g_key), _initializer_key(d_key)
     z = jnp.zeros((2, self.latent_dim), jnp.float32)
     y = jnp.zeros((2,), jnp.int32) if self.conditional else None
-    g_vars = _init_variables(self.generator, g_key, self._model_inputs(z[:1], y))
+    first = lambda a: None if a is None else a[:1]
+    g_vars = _init_variables(self.generator, g_key,
+                             self._model_inputs(z[:1], first(y)))
     fake_shape = jax.eval_shape(
         lambda v: self.generator.apply(v, *self._model_inputs(z, y),
                                        train=False), g_vars).shape[1:]
@@ -526,7 +529,7 @@ class GAN:
     self._warn_outside_output_range(images)
     x = jnp.zeros((2,) + fake_shape, jnp.float32)
     d_vars = _init_variables(self.discriminator, d_key,
-                             self._model_inputs(x[:1], y))
+                             self._model_inputs(x[:1], first(y)))
     d_out = jax.eval_shape(
         lambda v: self.discriminator.apply(v, *self._model_inputs(x, y),
                                            train=False), d_vars)

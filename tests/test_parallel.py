@@ -36,15 +36,49 @@ def _dcgan_gan():
                 k=2, latent_dim=8)
 
 
-CASES = {"mlp_dropout": (_mlp_gan, (4, 4, 1)), "dcgan_sync_bn": (_dcgan_gan, (8, 8, 1))}
+def _conditional_dcgan_gan():
+  """Labels in the batch: conditional batch norm in G, a projection D with
+  features for feature matching, fake labels drawn in the step, DiffAugment
+  with ADA, a lazy R1 next to a gradient penalty."""
+  G, D = gj.models.dcgan(image_shape=(8, 8, 1), latent_dim=8, base_features=4,
+                         num_classes=3, return_features=True)
+  return gj.GAN(G, D, g_optimizer=optax.sgd(0.1), d_optimizer=optax.sgd(0.1),
+                k=2, latent_dim=8, num_classes=3,
+                augment=gj.augment.DiffAugment(),
+                ada=gj.augment.ADA(initial_probability=0.5, speed_images=1000),
+                penalty=[gj.penalties.Lazy(gj.penalties.R1(1.0), every=3),
+                         gj.penalties.GradientPenalty(0.5)],
+                loss_terms=[gj.terms.FeatureMatching(0.1)])
+
+
+def _acgan_mlp_gan():
+  """AC-GAN with a dropout D (per-example masks and auxiliary outputs)."""
+  G = gj.models.MLPGenerator((4, 4, 1), hidden=(16,), num_classes=3)
+  D = gj.models.MLPDiscriminator(hidden=(8,), maxout_pieces=2,
+                                 input_dropout=0.2, hidden_dropout=0.5,
+                                 num_classes=3, aux_classifier=True)
+  return gj.GAN(G, D, g_optimizer=optax.sgd(0.1), d_optimizer=optax.sgd(0.1),
+                k=2, latent_dim=8, num_classes=3, fake_labels="real",
+                loss_terms=[gj.terms.AuxiliaryClassifier(1.0)])
+
+
+CASES = {"mlp_dropout": (_mlp_gan, (4, 4, 1)),
+         "dcgan_sync_bn": (_dcgan_gan, (8, 8, 1)),
+         "conditional_dcgan_augment": (_conditional_dcgan_gan, (8, 8, 1)),
+         "conditional_acgan_mlp": (_acgan_mlp_gan, (4, 4, 1))}
 
 
 def _setup(case, batch_size=16):
   make_gan, shape = CASES[case]
   gan = make_gan()
-  batch = jax.random.uniform(jax.random.key(1), (gan.k, batch_size) + shape,
-                             minval=-1.0, maxval=1.0)
+  image_key, label_key = jax.random.split(jax.random.key(1))
+  batch = jax.random.uniform(image_key, (gan.k, batch_size) + shape,
+                             minval=0.0, maxval=1.0)
   state = gan.init(jax.random.key(0), batch[0])
+  if gan.num_classes:
+    labels = jax.random.randint(label_key, (gan.k, batch_size), 0,
+                                gan.num_classes)
+    batch = {"image": batch, "label": labels}
   return gan, state, batch
 
 
@@ -67,7 +101,8 @@ def test_pmap_equals_single_device(case):
   pstep = parallel.pmap_step(gan, sync_batch_norm=True)
   rstate = parallel.replicate(state)
   sharded = parallel.shard(batch)
-  assert sharded.shape[:3] == (NUM_DEVICES, gan.k, 2)
+  for leaf in jax.tree.leaves(sharded):
+    assert leaf.shape[:3] == (NUM_DEVICES, gan.k, 2)
   for _ in range(STEPS):
     rstate, metrics = pstep(rstate, sharded)
   _assert_states_close(parallel.unreplicate(rstate), want)
