@@ -412,7 +412,9 @@ class Evaluator:
             "intra-FID (Miyato & Koyama 2018): Frechet distance between the "
             f"{name} features of the generated samples of each requested "
             f"class and those of the images of that class in "
-            f"{self.dataset}:{ref}, mean over classes.")
+            f"{self.dataset}:{ref}, mean over classes (about {n} / classes "
+            "samples each: biased upward for few samples, compare at equal "
+            "counts).")
     if self._lpips is not None:
       net, _, digest = self._lpips
       prefix = f"{tag}_{self.dataset}_{self._lpips_tag()}"
