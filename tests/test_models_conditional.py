@@ -18,9 +18,13 @@ def key(seed):
   return jax.random.key(seed, impl='rbg')
 
 
+# References are computed in numpy (no per-op XLA compilation); model calls
+# go through one jax.jit each.
+
+
 def randn(shape, seed=0, scale=1.0):
   rng = np.random.default_rng(seed)
-  return jnp.asarray(scale * rng.standard_normal(shape), dtype=jnp.float32)
+  return (scale * rng.standard_normal(shape)).astype(np.float32)
 
 
 def randomize(tree, seed):
@@ -30,8 +34,26 @@ def randomize(tree, seed):
       treedef, [randn(l.shape, seed + i) for i, l in enumerate(leaves)])
 
 
+def init(module, *args, **kwargs):
+  return jax.tree.map(np.asarray, jax.jit(
+      functools.partial(module.init, **kwargs))(*args))
+
+
+def apply(module, *args, **kwargs):
+  return jax.tree.map(np.asarray, jax.jit(
+      functools.partial(module.apply, **kwargs))(*args))
+
+
+def relu(x):
+  return np.maximum(x, 0)
+
+
+def one_hot(y, n):
+  return np.eye(n, dtype=np.float32)[y]
+
+
 def l2n(v):
-  return v / jnp.sqrt(jnp.sum(v * v) + 1e-12)
+  return v / np.sqrt(np.sum(v * v) + 1e-12)
 
 
 def sn_sigma(w, u):
@@ -44,7 +66,7 @@ def sn_sigma(w, u):
   return (v @ w @ u.T)[0, 0]
 
 
-LABELS = jnp.array([0, 2, 1, 2], jnp.int32)
+LABELS = np.array([0, 2, 1, 2], np.int32)
 
 
 def test_conditional_batch_norm_formula():
@@ -52,7 +74,7 @@ def test_conditional_batch_norm_formula():
   training, running averages in evaluation; embeddings start at 1 and 0."""
   cbn = conditioning.ConditionalBatchNorm(num_classes=3, epsilon=1e-3)
   x = randn((4, 2, 3, 5), scale=2.0) + 1.0
-  v = cbn.init(key(0), x, LABELS)
+  v = init(cbn, key(0), x, LABELS)
   np.testing.assert_array_equal(v['params']['scale']['embedding'],
                                 np.ones((3, 5)))
   np.testing.assert_array_equal(v['params']['bias']['embedding'],
@@ -61,8 +83,8 @@ def test_conditional_batch_norm_formula():
   params = randomize(v['params'], seed=1)
   gamma = params['scale']['embedding'][LABELS][:, None, None, :]
   beta = params['bias']['embedding'][LABELS][:, None, None, :]
-  out, upd = cbn.apply({'params': params, 'batch_stats': v['batch_stats']}, x,
-                       LABELS, mutable=['batch_stats'])
+  out, upd = apply(cbn, {'params': params, 'batch_stats': v['batch_stats']},
+                   x, LABELS, mutable=['batch_stats'])
   mean = x.mean((0, 1, 2))
   var = x.var((0, 1, 2))
   np.testing.assert_allclose(
@@ -70,8 +92,9 @@ def test_conditional_batch_norm_formula():
       atol=1e-5)
   np.testing.assert_allclose(upd['batch_stats']['norm']['mean'], 0.1 * mean,
                              rtol=1e-5, atol=1e-6)
-  evaluated = cbn.clone(use_running_average=True).apply(
-      {'params': params, 'batch_stats': v['batch_stats']}, x, LABELS)
+  evaluated = apply(cbn.clone(use_running_average=True),
+                    {'params': params, 'batch_stats': v['batch_stats']}, x,
+                    LABELS)
   np.testing.assert_allclose(evaluated, gamma * x / np.sqrt(1 + 1e-3) + beta,
                              rtol=1e-5, atol=1e-5)
 
@@ -80,28 +103,28 @@ def test_conditional_dcgan_generator_uses_conditional_batch_norm():
   g, _ = gj.models.dcgan((8, 8, 1), latent_dim=3, base_features=2,
                          num_classes=3)
   z = randn((4, 3))
-  v = g.init(key(0), z, LABELS, train=False)
+  v = init(g, key(0), z, LABELS, train=False)
   assert set(v['params']) == {'Dense_0', 'ConditionalBatchNorm_0',
                               'ConvTranspose_0'}
   assert v['params']['ConditionalBatchNorm_0']['scale']['embedding'].shape \
       == (3, 2)
   params = randomize(v['params'], seed=2)
-  out = g.apply({'params': params, 'batch_stats': v['batch_stats']}, z,
-                LABELS, train=False)
+  out = apply(g, {'params': params, 'batch_stats': v['batch_stats']}, z,
+              LABELS, train=False)
   # By hand: Dense, reshape, class-dependent affine of the running-average
   # normalisation, ReLU, transposed conv (via the module), tanh.
   h = (z @ params['Dense_0']['kernel']).reshape(4, 4, 4, 2)
   cbn = params['ConditionalBatchNorm_0']
   h = (cbn['scale']['embedding'][LABELS][:, None, None] * h / np.sqrt(1 + 1e-5)
        + cbn['bias']['embedding'][LABELS][:, None, None])
-  h = gj.models.ConvTranspose(1, (4, 4), strides=(2, 2)).apply(
-      {'params': params['ConvTranspose_0']}, jax.nn.relu(h))
-  np.testing.assert_allclose(out, jnp.tanh(h), rtol=1e-5, atol=1e-5)
+  h = apply(gj.models.ConvTranspose(1, (4, 4), strides=(2, 2)),
+            {'params': params['ConvTranspose_0']}, relu(h))
+  np.testing.assert_allclose(out, np.tanh(h), rtol=1e-5, atol=1e-5)
   assert g.output_range == (-1.0, 1.0)
   # Another class changes the image.
-  other = g.apply({'params': params, 'batch_stats': v['batch_stats']}, z,
-                  (LABELS + 1) % 3, train=False)
-  assert float(jnp.abs(other - out).max()) > 1e-3
+  other = apply(g, {'params': params, 'batch_stats': v['batch_stats']}, z,
+                (LABELS + 1) % 3, train=False)
+  assert float(np.abs(other - out).max()) > 1e-3
 
 
 @pytest.mark.parametrize('spectral_norm', [False, True])
@@ -113,24 +136,23 @@ def test_projection_discriminator_formula(spectral_norm):
   d = gj.models.DCGANDiscriminator(**kw, num_classes=3, return_features=True)
   d_uncond = gj.models.DCGANDiscriminator(**kw)
   x = randn((4, 8, 8, 1))
-  v = d.init(key(0), x, LABELS, train=False)
-  v = flax.core.unfreeze(v)
+  v = init(d, key(0), x, LABELS, train=False)
   v['params'] = randomize(v['params'], seed=3)
-  out = d.apply(v, x, LABELS, train=False)
+  out = apply(d, v, x, LABELS, train=False)
   assert set(out) == {'logits', 'features'}
   phi = out['features']
   assert phi.shape == (4, 4 * 4 * 2)
   uncond_vars = {c: {k: s for k, s in t.items() if not k.startswith('proj')}
                  for c, t in v.items()}
-  psi = d_uncond.apply(uncond_vars, x, train=False)
+  psi = apply(d_uncond, uncond_vars, x, train=False)
   embed = v['params']['projection']['embedding']
   if spectral_norm:
     u = v['batch_stats']['projection_sn']['projection/embedding/u']
     embed = embed / sn_sigma(embed, u)
-  expected = psi + jnp.sum(embed[LABELS] * phi, axis=-1)
+  expected = psi + np.sum(embed[LABELS] * phi, axis=-1)
   np.testing.assert_allclose(out['logits'], expected, rtol=1e-5, atol=1e-5)
   if spectral_norm:  # training mode moves the projection's power iteration
-    _, upd = d.apply(v, x, LABELS, train=True, mutable=['batch_stats'])
+    _, upd = apply(d, v, x, LABELS, train=True, mutable=['batch_stats'])
     assert 'projection_sn' in upd['batch_stats']
 
 
@@ -164,19 +186,20 @@ def test_mlp_concatenates_one_hot_labels():
   g, d = gj.models.small_mlp((2, 2, 1), latent_dim=3, hidden=5,
                              num_classes=3)
   z = randn((4, 3))
-  gp = randomize(g.init(key(0), z, LABELS)['params'], seed=4)
-  zy = jnp.concatenate([z, jax.nn.one_hot(LABELS, 3)], -1)
-  h = jax.nn.relu(zy @ gp['Dense_0']['kernel'] + gp['Dense_0']['bias'])
-  expected = jax.nn.sigmoid(h @ gp['Dense_1']['kernel'] + gp['Dense_1']['bias'])
-  x = g.apply({'params': gp}, z, LABELS, train=False)
+  gp = randomize(init(g, key(0), z, LABELS)['params'], seed=4)
+  zy = np.concatenate([z, one_hot(LABELS, 3)], -1)
+  h = relu(zy @ gp['Dense_0']['kernel'] + gp['Dense_0']['bias'])
+  expected = 1 / (1 + np.exp(-(h @ gp['Dense_1']['kernel']
+                               + gp['Dense_1']['bias'])))
+  x = apply(g, {'params': gp}, z, LABELS, train=False)
   np.testing.assert_allclose(x, expected.reshape(4, 2, 2, 1), rtol=1e-5,
                              atol=1e-6)
   assert g.output_range == (0.0, 1.0)
-  dp = randomize(d.init(key(1), x, LABELS, train=False)['params'], seed=5)
-  xy = jnp.concatenate([x.reshape(4, 4), jax.nn.one_hot(LABELS, 3)], -1)
-  h = jax.nn.relu(xy @ dp['Dense_0']['kernel'] + dp['Dense_0']['bias'])
+  dp = randomize(init(d, key(1), x, LABELS, train=False)['params'], seed=5)
+  xy = np.concatenate([x.reshape(4, 4), one_hot(LABELS, 3)], -1)
+  h = relu(xy @ dp['Dense_0']['kernel'] + dp['Dense_0']['bias'])
   expected = (h @ dp['Dense_1']['kernel'] + dp['Dense_1']['bias'])[:, 0]
-  np.testing.assert_allclose(d.apply({'params': dp}, x, LABELS, train=False),
+  np.testing.assert_allclose(apply(d, {'params': dp}, x, LABELS, train=False),
                              expected, rtol=1e-5, atol=1e-6)
 
 
@@ -185,17 +208,17 @@ def test_aux_classifier_head_and_features():
   _, d = gj.models.toy_mlp(2, hidden=4, depth=1, num_classes=3,
                            aux_classifier=True, return_features=True)
   x = randn((4, 2))
-  v = d.init(key(0), x, train=False)
+  v = init(d, key(0), x, train=False)
   assert set(v['params']) == {'Dense_0', 'Dense_1', 'aux_classifier'}
   assert v['params']['Dense_0']['kernel'].shape == (2, 4)  # no label input
-  out = d.apply(v, x, train=False)
+  out = apply(d, v, x, train=False)
   assert set(out) == {'logits', 'class_logits', 'features'}
   head = v['params']['aux_classifier']
   np.testing.assert_allclose(out['class_logits'],
                              out['features'] @ head['kernel'] + head['bias'],
                              rtol=1e-5, atol=1e-6)
   assert out['class_logits'].shape == (4, 3) and out['logits'].shape == (4,)
-  with_labels = d.apply(v, x, LABELS, train=False)
+  with_labels = apply(d, v, x, LABELS, train=False)
   jax.tree.map(np.testing.assert_array_equal, with_labels, out)
   # The DCGAN head, spectrally normalised with the rest of D.
   _, dd = gj.models.dcgan((8, 8, 1), base_features=2, spectral_norm=True,

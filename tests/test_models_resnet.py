@@ -295,3 +295,34 @@ def test_architectures_and_mixed_precision():
   with pytest.raises(ValueError, match='multipliers'):
     gj.models.ResNetGenerator((12, 12, 1), latent_dim=3,
                               multipliers=(1, 1, 1, 1))
+
+
+def test_sngan_configs_and_linear_decay():
+  """The issue-14 configs build the published setting; decay='linear' takes
+  Adam's step size from 2e-4 to 0 over the run (D: num_steps * k updates)."""
+  from experiments import builders
+  from experiments.configs import (sngan_cifar10, sngan_fashion_mnist,
+                                   wgan_gp_resnet_cifar10)
+  for module, loss, sn in ((sngan_cifar10, 'hinge', True),
+                           (wgan_gp_resnet_cifar10, 'wasserstein', False)):
+    c = module.get_config()
+    gan = builders.build(c, data_shape=(32, 32, 3), num_devices=1).gan
+    assert isinstance(gan.generator, gj.models.ResNetGenerator)
+    assert (gan.generator.channels, gan.discriminator.channels) == (256, 128)
+    assert gan.discriminator.spectral_norm == sn and gan.loss == loss
+    assert (gan.k, c.batch_size, c.num_steps) == (5, 64, 100_000)
+    assert c.d_optimizer.to_dict() == dict(
+        name='adam', learning_rate=2e-4, b1=0.0, b2=0.9, decay='linear')
+  c = sngan_fashion_mnist.get_config()
+  assert c.image_size == 32 and c.dataset == 'fashion_mnist'
+  adam = builders.build_optimizer(c.d_optimizer, 'discriminator', 10)
+  state = adam.init(np.zeros(()))
+  steps = []
+  for _ in range(11):  # a constant gradient: Adam's update is -lr_t
+    update, state = adam.update(np.ones((), np.float32), state)
+    steps.append(-float(update))
+  np.testing.assert_allclose(steps, 2e-4 * (1 - np.arange(11) / 10),
+                             rtol=1e-4, atol=1e-10)
+  c.d_optimizer.decay = 'cosine'
+  with pytest.raises(builders.ConfigError, match="'none' or 'linear'"):
+    builders.build_optimizer(c.d_optimizer, 'discriminator', 10)
