@@ -93,11 +93,17 @@ def _check_mode_collapse(r):
   assert r and all(isinstance(v, int) and 0 <= v <= 8 for v in r.values()), r
 
 
+def _check_conditional(r):
+  assert r["finite"] and r["real_accuracy"] > 0.9
+  assert r["accuracy"] > 0.5        # chance is 0.1 (small run: 1000 steps, ~0.95)
+
+
 CHECKS = {
     "01_quickstart": _check_quickstart,
     "02_figure1_1d": _check_figure1,
     "03_theory": _check_theory,
     "04_mode_collapse": _check_mode_collapse,
+    "05_conditional": _check_conditional,
 }
 
 
@@ -106,7 +112,9 @@ def test_every_notebook_is_checked():
 
 
 @pytest.mark.parametrize("path", NOTEBOOKS, ids=lambda p: p.stem)
-def test_notebook_runs(path, tmp_path, monkeypatch, jupyter_path):
+def test_notebook_runs(path, tmp_path, monkeypatch, jupyter_path, cache_dir):
+  # The metrics' classifiers (05_conditional) go to the session's cache.
+  monkeypatch.setenv("GANJAX_CACHE_DIR", cache_dir)
   nb = _execute(path, tmp_path, monkeypatch, jupyter_path)
   errors = [o for c in nb.cells for o in c.get("outputs", [])
             if o.get("output_type") == "error"]
