@@ -410,6 +410,8 @@ def test_labelled_device_layout_and_numpy_pairs():
     pipeline.batches(images, batch_size=8, labels=True)
   with pytest.raises(ValueError, match=r"shape \(40,\)"):
     pipeline.batches((images, labels[:5]), batch_size=8, labels=True)
+  with pytest.raises(ValueError, match="integer class indices"):
+    pipeline.batches((images, labels / 7), batch_size=8, labels=True)
 
 
 def test_toy_mixture_labels_are_the_modes():

@@ -180,8 +180,7 @@ def _check_labels(labels, num_images: int) -> np.ndarray:
   if labels.shape != (num_images,):
     raise ValueError(f"labels must be one class index per image, shape "
                      f"({num_images},), got shape {labels.shape}.")
-  if not (np.issubdtype(labels.dtype, np.integer)
-          or np.issubdtype(labels.dtype, np.bool_)):
+  if not np.issubdtype(labels.dtype, np.integer):
     raise ValueError(f"labels must be integer class indices 0..C-1, got "
                      f"dtype {labels.dtype}.")
   if labels.size and labels.min() < 0:
