@@ -1,17 +1,26 @@
-"""Data parallelism: the GAN step under ``jax.pmap`` and under ``jax.shard_map``.
+"""Device placement, owned here: one device, the local devices (pmap), or a mesh (shard_map).
 
 The step is written once with named-axis collectives (``jax.lax.pmean`` over
-``AXIS``); these wrappers only choose how it is mapped over devices.
+``AXIS``); a ``Placement`` only chooses how it is mapped over devices, and is
+the one place that lays out states and batches:
 
-* ``pmap_step`` maps over the local devices; the state is replicated along a
-  leading device axis (``replicate``) and the batch split into
-  ``[devices, k, B / devices, ...]`` (``shard``).
-* ``shard_map_step`` maps over a ``jax.sharding.Mesh``, which may span hosts;
-  the state is one replicated global array per leaf and the batch a global
-  ``[k, B, ...]`` array sharded along B (``put_batch`` / ``put_replicated``).
+* ``SingleDevice``: ``jax.jit``; no axis.
+* ``LocalDevices``: ``jax.pmap`` over this host's devices; the state is
+  replicated along a leading device axis and a batch ``[k, B, ...]`` becomes
+  ``[devices, k, B / devices, ...]``.
+* ``MeshDevices``: ``jax.shard_map`` over a ``jax.sharding.Mesh``, which may
+  span hosts; the state is one replicated global array per leaf and a batch a
+  global ``[k, B, ...]`` array sharded along B.
+
+Each wraps any ``fn(state, *batches) -> (state, metrics)`` (``gan.step``, or a
+many-step ``run(state)`` that draws its batches on the device), puts states
+and batches where ``fn`` wants them, and brings states and metrics back to
+the host. ``make(num_devices)`` picks one. ``pmap_step`` / ``shard_map_step``
+and the helpers below them are the same operations for a ``GAN``.
 """
 
-from typing import Callable, Sequence
+import dataclasses
+from typing import Any, Callable, Sequence
 
 import jax
 import jax.numpy as jnp
@@ -23,7 +32,8 @@ from ganjax.gan import GAN
 AXIS = "batch"
 
 
-def _check_divisible(batch_size: int, num_devices: int) -> None:
+def check_divisible(batch_size: int, num_devices: int) -> None:
+  """Raises a ValueError naming the fix unless ``num_devices`` divides ``batch_size``."""
   if batch_size % num_devices:
     raise ValueError(
         f"The batch size {batch_size} is not divisible by the {num_devices} "
@@ -31,16 +41,206 @@ def _check_divisible(batch_size: int, num_devices: int) -> None:
         f"{num_devices} (e.g. {num_devices * max(1, batch_size // num_devices)}).")
 
 
-# ------------------------------------------------------------------ pmap
+def _to_host(tree):
+  """Host numpy copies of (fully replicated or local) arrays."""
+  def get(x):
+    if isinstance(x, jax.Array) and not x.is_fully_addressable:
+      x = x.addressable_data(0)  # replicated: every process holds all of it
+    return np.asarray(jax.device_get(x))
+  return jax.tree.map(get, tree)
+
+
+@dataclasses.dataclass(frozen=True)
+class SingleDevice:
+  """One device, plain ``jax.jit``; ``axis_name`` is None."""
+  device: Any = None
+  axis_name = None
+  num_devices = 1
+
+  def wrap(self, fn: Callable, donate: bool = True) -> Callable:
+    """``jax.jit(fn)``, donating the state (argument 0) when ``donate``."""
+    return jax.jit(fn, donate_argnums=(0,) if donate else ())
+
+  def put_state(self, state):
+    """A copy of ``state`` on the device (the caller's arrays stay valid)."""
+    return jax.tree.map(lambda x: jax.device_put(jnp.array(x), self.device),
+                        state)
+
+  def put_batch(self, batch):
+    """A global batch ``[k, B, ...]`` (or a pytree of them) on the device."""
+    return jax.device_put(batch, self.device)
+
+  def to_host(self, tree):
+    """States and metrics as host numpy arrays."""
+    return _to_host(tree)
+
+
+@dataclasses.dataclass(frozen=True)
+class LocalDevices:
+  """This host's devices under ``jax.pmap`` (axis ``AXIS``)."""
+  devices: tuple = None
+
+  def __post_init__(self):
+    object.__setattr__(self, "devices",
+                       tuple(self.devices or jax.local_devices()))
+
+  axis_name = AXIS
+
+  @property
+  def num_devices(self) -> int:
+    return len(self.devices)
+
+  def wrap(self, fn: Callable, donate: bool = True) -> Callable:
+    """``jax.pmap(fn)``: the state replicated, batches split (see ``put_*``)."""
+    mapped = jax.pmap(fn, axis_name=AXIS, devices=self.devices,
+                      donate_argnums=(0,) if donate else ())
+
+    def run(state, *batches):
+      self._check_replicated(state)
+      return mapped(state, *batches)
+
+    return run
+
+  def _check_replicated(self, state) -> None:
+    for leaf in jax.tree.leaves(state):
+      if jnp.ndim(leaf) == 0 or jnp.shape(leaf)[0] != self.num_devices:
+        raise ValueError(
+            f"The pmapped step needs the state replicated over the "
+            f"{self.num_devices} local devices (a leading axis of "
+            f"{self.num_devices} on every leaf); got a leaf of shape "
+            f"{jnp.shape(leaf)}. Pass ganjax.parallel.replicate(state) (or "
+            f"placement.put_state(state)).")
+
+  def put_state(self, state):
+    """Every leaf copied onto each device: ``x -> [devices, *x.shape]``."""
+    sharding = NamedSharding(Mesh(np.asarray(self.devices), (AXIS,)), P(AXIS))
+    return jax.tree.map(
+        lambda x: jax.device_put(
+            jnp.broadcast_to(x, (self.num_devices,) + jnp.shape(x)), sharding),
+        state)
+
+  def put_batch(self, batch):
+    """``[k, B, ...] -> [devices, k, B / devices, ...]`` on the devices.
+
+    Example ``b`` of the global batch goes to device ``b // (B / devices)``,
+    so the global example index the step derives its noise from is preserved,
+    and labels stay with their images.
+    """
+    sharding = NamedSharding(Mesh(np.asarray(self.devices), (AXIS,)), P(AXIS))
+    return jax.device_put(device_layout(batch, self.num_devices), sharding)
+
+  def to_host(self, tree):
+    """The first device's copy (all are equal), as host numpy arrays."""
+    return _to_host(jax.tree.map(lambda x: x[0], tree))
+
+
+@dataclasses.dataclass(frozen=True)
+class MeshDevices:
+  """A mesh under ``jax.shard_map`` (axis ``AXIS``), across hosts too."""
+  mesh: Mesh = None
+
+  def __post_init__(self):
+    if self.mesh is None:
+      object.__setattr__(self, "mesh", make_mesh())
+
+  axis_name = AXIS
+
+  @property
+  def num_devices(self) -> int:
+    return self.mesh.size
+
+  def wrap(self, fn: Callable, donate: bool = True) -> Callable:
+    """``fn`` under ``jax.shard_map``, jitted: the state replicated, batches
+    sharded along their axis 1 (``[k, B, ...]``).
+
+    ``check_vma=False`` gives the collectives pmap's semantics, which the step
+    is written for: gradients are taken per device and then averaged
+    explicitly (with replication checking on, differentiating with respect
+    to the replicated parameters would already sum over devices). The
+    outputs are replicated because the step averages every gradient, metric
+    and batch statistic over ``AXIS``.
+    """
+    compiled = {}
+
+    def run(state, *batches):
+      if len(batches) not in compiled:
+        mapped = jax.shard_map(
+            fn, mesh=self.mesh, in_specs=(P(),) + (P(None, AXIS),) * len(batches),
+            out_specs=(P(), P()), check_vma=False)
+        compiled[len(batches)] = jax.jit(
+            mapped, donate_argnums=(0,) if donate else ())
+      return compiled[len(batches)](state, *batches)
+
+    return run
+
+  def put_state(self, state):
+    """The state replicated on every device of the mesh (a copy)."""
+    return jax.tree.map(
+        lambda x: jax.device_put(jnp.array(x), NamedSharding(self.mesh, P())),
+        state)
+
+  def put_batch(self, batch):
+    """A global step batch ``[k, B, ...]`` (or a pytree) sharded along B.
+
+    On several hosts, pass each host's own part ``[k, B / hosts, ...]``: the
+    global array is assembled with ``jax.make_array_from_process_local_data``.
+    """
+    sharding = NamedSharding(self.mesh, P(None, AXIS))
+    if jax.process_count() > 1:
+      return jax.tree.map(
+          lambda x: jax.make_array_from_process_local_data(sharding,
+                                                           np.asarray(x)),
+          batch)
+    for x in jax.tree.leaves(batch):
+      check_divisible(x.shape[1], self.num_devices)
+    return jax.device_put(batch, sharding)
+
+  def to_host(self, tree):
+    return _to_host(tree)
+
+
+Placement = SingleDevice | LocalDevices | MeshDevices
+
+
+def make(num_devices: int = 1, use_mesh: bool = False) -> Placement:
+  """The placement for ``num_devices`` local devices (-1: all of them).
+
+  ``use_mesh`` (or several processes) selects ``MeshDevices`` over every
+  device of every process; otherwise more than one device is ``LocalDevices``.
+  """
+  if jax.process_count() > 1 or use_mesh:
+    return MeshDevices(make_mesh())
+  available = jax.local_device_count()
+  if num_devices == -1:
+    num_devices = available
+  if not isinstance(num_devices, int) or not 1 <= num_devices <= available:
+    raise ValueError(f"num_devices must be between 1 and the {available} "
+                     f"local devices (or -1 for all), got {num_devices!r}.")
+  if num_devices == 1:
+    return SingleDevice()
+  return LocalDevices(tuple(jax.local_devices()[:num_devices]))
+
+
+def device_layout(batch, num_devices: int):
+  """``[k, B, ...] -> [devices, k, B / devices, ...]`` for every leaf.
+
+  The one place the per-device layout is made (host numpy or device arrays).
+  """
+  def split(x):
+    k, batch_size = x.shape[:2]
+    check_divisible(batch_size, num_devices)
+    x = x.reshape((k, num_devices, batch_size // num_devices) + x.shape[2:])
+    return x.swapaxes(0, 1)
+
+  return jax.tree.map(split, batch)
+
+
+# ------------------------------------------------- the same, for a GAN
 
 
 def replicate(tree, devices: Sequence[jax.Device] | None = None):
   """Copies every leaf onto each local device: ``x -> [devices, *x.shape]``."""
-  devices = list(devices or jax.local_devices())
-  sharding = NamedSharding(Mesh(np.asarray(devices), (AXIS,)), P(AXIS))
-  return jax.tree.map(
-      lambda x: jax.device_put(jnp.broadcast_to(x, (len(devices),) + x.shape),
-                               sharding), tree)
+  return LocalDevices(tuple(devices) if devices else None).put_state(tree)
 
 
 def unreplicate(tree):
@@ -49,22 +249,9 @@ def unreplicate(tree):
 
 
 def shard(batch, num_devices: int | None = None):
-  """Splits a step batch ``[k, B, ...]`` into ``[devices, k, B / devices, ...]``.
-
-  ``batch`` is an array or a pytree of them (``{"image", "label"}``), each
-  leaf ``[k, B, ...]``. Example ``b`` of the global batch goes to device
-  ``b // (B / devices)``, so the global example index the step derives its
-  noise from is preserved, and labels stay with their images.
-  """
-  num_devices = num_devices or jax.local_device_count()
-
-  def split(x):
-    k, batch_size = x.shape[:2]
-    _check_divisible(batch_size, num_devices)
-    x = x.reshape((k, num_devices, batch_size // num_devices) + x.shape[2:])
-    return x.swapaxes(0, 1)
-
-  return jax.tree.map(split, batch)
+  """Splits a step batch ``[k, B, ...]`` into ``[devices, k, B / devices, ...]``
+  (see ``device_layout``)."""
+  return device_layout(batch, num_devices or jax.local_device_count())
 
 
 def pmap_step(gan: GAN, sync_batch_norm: bool = False,
@@ -80,12 +267,7 @@ def pmap_step(gan: GAN, sync_batch_norm: bool = False,
     ``pstep(replicated_state, sharded_batch) -> (replicated_state, metrics)``,
     metrics replicated ``[devices]`` (already averaged over devices).
   """
-  pgan = gan.parallel(AXIS, sync_batch_norm)
-  return jax.pmap(pgan.step, axis_name=AXIS,
-                  donate_argnums=(0,) if donate else ())
-
-
-# ------------------------------------------------------------ shard_map
+  return LocalDevices().wrap(gan.parallel(AXIS, sync_batch_norm).step, donate)
 
 
 def make_mesh(devices: Sequence[jax.Device] | None = None) -> Mesh:
@@ -95,48 +277,23 @@ def make_mesh(devices: Sequence[jax.Device] | None = None) -> Mesh:
 
 
 def put_replicated(tree, mesh: Mesh):
-  """Places a pytree (the state) on every device of ``mesh``."""
-  return jax.device_put(tree, NamedSharding(mesh, P()))
+  """A copy of a pytree (the state) on every device of ``mesh``."""
+  return MeshDevices(mesh).put_state(tree)
 
 
 def put_batch(batch, mesh: Mesh):
-  """Places a global step batch ``[k, B, ...]`` (or a pytree of them) on ``mesh``, sharded along B.
-
-  On several hosts, pass each host's own part ``[k, B / hosts, ...]``: the
-  global array is assembled with ``jax.make_array_from_process_local_data``.
-  """
-  sharding = NamedSharding(mesh, P(None, AXIS))
-  if jax.process_count() > 1:
-    return jax.tree.map(
-        lambda x: jax.make_array_from_process_local_data(sharding,
-                                                         np.asarray(x)), batch)
-  for x in jax.tree.leaves(batch):
-    _check_divisible(x.shape[1], mesh.size)
-  return jax.device_put(batch, sharding)
+  """Places a global step batch on ``mesh``, sharded along B (``MeshDevices.put_batch``)."""
+  return MeshDevices(mesh).put_batch(batch)
 
 
 def shard_map_step(gan: GAN, mesh: Mesh, sync_batch_norm: bool = False,
                    donate: bool = True) -> Callable:
   """``gan.step`` under ``jax.shard_map`` on ``mesh``, jitted.
 
-  Args:
-    gan: the GAN.
-    mesh: a mesh with an axis named ``AXIS`` (``make_mesh``).
-    sync_batch_norm: normalise with the global batch's statistics.
-    donate: donate the state's buffers to the step.
-
   Returns:
     ``step(state, batch) -> (state, metrics)`` on global arrays: the state
     replicated (``put_replicated``), the batch ``[k, B, ...]`` sharded along B
     (``put_batch``).
   """
-  pgan = gan.parallel(AXIS, sync_batch_norm)
-  # check_vma=False gives the collectives pmap's semantics, which the step is
-  # written for: gradients are taken per device and then averaged explicitly.
-  # (With replication checking on, differentiating with respect to the
-  # replicated parameters would already sum over devices.) The outputs are
-  # replicated because the step averages every gradient, metric and batch
-  # statistic over AXIS.
-  mapped = jax.shard_map(pgan.step, mesh=mesh, in_specs=(P(), P(None, AXIS)),
-                         out_specs=(P(), P()), check_vma=False)
-  return jax.jit(mapped, donate_argnums=(0,) if donate else ())
+  return MeshDevices(mesh).wrap(gan.parallel(AXIS, sync_batch_norm).step,
+                                donate)
