@@ -301,13 +301,18 @@ def test_sngan_configs_and_linear_decay():
   """The issue-14 configs build the published setting; decay='linear' takes
   Adam's step size from 2e-4 to 0 over the run (D: num_steps * k updates)."""
   from experiments import builders
-  from experiments.configs import (sngan_cifar10, sngan_fashion_mnist,
-                                   wgan_gp_resnet_cifar10)
-  for module, loss, sn in ((sngan_cifar10, 'hinge', True),
-                           (wgan_gp_resnet_cifar10, 'wasserstein', False)):
+  from experiments.configs import (cgan_pd_cifar10, sngan_cifar10,
+                                   sngan_fashion_mnist, wgan_gp_resnet_cifar10)
+  for module, loss, sn, classes in (
+      (sngan_cifar10, 'hinge', True, None),
+      (cgan_pd_cifar10, 'hinge', True, 10),
+      (wgan_gp_resnet_cifar10, 'wasserstein', False, None)):
     c = module.get_config()
-    gan = builders.build(c, data_shape=(32, 32, 3), num_devices=1).gan
+    gan = builders.build(c, data_shape=(32, 32, 3), num_devices=1,
+                         dataset_classes=10).gan
     assert isinstance(gan.generator, gj.models.ResNetGenerator)
+    assert gan.num_classes == gan.generator.num_classes == classes
+    assert gan.discriminator.num_classes == classes  # projection D
     assert (gan.generator.channels, gan.discriminator.channels) == (256, 128)
     assert gan.discriminator.spectral_norm == sn and gan.loss == loss
     assert (gan.k, c.batch_size, c.num_steps) == (5, 64, 100_000)
