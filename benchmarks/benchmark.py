@@ -108,8 +108,8 @@ def resolved_d_loop(gan: gj.GAN, state, batch) -> str:
   """What ``gan.d_loop`` compiles to here: ``'scan'`` or ``'unroll'``."""
   if not HAS_D_LOOP:
     return "scan"
-  loop = gan._d_updates_loop(state.d_params, state.d_batch_stats, (batch[0],))  # pylint: disable=protected-access
-  return "scan" if loop is jax.lax.scan else "unroll"
+  del state, batch  # init decided it
+  return gan._decided["d_loop"]  # pylint: disable=protected-access
 
 
 def synthetic_batch(model: str, k: int, batch_size: int, seed: int = 1):

@@ -41,6 +41,7 @@ import numpy as np
 import optax
 
 from ganjax import augment as augment_lib
+from ganjax import backend
 from ganjax import losses as losses_lib
 from ganjax import penalties as penalties_lib
 from ganjax import terms as terms_lib
@@ -161,42 +162,6 @@ def _draws_rng_uncached(module, collection, params_def, params_avals,
 
 
 _draws_rng_cached = functools.lru_cache(maxsize=256)(_draws_rng_uncached)
-
-
-def _plain_convs_in(jaxpr) -> bool:
-  """Whether ``jaxpr`` has a ``conv_general_dilated`` outside a ``custom_vjp``."""
-  for eqn in jaxpr.eqns:
-    name = eqn.primitive.name
-    if name == "conv_general_dilated":
-      return True
-    if name.startswith("custom_vjp"):
-      continue  # a custom backward pass, e.g. ganjax.models.layers'
-    for param in eqn.params.values():
-      for sub in param if isinstance(param, (tuple, list)) else (param,):
-        sub = getattr(sub, "jaxpr", sub)  # ClosedJaxpr -> Jaxpr
-        if hasattr(sub, "eqns") and _plain_convs_in(sub):
-          return True
-  return False
-
-
-def _has_plain_convs(module: nn.Module, params, stats, inputs: tuple) -> bool:
-  """Whether ``module`` applies plain ``lax`` convs (slow gradients in loops on CPU)."""
-  avals = lambda tree: jax.tree.map(_aval, tree)
-  jaxpr = jax.make_jaxpr(
-      lambda p, s, inputs: _apply(module, p, s, inputs, True,
-                                  {"dropout": jax.random.key(0)})
-  )(avals(params), avals(stats), _one_example_avals(inputs)).jaxpr
-  return _plain_convs_in(jaxpr)
-
-
-def _unrolled_scan(f, init, xs):
-  """``jax.lax.scan(f, init, xs)`` unrolled into straight-line code."""
-  length = jax.tree.leaves(xs)[0].shape[0]
-  carry, outputs = init, []
-  for i in range(length):
-    carry, out = f(carry, jax.tree.map(lambda x: x[i], xs))
-    outputs.append(out)
-  return carry, jax.tree.map(lambda *ys: jnp.stack(ys), *outputs)
 
 
 def _initializer_key(key: jax.Array) -> jax.Array:
@@ -327,11 +292,8 @@ class GAN:
       of the update: compile time grows with k) or ``'auto'`` (the default:
       ``'scan'``, except on CPU for a discriminator with plain
       ``lax.conv_general_dilated`` convolutions, e.g. ``flax.linen.Conv``'s
-      default). Both compute the same thing. XLA:CPU runs the gradients of
-      plain convolutions ~10x slower inside a loop body than outside; the
-      models' convs use ``ganjax.models.layers.conv_general_dilated``, whose
-      gradients are canonical, and run as fast in the scan as unrolled (see
-      ``benchmarks/results/benchmark.md``).
+      default), decided once by ``init`` (``ganjax.backend``). Both compute
+      the same thing.
     axis_name: named axis over which gradients, metrics and batch statistics
       are averaged; set by ``ganjax.parallel``, None on one device.
     compute_dtype: None (float32) or a float dtype, e.g. ``jnp.bfloat16``,
@@ -362,6 +324,9 @@ class GAN:
   d_loop: str = "auto"
   axis_name: str | None = None
   compute_dtype: Any = None
+  # What init decided once (the resolved d_loop), read by step.
+  _decided: dict = dataclasses.field(default_factory=dict, init=False,
+                                     repr=False)
 
   def __post_init__(self):
     if not isinstance(self.k, int) or isinstance(self.k, bool) or self.k < 1:
@@ -383,7 +348,7 @@ class GAN:
                        f"{self.fake_labels!r}.")
     if self.ema_decay is not None and not 0.0 <= self.ema_decay < 1.0:
       raise ValueError(f"ema_decay must be in [0, 1), got {self.ema_decay}.")
-    if self.d_loop not in ("auto", "scan", "unroll"):
+    if self.d_loop not in backend.D_LOOPS:
       raise ValueError(f"d_loop must be 'auto', 'scan' or 'unroll', got "
                        f"{self.d_loop!r}.")
     if self.weight_clip is not None and self.weight_clip <= 0:
@@ -450,6 +415,7 @@ class GAN:
       gan = dataclasses.replace(
           gan, generator=_with_axis_name(self.generator, axis_name),
           discriminator=_with_axis_name(self.discriminator, axis_name))
+    gan._decided.update(self._decided)  # the same models, the same choices
     return gan
 
   # ------------------------------------------------------------------ init
@@ -535,6 +501,8 @@ class GAN:
                                            train=False), d_vars)
     self._check_discriminator_output(d_out)
     g_params, d_params = g_vars.get("params", {}), d_vars.get("params", {})
+    self._decide_d_loop(d_params, d_vars.get("batch_stats", {}),
+                        self._model_inputs(x[:1], first(y)))
     return GANState(
         step=jnp.zeros((), jnp.int32),
         g_params=g_params,
@@ -836,9 +804,9 @@ class GAN:
     g_key = jax.random.fold_in(step_key, 1)
     d_updates = state.step * self.k + jnp.arange(self.k, dtype=jnp.int32)
 
-    loop = self._d_updates_loop(state.d_params, state.d_batch_stats,
-                                self._model_inputs(images[0], None if labels
-                                                   is None else labels[0]))
+    loop = backend.loop(self._decide_d_loop(
+        state.d_params, state.d_batch_stats,
+        self._model_inputs(images[0], None if labels is None else labels[0])))
     (d_params, d_opt_state, d_stats), d_metrics = loop(
         lambda carry, xs: self._d_update(state, carry, xs),
         (state.d_params, state.d_opt_state, state.d_batch_stats),
@@ -870,14 +838,15 @@ class GAN:
       metrics["instance_noise_std"] = self.instance_noise.std_at(state.step)
     return new_state, metrics
 
-  def _d_updates_loop(self, d_params, d_stats, inputs: tuple) -> Callable:
-    """``jax.lax.scan``, or the same loop unrolled in Python (see ``d_loop``)."""
-    loop = self.d_loop
-    if loop == "auto":
-      slow = (jax.default_backend() == "cpu" and _has_plain_convs(
-          self._compute_discriminator, d_params, d_stats, inputs))
-      loop = "unroll" if slow else "scan"
-    return jax.lax.scan if loop == "scan" else _unrolled_scan
+  def _decide_d_loop(self, d_params, d_stats, inputs: tuple) -> str:
+    """Resolves ``d_loop`` once (in ``init``; in the first trace otherwise)."""
+    if "d_loop" not in self._decided:
+      apply_fn = lambda p, s, inputs: _apply(
+          self._compute_discriminator, p, s, inputs, True,
+          {"dropout": jax.random.key(0)})
+      self._decided["d_loop"] = backend.choose_d_loop(
+          self.d_loop, apply_fn, d_params, d_stats, inputs)
+    return self._decided["d_loop"]
 
   def _check_data_shape(self, state: GANState, images) -> None:
     """The real data have the shape of G's samples (checked while tracing)."""
