@@ -23,6 +23,7 @@ pipeline for labels. ``config.augment`` and ``config.loss_terms`` map onto
 import dataclasses
 import difflib
 import inspect
+import math
 from typing import Callable, Optional, Sequence
 
 import jax
@@ -145,6 +146,13 @@ def check_fields(config: Config, reference: Optional[Config] = None) -> None:
           f" It takes: {', '.join(reference[key].keys())}.")
 
 
+_WHY_POSITIVE = {
+    "keep_checkpoints": " (the number of newest checkpoints kept; with 0 "
+                        "every checkpoint would be deleted as it is written)",
+    "num_eval_samples": " (the samples in each grid of samples/)",
+}
+
+
 def _kwargs_for(fn: Callable, kwargs: dict, what: str,
                 implicit: Sequence[str] = ()) -> dict:
   """Checks ``kwargs`` against ``fn``'s signature; returns them."""
@@ -166,9 +174,9 @@ def resolve_num_devices(config: Config) -> int:
   """The device count of ``config.num_devices`` (-1: all local devices)."""
   requested = int(config.num_devices)
   available = jax.local_device_count()
-  if requested == -1 or requested == 0:
+  if requested == -1:
     n = available
-  elif requested < -1:
+  elif requested < -1 or requested == 0:
     raise ConfigError(f"num_devices must be >= 1 or -1 (all local devices), "
                       f"got {requested}.")
   else:
@@ -280,6 +288,13 @@ def build_optimizer(spec: Config, what: str,
   elif decay != "none":
     raise ConfigError(f"The {what} optimizer's decay must be 'none' or "
                       f"'linear', got {decay!r}.")
+  lr = kwargs.get("learning_rate")
+  if isinstance(lr, (int, float)) and not (math.isfinite(lr) and lr >= 0):
+    short = "g" if what == "generator" else "d"
+    raise ConfigError(
+        f"the {what}'s learning rate must be a finite number >= 0, got {lr} "
+        f"(--config.{short}_optimizer.learning_rate); optax optimizers "
+        "descend with a positive learning rate.")
   try:
     return factory(**kwargs)
   except (ValueError, TypeError) as e:
@@ -455,11 +470,12 @@ def build(config: Config, data_shape: Optional[Sequence[int]] = None,
   """
   check_fields(config)
   for field in ("k", "batch_size", "num_steps", "latent_dim", "log_every",
-                "eval_every", "checkpoint_every"):
+                "eval_every", "checkpoint_every", "num_eval_samples",
+                "keep_checkpoints", "max_consecutive_skipped"):
     value = config[field]
     if not isinstance(value, int) or isinstance(value, bool) or value < 1:
       raise ConfigError(f"config.{field} must be a positive integer, got "
-                        f"{value!r}.")
+                        f"{value!r}{_WHY_POSITIVE.get(field, '')}.")
   every = config.evaluation.every
   if not isinstance(every, int) or isinstance(every, bool) or every < 0:
     raise ConfigError("config.evaluation.every must be an integer >= 0 "

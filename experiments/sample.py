@@ -29,7 +29,9 @@ from ganjax import checkpoint as checkpoint_lib  # noqa: E402
 from ganjax import images as images_lib  # noqa: E402
 from experiments import builders  # noqa: E402
 from experiments import evaluation  # noqa: E402
+from experiments import guards  # noqa: E402
 from experiments import train  # noqa: E402
+from experiments import workdir as workdir_lib  # noqa: E402
 
 FLAGS = flags.FLAGS
 
@@ -51,23 +53,63 @@ def define_flags():
 def load(workdir: str, step=None):
   """``(experiment, state, config)`` of the checkpoint ``step`` (default latest).
 
+  Without ``step``, falls back from checkpoints that cannot be used (broken,
+  NaN) to the previous one like training does (``train.restore_state``),
+  with one warning line each, but moves nothing.
+
   Raises:
-    builders.ConfigError: when the workdir has no run or no checkpoint.
+    builders.ConfigError: when the workdir has no run, no usable checkpoint
+      or no checkpoint ``step``; workdir_lib.WorkdirError: an unreadable
+      ``config.json``.
   """
   config, resolved = train.read_config(workdir)
   data_shape = resolved.get("data_shape")
   experiment = builders.build(config, data_shape=data_shape, num_devices=1,
                               dataset_classes=resolved.get("num_classes", -1))
   directory = os.path.join(workdir, train.CHECKPOINT_DIR)
-  latest = checkpoint_lib.latest_step(directory)
-  if latest is None:
-    raise builders.ConfigError(
-        f"{workdir} has no checkpoint yet; train first (python -m "
-        f"experiments.train --workdir={workdir} --config=...).")
+  no_checkpoint = builders.ConfigError(
+      f"{workdir} has no checkpoint yet; train first (python -m "
+      f"experiments.train --workdir={workdir} --config=...).")
+  if not os.path.isdir(directory):
+    raise no_checkpoint
   example = jnp.zeros((config.k, 1) + experiment.data_shape, jnp.float32)
   template = jax.eval_shape(experiment.gan.init, jax.random.key(0), example)
-  state = checkpoint_lib.restore(directory, template,
-                                 latest if step is None else step)
+  with checkpoint_lib.Checkpointer(directory, keep=None,
+                                   async_save=False) as ckpt:
+    steps = ckpt.all_steps()
+    if not steps:
+      raise no_checkpoint
+    if step is None:
+      state, latest = train.restore_state(ckpt, template, workdir, config,
+                                          experiment, move_aside=False)
+      if latest is None:
+        raise builders.ConfigError(
+            f"none of the checkpoints of {directory} (steps "
+            f"{', '.join(map(str, steps))}) can be used; see the warnings "
+            "above.")
+      return experiment, state, config
+    if step not in steps:
+      raise builders.ConfigError(
+          f"--step={step}: {directory} has no checkpoint of that step; it "
+          f"has steps {', '.join(map(str, steps))} (or --step=-1 for the "
+          "newest usable one).")
+    try:
+      ckpt.check_fits(template, step)
+      state = ckpt.restore(template, step, missing_ok=False)
+    except checkpoint_lib.CheckpointMismatchError as e:
+      raise builders.ConfigError(f"{e} Its config.json does not describe "
+                                 "it.") from None
+    except Exception as e:  # pylint: disable=broad-except
+      raise builders.ConfigError(
+          f"the checkpoint of step {step} in {directory} cannot be read "
+          f"({type(e).__name__}: {str(e).splitlines()[0][:300]}); the other "
+          f"steps: {', '.join(str(s) for s in steps if s != step) or 'none'}."
+      ) from None
+    bad = guards.nonfinite_players(state)
+    if bad:
+      raise builders.ConfigError(
+          f"the checkpoint of step {step} in {directory} holds NaN or Inf "
+          f"values (the {' and '.join(bad)}); its samples would be NaN.")
   return experiment, state, config
 
 
@@ -89,19 +131,27 @@ def main(argv):
     train.fail(f"unexpected arguments {argv[1:]}.")
   if FLAGS.num < 1 or FLAGS.batch_size < 1:
     train.fail("--num and --batch_size must be positive.")
+  out = FLAGS.out if FLAGS.out.endswith(".npy") else FLAGS.out + ".npy"
+  try:  # before the (slower) sampling
+    if os.path.dirname(out):
+      os.makedirs(os.path.dirname(out), exist_ok=True)
+  except OSError as e:
+    train.fail(f"cannot write --out={FLAGS.out}: cannot create the folder "
+               f"{os.path.dirname(out)} ({e.strerror or e}; is a part of the "
+               "path a file?).")
   try:
     experiment, state, config = load(
         FLAGS.workdir, None if FLAGS.step < 0 else FLAGS.step)
   except FileNotFoundError as e:
     train.fail(str(e))
-  except builders.ConfigError as e:
+  except (builders.ConfigError, workdir_lib.WorkdirError) as e:
     train.fail(str(e))
   samples = evaluation.draw(experiment, state, FLAGS.num, FLAGS.seed, FLAGS.batch_size,
                  FLAGS.ema)
-  out = FLAGS.out if FLAGS.out.endswith(".npy") else FLAGS.out + ".npy"
-  if os.path.dirname(out):
-    os.makedirs(os.path.dirname(out), exist_ok=True)
-  np.save(out, samples)
+  try:
+    np.save(out, samples)
+  except OSError as e:
+    train.fail(f"cannot write {out}: {e.strerror or e}.")
   png = out[:-len(".npy")] + ".png"
   if experiment.num_classes is not None and not experiment.is_toy:
     per_class = max(1, FLAGS.grid // experiment.num_classes)
@@ -114,7 +164,6 @@ def main(argv):
   else:
     grid = picture(experiment, config, samples, FLAGS.grid)
   images_lib.save_png(png, grid)
-
   print(f"Wrote {samples.shape[0]} samples {samples.shape[1:]} "
         f"({samples.dtype}, step {int(state.step)}"
         f"{', EMA weights' if FLAGS.ema and state.ema_g_params is not None else ''})"

@@ -36,21 +36,32 @@ The loop does not wait for the device except every ``log_every`` steps (to
 fetch the metrics), ``eval_every`` steps (samples) and ``checkpoint_every``
 steps (the state is copied to the host).
 
-Failures. The step also returns per-step finiteness flags of D's and G's
-metrics (losses, gradient norms), checked on the host whenever the metrics
-are fetched anyway, before any sample or checkpoint is written: a NaN/Inf
-stops the run with exit code 3, naming the step, the player and the last
-finite values; the last checkpoint stays the newest
+Failures (experiments/guards.py, experiments/workdir.py; the README's
+Reliability table lists every case and its exit code). The step also returns
+per-step finiteness flags of D's and G's metrics (losses, gradient norms) and
+of each player's new state (parameters, optimizer state, statistics, EMA),
+checked on the host whenever the metrics are fetched anyway, before any
+sample or checkpoint is written: a NaN/Inf stops the run with exit code 3,
+naming the step, the player and the last finite values; the last checkpoint
+stays the newest, and the state is checked again before every save
 (``--config.skip_nonfinite_updates=True`` keeps the previous state for such
-steps instead and logs ``skipped_steps``). SIGTERM / SIGINT save a
-checkpoint of the current step and exit with 128 + the signal's number (143,
-130): the run is not finished, so ``train && evaluate`` must not go on.
-Checkpoints are committed atomically by orbax (a write killed midway leaves a
-``*.orbax-checkpoint-tmp-*`` folder that is never restored); one that does not
-read back is moved to ``checkpoints.unreadable/`` and the previous one is
-used. A workdir whose checkpoints come from a config with another model,
+steps instead and logs ``skipped_steps``; ``max_consecutive_skipped`` of them
+in a row stop the run). SIGTERM / SIGINT save a checkpoint of the current
+step and exit with 128 + the signal's number (143, 130): the run is not
+finished, so ``train && evaluate`` must not go on. Checkpoints are committed
+atomically by orbax (a write killed midway leaves a
+``*.orbax-checkpoint-tmp-*`` folder that is never restored) and waited for: a
+failed write (disk full) stops the run at its step. One that does not read
+back is moved to ``checkpoints.unreadable/`` and the previous one is used
+(``experiments.sample`` and ``evaluate`` skip it the same way, moving
+nothing). A workdir whose checkpoints come from a config with another model,
 data, latent space, loss or optimizer kind is refused
-(``--config.override_config=True`` resumes it anyway).
+(``--config.override_config=True`` resumes it anyway where the state keeps
+its shapes; a checkpoint that does not fit is never set aside). One run at a
+time: an exclusive lock on ``<workdir>/.lock`` refuses a second one (exit
+code 2). ``config.json`` is written, atomically, only once training starts.
+A workdir with logs but no checkpoint (``checkpoints/`` deleted) starts from
+step 0 with fresh logs; the old ones go to ``previous-<time>/``.
 
 Several processes (TPU pod slices, multi-node GPU): the same command on every
 host with ``--distributed`` (Cloud TPU, SLURM: detected), or
@@ -62,12 +73,11 @@ multi-process run must reach every process, as they do on Cloud TPU and
 SLURM; the processes do not agree on a stop step otherwise.)
 """
 
+import contextlib
 import json
 import math
 import os
-import signal
 import sys
-import threading
 import time
 from typing import Iterator
 
@@ -89,11 +99,14 @@ from ganjax import checkpoint as checkpoint_lib  # noqa: E402
 from ganjax import images as images_lib  # noqa: E402
 from ganjax import summary as summary_lib  # noqa: E402
 from experiments import builders  # noqa: E402
+from experiments import cli  # noqa: E402
 from experiments import evaluation  # noqa: E402
+from experiments import guards  # noqa: E402
+from experiments import workdir as workdir_lib  # noqa: E402
 
-CONFIG_JSON = "config.json"
-CHECKPOINT_DIR = "checkpoints"
-SAMPLE_DIR = "samples"
+CONFIG_JSON = workdir_lib.CONFIG_JSON
+CHECKPOINT_DIR = workdir_lib.CHECKPOINT_DIR
+SAMPLE_DIR = workdir_lib.SAMPLE_DIR
 # Streams of randomness derived from config.seed besides the GAN's own.
 _INIT_STREAM, _FIXED_NOISE_STREAM, _TOY_DATA_STREAM, _REAL_POINTS_STREAM = range(4)
 
@@ -112,36 +125,38 @@ def resolved(experiment: builders.Experiment) -> dict:
 
 def write_config(workdir: str, config: ml_collections.ConfigDict,
                  experiment: builders.Experiment) -> None:
-  """Writes ``config.json``; warns when it differs from an earlier run's."""
+  """Writes ``config.json`` atomically; warns when it differs from an earlier run's.
+
+  Called only once training starts with ``config`` (not by a run that is
+  refused, fails before its first step or has nothing to do).
+  """
   path = os.path.join(workdir, CONFIG_JSON)
   record = json.loads(config.to_json_best_effort())
   record["resolved"] = resolved(experiment)
-  if os.path.exists(path):
-    with open(path) as f:
-      try:
-        old = json.load(f)
-      except json.JSONDecodeError:
-        old = {}
-    changed = sorted(k for k in set(old) | set(record)
-                     if old.get(k) != record.get(k))
-    if changed:
-      logging.warning("The config differs from the previous run in this "
-                      "workdir in: %s", ", ".join(changed))
-  tmp = path + ".tmp"
-  with open(tmp, "w") as f:
-    json.dump(record, f, indent=2, sort_keys=True)
-  os.replace(tmp, path)
+  try:
+    old = workdir_lib.read_config_record(workdir) or {}
+  except workdir_lib.WorkdirError:
+    old = {}
+  changed = sorted(k for k in set(old) | set(record)
+                   if old and old.get(k) != record.get(k))
+  if changed:
+    logging.warning("The config differs from the previous run in this "
+                    "workdir in: %s", ", ".join(changed))
+  workdir_lib.write_json(path, record)
 
 
 def read_config(workdir: str):
-  """``(config, resolved)`` from a workdir's ``config.json``."""
-  path = os.path.join(workdir, CONFIG_JSON)
-  if not os.path.exists(path):
+  """``(config, resolved)`` from a workdir's ``config.json``.
+
+  Raises:
+    builders.ConfigError: no ``config.json`` (not a run's workdir).
+    workdir_lib.WorkdirError: a ``config.json`` that does not read.
+  """
+  record = workdir_lib.read_config_record(workdir)
+  if record is None:
     raise builders.ConfigError(
         f"{workdir} has no {CONFIG_JSON}: it is not the workdir of a "
         "training run (python -m experiments.train --workdir=...).")
-  with open(path) as f:
-    record = json.load(f)
   resolved = record.pop("resolved", {})
   return builders.config_from_dict(record), resolved
 
@@ -193,6 +208,32 @@ def host_batches(config, experiment: builders.Experiment,
   return it
 
 
+def split_size(config):
+  """The number of examples of ``config.split`` of the data set, or None
+  (toy distributions, or a size the data set's metadata do not give)."""
+  if config.dataset in builders.TOY_DATASETS:
+    return None
+  try:
+    if config.dataset == "digits":
+      from ganjax.data import sources  # pylint: disable=g-import-not-at-top
+      return len(sources.load_digits(config.split)[0])
+    import tensorflow_datasets as tfds  # pylint: disable=g-import-not-at-top
+    builder = tfds.builder(config.dataset, data_dir=builders.data_dir(config))
+    return int(builder.info.splits[config.split].num_examples) or None
+  except Exception:  # pylint: disable=broad-except
+    return None
+
+
+def warn_if_batch_exceeds_split(config) -> None:
+  """Warns when one minibatch holds more examples than the training split."""
+  size = split_size(config)
+  if size is not None and config.batch_size > size:
+    print(f"warning: batch_size={config.batch_size} is larger than the {size} "
+          f"examples of {config.dataset}:{config.split}; every minibatch "
+          "repeats examples. Use a batch size of at most "
+          f"{size}.", file=sys.stderr)
+
+
 def real_points(config, num: int) -> np.ndarray:
   """``num`` real toy points, drawn with a fixed key (for the scatter plots)."""
   key = jax.random.fold_in(jax.random.key(config.seed), _REAL_POINTS_STREAM)
@@ -223,7 +264,6 @@ class SampleWriter:
   Conditional runs: one row per class, ``num_eval_samples // num_classes``
   samples each (at least one), the same noise in every row of a column.
   """
-
 
   def __init__(self, config, experiment: builders.Experiment, workdir: str,
                writer: summary_lib.SummaryWriter, enabled: bool = True):
@@ -268,117 +308,17 @@ class SampleWriter:
 # ------------------------------------------------------------ reliability
 
 
-class DivergenceError(RuntimeError):
-  """A step's losses or gradient norms are NaN or Inf; the message says which."""
+# DivergenceError, Preempted, the signal flag and the finiteness guards live
+# in experiments/guards.py; these names stay importable from here.
+DivergenceError = guards.DivergenceError
+Preempted = guards.Preempted
+_SignalFlag = guards.SignalFlag
 
 
-class Preempted(Exception):
-  """SIGTERM or SIGINT stopped the run after a checkpoint of the current step."""
-
-  def __init__(self, signum: int, step: int, saved_step):
-    self.signum, self.step, self.saved_step = signum, step, saved_step
-    name = signal.Signals(signum).name
-    super().__init__(
-        f"{name} received: stopped at step {step} and saved its checkpoint; "
-        "run the same command again to resume from it."
-        if saved_step == step else
-        f"{name} received: stopped at step {step}; the latest checkpoint is "
-        f"of step {saved_step}.")
-
-
-class _SignalFlag:
-  """Within ``with``: SIGTERM/SIGINT set ``signum`` instead of killing.
-
-  The loop checks ``signum`` after every step (or chunk), saves a checkpoint
-  and stops. A second signal while it saves raises ``KeyboardInterrupt``.
-  Handlers are installed only in the main thread (elsewhere it is a no-op).
-  """
-
-  SIGNALS = (signal.SIGTERM, signal.SIGINT)
-
-  def __init__(self):
-    self.signum = 0
-    self._previous = {}
-
-  def _handle(self, signum, frame):
-    del frame
-    if self.signum:
-      raise KeyboardInterrupt
-    self.signum = signum
-
-  def __enter__(self):
-    if threading.current_thread() is threading.main_thread():
-      for sig in self.SIGNALS:
-        self._previous[sig] = signal.signal(sig, self._handle)
-    return self
-
-  def __exit__(self, *exc):
-    for sig, handler in self._previous.items():
-      signal.signal(sig, handler)
-
-
-def finite_flags(metrics: dict):
-  """``(finite_d, finite_g)``: all of D's / G's metrics are finite (on device).
-
-  G's metrics are the ones named ``g_*`` (``g_loss``, ``g_grad_norm``); every
-  other one (losses, logits, penalty, ``d_grad_norm``) is D's.
-  """
-  def all_finite(names):
-    flags = [jnp.all(jnp.isfinite(metrics[name])) for name in names]
-    return jnp.stack(flags).all() if flags else jnp.bool_(True)
-
-  g_names = [name for name in metrics if name.startswith("g_")]
-  d_names = [name for name in metrics if not name.startswith("g_")]
-  return all_finite(d_names), all_finite(g_names)
-
-
-def guard_step(step_fn, skip_nonfinite: bool = False):
-  """``step_fn`` that also returns per-step finiteness flags in its metrics.
-
-  The flags (``finite_d``, ``finite_g``) stay on the device with the other
-  metrics and are checked on the host when the metrics are fetched anyway
-  (log, eval and checkpoint steps), so the check costs no host sync per
-  step. With ``skip_nonfinite``, a step whose metrics are not all finite
-  keeps the previous state (parameters, optimizer states, statistics, EMA)
-  but advances the step counter, so the next step draws fresh noise; inside
-  one jitted call, so donating the old state stays safe.
-  """
-
-  def guarded(state, batch):
-    new_state, metrics = step_fn(state, batch)
-    finite_d, finite_g = finite_flags(metrics)
-    if skip_nonfinite:
-      ok = finite_d & finite_g
-      kept = jax.tree.map(lambda new, old: jnp.where(ok, new, old),
-                          new_state, state)
-      new_state = kept.replace(step=new_state.step)
-    return new_state, dict(metrics, finite_d=finite_d, finite_g=finite_g)
-
-  return guarded
-
-
-def divergence_message(step, finite_d, finite_g, record, last_finite,
-                       saved_step, checkpoint_dir) -> str:
-  players = [p for p, ok in (("the discriminator (d)", finite_d),
-                             ("the generator (g)", finite_g)) if not ok]
-  bad = ", ".join(f"{name}={value}" for name, value in sorted(record.items())
-                  if not math.isfinite(value))
-  if last_finite:
-    last_step, values = last_finite
-    keys = [k for k in ("d_loss", "g_loss", "d_grad_norm", "g_grad_norm",
-                        "d_real", "d_fake") if k in values]
-    last = (f"Last finite values (step {last_step}): " +
-            ", ".join(f"{k}={values[k]:.4g}" for k in keys) + ".")
-  else:
-    last = "No finite step since the start of this run."
-  kept = (f"The checkpoint of step {saved_step} in {checkpoint_dir} is "
-          "intact; nothing after it was saved." if saved_step is not None
-          else "No checkpoint was saved.")
-  return (f"training diverged at step {step}: the update of "
-          f"{' and '.join(players)} gave non-finite values ({bad}). {last} "
-          f"{kept} Lower the learning rates, add a gradient penalty "
-          "(--config.penalty.name=gradient_penalty --config.penalty.weight=10), "
-          "or set --config.skip_nonfinite_updates=True to skip such updates.")
+class CheckpointWriteError(RuntimeError):
+  """A checkpoint could not be written (disk full, permissions); exit code 2."""
+finite_flags = guards.finite_flags
+guard_step = guards.guard_step
 
 
 # Fields whose change makes a checkpoint mean something else (or not load):
@@ -398,27 +338,35 @@ def _get(record: dict, path: str):
   return node
 
 
+def config_changes(workdir: str, config, experiment) -> list[str]:
+  """``"field: old -> new"`` for the ``STRUCTURAL_FIELDS`` (and the resolved
+  data shape, pixel range...) where ``config`` differs from the workdir's
+  ``config.json`` (none when it has no readable one)."""
+  try:
+    old = workdir_lib.read_config_record(workdir)
+  except workdir_lib.WorkdirError:
+    old = None
+  if old is None:
+    return []
+  new = json.loads(config.to_json_best_effort())
+  new["resolved"] = resolved(experiment)
+  fields = STRUCTURAL_FIELDS + ("resolved.data_shape", "resolved.value_range",
+                                 "resolved.num_classes", "resolved.ada")
+  return [f"{f}: {_get(old, f)!r} -> {_get(new, f)!r}" for f in fields
+          if _get(old, f) != _get(new, f)]
+
+
 def check_config_matches(workdir: str, config, experiment) -> None:
   """Refuses to resume a checkpoint written under a different config.
 
   Compares ``STRUCTURAL_FIELDS`` (and the resolved data shape / pixel range)
   of ``config`` with the workdir's ``config.json``, unless
-  ``config.override_config``.
+  ``config.override_config`` (the checkpoint must still fit the new
+  config's state; see ``restore_state``).
   """
-  path = os.path.join(workdir, CONFIG_JSON)
-  if config.override_config or not os.path.exists(path):
+  if config.override_config:
     return
-  try:
-    with open(path) as f:
-      old = json.load(f)
-  except (OSError, json.JSONDecodeError):
-    return
-  new = json.loads(config.to_json_best_effort())
-  new["resolved"] = resolved(experiment)
-  fields = STRUCTURAL_FIELDS + ("resolved.data_shape", "resolved.value_range",
-                                 "resolved.num_classes", "resolved.ada")
-  changed = [f"{f}: {_get(old, f)!r} -> {_get(new, f)!r}" for f in fields
-             if _get(old, f) != _get(new, f)]
+  changed = config_changes(workdir, config, experiment)
   if changed:
     raise builders.ConfigError(
         f"{workdir} holds checkpoints of a run with a different config "
@@ -459,67 +407,134 @@ def train_and_evaluate(config: ml_collections.ConfigDict, workdir: str,
 
   Raises:
     builders.ConfigError (and the pipeline's UnknownDatasetError,
-    DatasetNotFoundError): user errors, with a message saying what to fix.
+    DatasetNotFoundError), workdir_lib.WorkdirError (the workdir is not
+    usable, or another run holds it): user errors, with a message saying
+    what to fix. DivergenceError: a non-finite step (exit code 3).
   """
   t_start = time.time()
-  workdir = os.path.abspath(workdir)
-  experiment = builders.build(config)
+  experiment = builders.build(config)  # config errors touch no workdir
+  workdir = workdir_lib.prepare(workdir)
+  with _exclusive(workdir):
+    return _train(config, experiment, workdir, progress, t_start)
+
+
+@contextlib.contextmanager
+def _exclusive(workdir: str):
+  """Holds the workdir's lock (process 0 takes it; every process stops when
+  it cannot)."""
+  lock = workdir_lib.Lock(workdir, enabled=jax.process_index() == 0)
+  error = None
+  try:
+    lock.acquire()
+  except workdir_lib.WorkdirError as e:
+    error = e
+  if jax.process_count() > 1:
+    from jax.experimental import multihost_utils  # pylint: disable=g-import-not-at-top
+    if multihost_utils.broadcast_one_to_all(np.int32(error is not None)):
+      error = error or workdir_lib.WorkdirError(
+          f"process 0 cannot lock the workdir {workdir}; see its message.")
+  if error is not None:
+    raise error
+  try:
+    yield
+  finally:
+    lock.release()
+
+
+def restore_state(ckpt: checkpoint_lib.Checkpointer, template, workdir: str,
+                  config, experiment, move_aside: bool = True):
+  """``(state, step)`` of the newest usable checkpoint, or ``(None, None)``.
+
+  Every reader of a workdir (training, sampling, evaluation) falls back the
+  same way: a checkpoint that does not read back, or holds another step or a
+  NaN/Inf, is skipped with one line on stderr (and, when training, moved to
+  ``checkpoints.unreadable/``). A checkpoint that reads but does not fit the
+  config's state (another model, latent size, EMA...) is never set aside:
+  ``builders.ConfigError`` says what differs.
+  """
+
+  def check(step, state):
+    if int(state.step) != step:
+      raise ValueError(f"it holds a state at step {int(state.step)}")
+    bad = guards.nonfinite_players(state)
+    if bad:
+      raise ValueError(f"the {' and '.join(bad)}'s part of it holds NaN or "
+                       "Inf values")
+
+  def on_failure(step, error, moved_to):
+    message = str(error).splitlines()[0][:300] if str(error) else ""
+    print(f"warning: the checkpoint of step {step} cannot be used "
+          f"({type(error).__name__}: {message}); "
+          + (f"moved it to {moved_to}; " if moved_to else "")
+          + "falling back to the previous checkpoint.", file=sys.stderr)
+
+  try:
+    state, step = ckpt.restore_newest_readable(template, check, on_failure,
+                                               move_aside=move_aside)
+  except checkpoint_lib.CheckpointMismatchError as e:
+    changes = config_changes(workdir, config, experiment)
+    raise builders.ConfigError(
+        f"{workdir} holds checkpoints that do not fit this config: {e} "
+        + (f"The config differs from the run's config.json in: "
+           f"{'; '.join(changes)}. " if changes else "")
+        + "Nothing was moved or overwritten. Use a new --workdir for this "
+        "config, or the config the checkpoints were written with "
+        "(--config.override_config=True resumes them only where the state "
+        "keeps its shapes, e.g. another loss or learning rate).") from None
+  if step is None:
+    return None, None
+  return state, step
+
+
+def _train(config, experiment: builders.Experiment, workdir: str,
+           progress: bool, t_start: float) -> dict:
+  """``train_and_evaluate`` in its locked workdir."""
   gan = experiment.gan
   is_main = jax.process_index() == 0
-  os.makedirs(workdir, exist_ok=True)
 
   num_steps = int(config.num_steps)
   ckpt = checkpoint_lib.Checkpointer(
       os.path.join(workdir, CHECKPOINT_DIR),
       save_every=config.checkpoint_every, keep=config.keep_checkpoints)
+
+  # --- the state: restored (the newest readable checkpoint), or initialised
+  init_key = jax.random.fold_in(jax.random.key(config.seed), _INIT_STREAM)
+  example = jnp.zeros((config.k, 1) + experiment.data_shape, jnp.float32)
+  state = latest = None
   if ckpt.all_steps():
     check_config_matches(workdir, config, experiment)
-  if is_main:
-    write_config(workdir, config, experiment)
-  latest = ckpt.latest_step()
+    template = jax.eval_shape(gan.init, init_key, example)
+    try:
+      state, latest = restore_state(ckpt, template, workdir, config,
+                                    experiment)
+    except builders.ConfigError:
+      ckpt.close()
+      raise
+    if latest is None:
+      print("warning: no checkpoint could be read; starting from step 0.",
+            file=sys.stderr)
+  if latest is None and is_main and workdir_lib.has_logs(workdir):
+    moved = workdir_lib.set_aside_logs(workdir)
+    print(f"warning: {workdir} holds the logs of an earlier run but no "
+          "usable checkpoint: starting from step 0 with fresh logs; the "
+          f"earlier logs and config.json are in {moved}.", file=sys.stderr)
   start_step = latest or 0
   if start_step >= num_steps:
     ckpt.close()
-    records = (summary_lib.read_jsonl(workdir) if os.path.exists(
-        os.path.join(workdir, summary_lib.JSONL_NAME)) else [])
+    records = workdir_lib.read_records(
+        os.path.join(workdir, summary_lib.JSONL_NAME))
     metrics = {k: v for k, v in (records[-1] if records else {}).items()
                if k != "step"}
     return {"steps": start_step, "steps_run": 0,
             "wall_s": time.time() - t_start, "steps_per_s": 0.0,
             "metrics": metrics, "workdir": workdir}
-
-  # --- the state: restored (the newest readable checkpoint), or initialised
-  init_key = jax.random.fold_in(jax.random.key(config.seed), _INIT_STREAM)
-  example = jnp.zeros((config.k, 1) + experiment.data_shape, jnp.float32)
-  if latest is not None:
-    template = jax.eval_shape(gan.init, init_key, example)
-
-    def check(step, state):
-      if int(state.step) != step:
-        raise ValueError(f"it holds a state at step {int(state.step)}")
-      if not all(bool(jnp.all(jnp.isfinite(x))) for x in jax.tree.leaves(
-          state) if jnp.issubdtype(x.dtype, jnp.floating)):
-        raise ValueError("it holds NaN or Inf values")
-
-    def on_failure(step, error, moved_to):
-      print(f"warning: the checkpoint of step {step} cannot be read "
-            f"({type(error).__name__}: {str(error).splitlines()[0][:300] if str(error) else ''}); "
-            f"moved it to {moved_to} and falling back to the previous "
-            "checkpoint.", file=sys.stderr)
-
-    state, latest = ckpt.restore_newest_readable(template, check, on_failure)
-    if latest is None:
-      state = None
-      print("warning: no checkpoint could be read; starting from step 0.",
-            file=sys.stderr)
-    start_step = latest or 0
-    if progress and latest is not None:
-      print(f"Resuming from the checkpoint of step {start_step} in "
-            f"{ckpt.directory}.", file=sys.stderr)
-  else:
-    state = None  # initialised after the data (a missing dataset fails first)
+  if progress and latest is not None:
+    print(f"Resuming from the checkpoint of step {start_step} in "
+          f"{ckpt.directory}.", file=sys.stderr)
 
   # --- the data
+  if is_main:
+    warn_if_batch_exceeds_split(config)
   n = experiment.num_devices
   multi = jax.process_count() > 1
   if multi:
@@ -543,6 +558,8 @@ def train_and_evaluate(config: ml_collections.ConfigDict, workdir: str,
 
   if state is None:
     state = jax.jit(gan.init)(init_key, example)
+  if is_main:  # training starts with this config: record it (atomically)
+    write_config(workdir, config, experiment)
   writer = summary_lib.SummaryWriter(
       workdir, resume_step=start_step if latest is not None else None,
       enabled=is_main)
@@ -609,9 +626,11 @@ def train_and_evaluate(config: ml_collections.ConfigDict, workdir: str,
   jsonl = os.path.join(workdir, summary_lib.JSONL_NAME)
   if latest is not None and os.path.exists(jsonl):
     last_finite = next(((r["step"], r) for r in reversed(
-        summary_lib.read_jsonl(jsonl))
+        workdir_lib.read_records(jsonl))
         if r.get("step") == latest and "d_loss" in r), ())
   skipped_total = 0
+  skipped_run = []     # steps of the skipped updates in a row so far
+  max_skipped = int(config.max_consecutive_skipped)
   saved_step = latest
   t_log, step_log = time.time(), start_step
   t_compiled, step_compiled = None, start_step
@@ -619,7 +638,8 @@ def train_and_evaluate(config: ml_collections.ConfigDict, workdir: str,
 
   def fetch():
     """Brings the window to the host and stops at a non-finite step."""
-    nonlocal window, last_finite, skipped_total
+    nonlocal window, last_finite, skipped_total, skipped_run
+    check_writes()  # a background checkpoint write that failed
     if not window:
       return
     host = jax.device_get([m for _, m in window])
@@ -629,18 +649,24 @@ def train_and_evaluate(config: ml_collections.ConfigDict, workdir: str,
       for i in range(len(per_step["finite_d"])):
         record = {name: float(v[i]) for name, v in per_step.items()}
         s = first + i + 1
-        ok_d, ok_g = bool(record.pop("finite_d")), bool(record.pop("finite_g"))
-        if ok_d and ok_g:
+        flags = {name: bool(record.pop(name)) for name in guards.FLAG_NAMES}
+        if flags["finite_d"] and flags["finite_g"]:
           last_finite = (s, record)
-        elif skip:
+          skipped_run = []
+        elif skip and len(skipped_run) + 1 < max_skipped:
           skipped_total += 1
+          skipped_run.append(s)
           record["skipped"] = 1.0
         else:
           window = []
           if fetched:  # the finite steps before it
             log(s - 1)
-          raise DivergenceError(divergence_message(
-              s, ok_d, ok_g, record, last_finite, saved_step, ckpt.directory))
+          if skip:
+            raise DivergenceError(guards.too_many_skipped_message(
+                (skipped_run or [s])[0], s, flags, saved_step,
+                ckpt.directory))
+          raise DivergenceError(guards.divergence_message(
+              s, flags, record, last_finite, saved_step, ckpt.directory))
         fetched.append((s, record))
     window = []
 
@@ -668,8 +694,44 @@ def train_and_evaluate(config: ml_collections.ConfigDict, workdir: str,
 
   def save(step):
     nonlocal saved_step
-    if ckpt.save(step, host_state(state), force=True):
+    current = host_state(state)
+    bad = guards.nonfinite_players(current)
+    if bad:  # the guard's flags make this unreachable; never save it anyway
+      raise DivergenceError(
+          f"the state of step {step} holds NaN or Inf values in the "
+          f"{' and '.join(bad)}'s parameters or optimizer state; it was not "
+          f"saved. The checkpoint of step {saved_step} in {ckpt.directory} "
+          "is the newest.")
+    try:
+      started = ckpt.save(step, current, force=True)
+      ckpt.wait()  # a failed write stops the run at its step
+    except Exception as e:  # pylint: disable=broad-except
+      raise write_error(step, e) from None
+    check_writes(step)
+    if started:
       saved_step = step
+
+  def write_error(step, e):
+    try:  # the committed checkpoints (orbax renames a step's folder last)
+      good = max((int(d) for d in os.listdir(ckpt.directory) if d.isdigit()),
+                 default=None)
+    except OSError:
+      good = None
+    return CheckpointWriteError(
+        f"cannot write the checkpoint of step {step} to {ckpt.directory} "
+        f"({type(e).__name__}: "
+        f"{str(e).splitlines()[0][:300] if str(e) else ''}). The run stopped; "
+        + (f"the checkpoint of step {good} is the newest one. "
+           if good is not None else "no checkpoint was saved. ")
+        + "Free disk space or fix the directory's permissions, then run the "
+        "same command again to resume.")
+
+  def check_writes(step=None):
+    """Raises ``CheckpointWriteError`` for a checkpoint write that failed."""
+    try:
+      ckpt.check_for_errors()
+    except Exception as e:  # pylint: disable=broad-except
+      raise write_error(step if step is not None else saved_step, e) from None
 
   stop = _SignalFlag()
   try:
@@ -783,67 +845,14 @@ def initialize_distributed() -> None:
          "(Cloud TPU, SLURM).")
 
 
-def fail(message: str, code: int = 2):
-  """Prints a one-paragraph error and exits without a traceback."""
-  print(f"error: {message}", file=sys.stderr)
-  sys.exit(code)
-
-
-def _load_config_file(argv):
-  """The config file named in ``argv`` (``--config=PATH``), or None."""
-  import importlib.util  # pylint: disable=g-import-not-at-top
-  path = None
-  for i, arg in enumerate(argv):
-    if arg.startswith("--config="):
-      path = arg.split("=", 1)[1]
-    elif arg == "--config" and i + 1 < len(argv):
-      path = argv[i + 1]
-  if not path or not os.path.exists(path.split(":")[0]):
-    return None
-  try:
-    spec = importlib.util.spec_from_file_location("_user_config",
-                                                  path.split(":")[0])
-    module = importlib.util.module_from_spec(spec)
-    spec.loader.exec_module(module)
-    return module.get_config()
-  except Exception:  # pylint: disable=broad-except
-    return None
-
-
-def _field_exists(config, path: str) -> bool:
-  node = config
-  for part in path.split("."):
-    if not isinstance(node, ml_collections.ConfigDict) or part not in node:
-      return False
-    node = node[part]
-  return True
-
-
-def _override_error(argv, error: Exception) -> str:
-  """A message for a ``--config.x=...`` override that could not be applied."""
-  config = _load_config_file(argv)
-  overrides = [a[len("--config."):].split("=", 1)[0]
-               for a in argv if a.startswith("--config.")]
-  if config is not None:
-    unknown = [o for o in overrides if not _field_exists(config, o)]
-    if unknown:
-      path = unknown[0]
-      parent_path, _, leaf = path.rpartition(".")
-      parent = config
-      for part in parent_path.split(".") if parent_path else []:
-        parent = parent[part] if part in parent else parent
-      known = sorted(parent.keys()) if isinstance(
-          parent, ml_collections.ConfigDict) else []
-      hint = builders._close(leaf, known)  # pylint: disable=protected-access
-      where = f"config.{parent_path}" if parent_path else "the config"
-      return (f"unknown config field '{path}' in --config.{path}=...{hint} "
-              f"Fields of {where}: {', '.join(known)}. New fields cannot be "
-              "added from the command line; see experiments/configs/base.py.")
-  return f"cannot apply the command-line config overrides: {error}"
+fail = cli.fail
 
 
 def parse_flags(argv):
   """absl flag parsing, with clear messages for bad config files and overrides."""
+  problem = cli.config_file_problem(argv)
+  if problem:
+    fail(problem)
   try:
     return FLAGS(argv)
   except flags.Error as e:
@@ -851,7 +860,7 @@ def parse_flags(argv):
          "--config=experiments/configs/NAME.py --workdir=DIR "
          "[--config.FIELD=VALUE ...]")
   except Exception as e:  # pylint: disable=broad-except
-    fail(_override_error(argv, e))
+    fail(cli.override_error(argv, e, builders._close))  # pylint: disable=protected-access
 
 
 def main(argv):
@@ -872,7 +881,8 @@ def main(argv):
   initialize_distributed()
   from ganjax.data import pipeline  # pylint: disable=g-import-not-at-top
   user_errors = (builders.ConfigError, pipeline.UnknownDatasetError,
-                 pipeline.DatasetNotFoundError)
+                 pipeline.DatasetNotFoundError, workdir_lib.WorkdirError,
+                 CheckpointWriteError)
   try:
     summary = train_and_evaluate(config, FLAGS.workdir)
   except user_errors as e:

@@ -16,9 +16,18 @@ the interrupted one stopped. Restores are bit-exact.
 States replicated over devices (``ganjax.parallel.replicate``) are saved as
 one copy (``ganjax.parallel.unreplicate`` first), so that a run can resume on
 a different number of devices. Nothing here imports TensorFlow.
+
+A checkpoint that does not fit the template (another model, latent size,
+optimizer, EMA on or off) is not a broken one: ``restore_newest_readable``
+compares the checkpoint's metadata (array names, shapes, dtypes) with the
+template first and raises ``CheckpointMismatchError``, saying what differs,
+instead of setting it aside; only a checkpoint whose metadata or arrays do
+not read back is set aside (or, for readers, skipped).
 """
 
+import collections.abc
 import os
+import sys
 import time
 from typing import Any, Callable, Optional
 
@@ -28,6 +37,86 @@ import numpy as np
 import orbax.checkpoint as ocp
 
 PyTree = Any
+
+
+class CheckpointMismatchError(ValueError):
+  """A checkpoint reads back but does not fit the template; says what differs."""
+
+  def __init__(self, directory: str, step: int, differences: list[str]):
+    self.step, self.differences = step, differences
+    shown = differences[:8] + ([f"... {len(differences) - 8} more"]
+                               if len(differences) > 8 else [])
+    super().__init__(
+        f"the checkpoint of step {step} in {directory} does not fit the "
+        f"state of this config ({'; '.join(shown)}).")
+
+
+def _describe(x) -> str:
+  return f"{tuple(x.shape)} {np.dtype(x.dtype).name}"
+
+
+def _top_level(tree) -> Optional[dict]:
+  """``{field: subtree}`` of a dataclass / dict state, else None."""
+  if hasattr(tree, "__dataclass_fields__"):
+    return {name: getattr(tree, name) for name in tree.__dataclass_fields__}
+  if isinstance(tree, collections.abc.Mapping) or (
+      hasattr(tree, "keys") and hasattr(tree, "__getitem__")):
+    return {name: tree[name] for name in tree.keys()}  # orbax's TreeMetadata
+  return None
+
+
+def differences(template: PyTree, metadata: PyTree) -> list[str]:
+  """How a checkpoint's metadata differs from ``template`` (empty: it fits).
+
+  Compares the arrays' names, shapes and dtypes, and the top-level fields
+  (a field that is None on one side and arrays on the other, e.g. an EMA
+  kept by one config and not by the other). A field of the template that
+  the checkpoint lacks and that is None in the template (a field added to
+  the state since the checkpoint was written, unused here) fits.
+
+  Args:
+    template: the state the caller would restore into (arrays or
+      ``jax.ShapeDtypeStruct``s).
+    metadata: the checkpoint's tree metadata (``Checkpointer.metadata``).
+
+  Returns:
+    one line per difference, e.g. ``"g_params.Dense_0.kernel: checkpoint
+    (8, 64) float32, config (16, 64) float32"``.
+  """
+  out, fields = [], []
+  ours, theirs = _top_level(template), _top_level(metadata)
+  if ours is not None and theirs is not None:
+    for name in sorted(set(ours) | set(theirs)):
+      if name not in theirs and ours[name] is None:
+        continue  # a field added since, off here: restored as None
+      if name not in theirs:
+        out.append(f"{name}: not in the checkpoint")
+      elif name not in ours:
+        out.append(f"{name}: in the checkpoint, not in this state")
+      elif (ours[name] is None) != (theirs[name] is None):
+        out.append(f"{name}: {'None' if theirs[name] is None else 'arrays'} "
+                   f"in the checkpoint, {'None' if ours[name] is None else 'arrays'}"
+                   " in this config")
+      else:
+        continue
+      fields.append(name + ".")
+  flat_ours = ocp.tree.to_flat_dict(
+      ocp.tree.serialize_tree(_abstract(template), keep_empty_nodes=False),
+      sep=".")
+  flat_theirs = ocp.tree.to_flat_dict(metadata, sep=".")
+  flat_theirs = {k: v for k, v in flat_theirs.items() if hasattr(v, "shape")}
+  for name in sorted(set(flat_ours) | set(flat_theirs)):
+    if (name + ".").startswith(tuple(fields)):
+      continue  # said above
+    if name not in flat_theirs:
+      out.append(f"{name}: not in the checkpoint")
+    elif name not in flat_ours:
+      out.append(f"{name}: in the checkpoint, not in this state")
+    elif (tuple(flat_ours[name].shape) != tuple(flat_theirs[name].shape) or
+          np.dtype(flat_ours[name].dtype) != np.dtype(flat_theirs[name].dtype)):
+      out.append(f"{name}: checkpoint {_describe(flat_theirs[name])}, "
+                 f"config {_describe(flat_ours[name])}")
+  return out
 
 
 def _abstract(tree: PyTree) -> PyTree:
@@ -52,6 +141,29 @@ def _abstract(tree: PyTree) -> PyTree:
   return jax.tree.map(leaf, tree)
 
 
+def _quiet_closed_event_loops() -> None:
+  """Drops the "Event loop is closed" errors of a failed checkpoint read.
+
+  When one array of a checkpoint does not read back, orbax closes its asyncio
+  loop while tensorstore still completes the other reads; each completion
+  then fails in a tensorstore thread and Python prints it as an unraisable
+  exception (a dozen tracebacks for one broken checkpoint). Only that error
+  is filtered; every other unraisable exception goes to the previous hook.
+  """
+  previous = sys.unraisablehook
+  if getattr(previous, "_ganjax_quiet", False):
+    return
+
+  def hook(unraisable):
+    error = unraisable.exc_value
+    if isinstance(error, RuntimeError) and str(error) == "Event loop is closed":
+      return
+    previous(unraisable)
+
+  hook._ganjax_quiet = True  # pylint: disable=protected-access
+  sys.unraisablehook = hook
+
+
 def _to_device(tree: PyTree) -> PyTree:
   return jax.tree.map(
       lambda x: jnp.asarray(x) if isinstance(x, np.ndarray) else x, tree)
@@ -67,19 +179,27 @@ class Checkpointer:
     directory: where checkpoints go (one sub-folder per step); created.
     save_every: steps between saves; ``save`` skips other steps unless
       forced. 0 or None saves whenever ``save`` is called.
-    keep: how many of the most recent checkpoints to keep (None: all).
+    keep: how many of the most recent checkpoints to keep (None: all; at
+      least 1 otherwise).
     async_save: write in a background thread (the state is first copied to
       host memory, so the caller may donate its buffers right away).
   """
 
   def __init__(self, directory: str, save_every: Optional[int] = None,
                keep: Optional[int] = 3, async_save: bool = True):
+    if keep is not None and (not isinstance(keep, (int, np.integer)) or
+                             isinstance(keep, bool) or keep < 1):
+      raise ValueError(f"keep must be None (keep all) or a positive number "
+                       f"of checkpoints, got {keep!r}: with 0 every "
+                       "checkpoint would be deleted as soon as it is written.")
     self.directory = os.path.abspath(os.fspath(directory))
     self.save_every = int(save_every or 0)
     options = ocp.CheckpointManagerOptions(
         max_to_keep=keep, create=True,
         enable_async_checkpointing=async_save)
-    self._manager = ocp.CheckpointManager(self.directory, options=options)
+    self._manager = ocp.CheckpointManager(
+        self.directory, options=options,
+        item_handlers=ocp.StandardCheckpointHandler())
 
   # --------------------------------------------------------------- queries
 
@@ -90,6 +210,28 @@ class Checkpointer:
   def all_steps(self) -> list[int]:
     """Steps of the checkpoints on disk, oldest first."""
     return sorted(self._manager.all_steps())
+
+  def metadata(self, step: int) -> PyTree:
+    """The tree metadata (names, shapes, dtypes) of checkpoint ``step``.
+
+    Raises:
+      an exception from orbax / tensorstore when it does not read back.
+    """
+    try:
+      metadata = self._manager.item_metadata(int(step))
+    except Exception:
+      _quiet_closed_event_loops()
+      raise
+    if metadata is None:
+      raise ValueError(f"checkpoint {step} has no readable metadata")
+    return metadata
+
+  def check_fits(self, template: PyTree, step: int) -> None:
+    """Raises ``CheckpointMismatchError`` when checkpoint ``step`` does not
+    fit ``template`` (other errors when its metadata do not read back)."""
+    found = differences(template, self.metadata(step))
+    if found:
+      raise CheckpointMismatchError(self.directory, int(step), found)
 
   # ------------------------------------------------------------ save/load
 
@@ -110,9 +252,15 @@ class Checkpointer:
       return False
     if step in self._manager.all_steps():
       return False
+    self.check_for_errors()  # an earlier background write that failed
     host_state = jax.device_get(state)
     return bool(self._manager.save(
         step, args=ocp.args.StandardSave(host_state), force=True))
+
+  def check_for_errors(self) -> None:
+    """Raises the error of a background write that failed (disk full, no
+    permission...); cheap, does not wait for writes in progress."""
+    self._manager.check_for_errors()
 
   def restore(self, template: PyTree, step: Optional[int] = None,
               missing_ok: bool = True) -> PyTree:
@@ -136,6 +284,23 @@ class Checkpointer:
       if missing_ok:
         return template
       raise FileNotFoundError(f"No checkpoint in {self.directory}.")
+    try:
+      return self._restore(template, int(step))
+    except Exception:
+      _quiet_closed_event_loops()
+      raise
+
+  def _restore(self, template: PyTree, step: int) -> PyTree:
+    fields = _top_level(template) if hasattr(
+        template, "__dataclass_fields__") else None
+    if fields is not None and any(v is None for v in fields.values()):
+      on_disk = set(self.metadata(step).keys())
+      if any(name not in on_disk for name in fields):
+        # Fields added to the state since the checkpoint was written, None
+        # here: restore the others and keep the template's None.
+        restored = self._manager.restore(int(step), args=ocp.args.StandardRestore(
+            _abstract({k: v for k, v in fields.items() if k in on_disk})))
+        return _to_device(template.replace(**restored))
     return _to_device(self._manager.restore(
         int(step), args=ocp.args.StandardRestore(_abstract(template))))
 
@@ -165,32 +330,47 @@ class Checkpointer:
   def restore_newest_readable(
       self, template: PyTree,
       check: Optional[Callable[[int, PyTree], None]] = None,
-      on_failure: Optional[Callable[[int, Exception, str], None]] = None):
+      on_failure: Optional[Callable[[int, Exception, Optional[str]], None]] = None,
+      move_aside: bool = True):
     """Restores the newest checkpoint that reads back, skipping broken ones.
 
-    Use it at start-up: a checkpoint truncated or corrupted on disk (a file
+    Use it at start-up (``move_aside=True``, the trainer) and in every reader
+    of a run (``move_aside=False``: sampling, evaluation), so that all fall
+    back the same way. A checkpoint truncated or corrupted on disk (a file
     missing or cut short, which orbax's atomic commit makes unlikely but a
-    failing disk or a hand-edited directory does not) is moved aside with
-    ``quarantine`` and the one before it is tried.
+    failing disk or a hand-edited directory does not), or one ``check``
+    rejects, is skipped, and moved aside with ``quarantine`` when
+    ``move_aside``; the one before it is tried. A checkpoint that reads but
+    does not fit ``template`` is not broken: ``CheckpointMismatchError`` is
+    raised and nothing is moved.
 
     Args:
       template: as for ``restore``.
       check: ``check(step, state)`` raises for a restored state that is not
         usable (e.g. a step counter that does not match).
       on_failure: ``on_failure(step, error, moved_to)`` is called for every
-        checkpoint skipped (to say so to the user).
+        checkpoint skipped (to say so to the user); ``moved_to`` is None
+        when nothing was moved.
+      move_aside: move skipped checkpoints to ``<directory>.unreadable/``.
 
     Returns:
       ``(state, step)``, or ``(template, None)`` when no checkpoint reads.
+
+    Raises:
+      CheckpointMismatchError: the newest checkpoint whose metadata read
+        back does not fit ``template``.
     """
     for step in sorted(self.all_steps(), reverse=True):
       try:
+        self.check_fits(template, step)
         state = self.restore(template, step, missing_ok=False)
         if check is not None:
           check(step, state)
         return state, step
+      except CheckpointMismatchError:
+        raise
       except Exception as e:  # pylint: disable=broad-except
-        moved_to = self.quarantine(step)
+        moved_to = self.quarantine(step) if move_aside else None
         if on_failure is not None:
           on_failure(step, e, moved_to)
     return template, None

@@ -76,9 +76,11 @@ def test_divergence_stops_with_a_clear_message_and_keeps_the_checkpoint(
   err = proc.stderr[proc.stderr.index("error: "):]
   # Step 1 is finite (and saved), step 2 overflows; the check runs before
   # step 2's checkpoint would be written.
+  # D is updated first and G against the new D: D is named, G follows.
   assert err.startswith("error: training diverged at step 2: the update of "
-                        "the discriminator (d) and the generator (g) gave "
-                        "non-finite values (d_grad_norm=inf, d_loss=inf"), err
+                        "the discriminator (d) gave non-finite values "
+                        "(d_grad_norm=inf, d_loss=inf"), err
+  assert "The generator's values at that step follow from it" in err
   assert "Last finite values (step 1): d_loss=" in err
   assert "The checkpoint of step 1" in err and "is intact" in err
   assert "skip_nonfinite_updates" in err
@@ -207,7 +209,7 @@ def test_corrupt_latest_checkpoint_falls_back_to_the_previous(
   capsys.readouterr()
   result = tt.run(c, workdir)
   err = capsys.readouterr().err
-  assert "the checkpoint of step 4 cannot be read" in err, err
+  assert "the checkpoint of step 4 cannot be used" in err, err
   assert "falling back to the previous checkpoint" in err
   assert result["steps_run"] == 4
   assert os.listdir(str(workdir / "checkpoints.unreadable"))  # kept aside
@@ -273,3 +275,328 @@ def test_workdir_of_a_different_config_is_refused_unless_overridden(tmp_path):
                      ema_decay=0.999, loss="hinge", override_config=True)
   c.d_optimizer.learning_rate = 1e-4
   assert tt.run(c, tmp_path)["steps_run"] == 1
+
+
+# ------------------------------------------------- data loss (issue 13)
+
+
+def test_override_that_changes_the_state_refuses_and_moves_nothing(
+    six_steps, tmp_path):
+  """Checkpoints that do not fit a new config are not corrupt: refused, kept."""
+  c, full = six_steps
+  workdir = tmp_path / "w"
+  shutil.copytree(full, workdir)
+  config_json = (workdir / "config.json").read_bytes()
+  for change, differs in [
+      (dict(ema_decay=0.9), "ema_g_params: None in the checkpoint, arrays in "
+       "this config"),
+      (dict(latent_dim=16), "g_params.Dense_0.kernel: checkpoint (8, 64) "
+       "float32, config (16, 64) float32")]:
+    new = tt.tiny_config(**{"num_steps": 8, "ema_decay": 0.0,
+                            "override_config": True, **change})
+    with pytest.raises(builders.ConfigError) as info:
+      tt.run(new, workdir)
+    message = str(info.value)
+    assert "holds checkpoints that do not fit this config" in message
+    assert differs in message, message
+    field, value = next(iter(change.items()))
+    assert f"{field}: {c[field]!r} -> {value!r}" in message, message
+    assert "Nothing was moved" in message
+  assert steps_on_disk(workdir) == [2, 4, 6]
+  assert not os.path.exists(workdir / "checkpoints.unreadable")
+  assert (workdir / "config.json").read_bytes() == config_json
+
+
+@pytest.mark.parametrize("keep", [0, -1])
+def test_keep_checkpoints_below_one_is_refused(tmp_path, keep):
+  with pytest.raises(builders.ConfigError,
+                     match="config.keep_checkpoints must be a positive integer"):
+    tt.run(tt.tiny_config(keep_checkpoints=keep), tmp_path)
+  assert not os.listdir(tmp_path)
+  with pytest.raises(ValueError, match="keep must be None"):
+    checkpoint.Checkpointer(str(tmp_path / "c"), keep=keep)
+
+
+@pytest.fixture
+def nan_sgd(monkeypatch):
+  """An optimizer whose learning rate is NaN (the config refuses a NaN one)."""
+  import optax  # pylint: disable=g-import-not-at-top
+  monkeypatch.setitem(builders.OPTIMIZERS, "nan_sgd",
+                      lambda learning_rate: optax.sgd(float("nan")))
+  return builders.Config({"name": "nan_sgd", "learning_rate": 1.0})
+
+
+def all_finite(state):
+  return all(np.isfinite(x).all() for x in jax.tree.leaves(state)
+             if np.issubdtype(x.dtype, np.floating))
+
+
+def test_nonfinite_state_is_never_saved_and_the_right_player_is_named(
+    tmp_path, nan_sgd):
+  """G's NaN learning rate: finite losses at step 1, NaN parameters after it."""
+  c = tt.tiny_config(num_steps=4, checkpoint_every=1, eval_every=4)
+  c.g_optimizer = nan_sgd
+  with pytest.raises(train.DivergenceError) as info:
+    tt.run(c, tmp_path / "g")
+  message = str(info.value)
+  assert message.startswith("training diverged at step 1: the update of the "
+                            "generator (g) gave non-finite values (NaN/Inf in "
+                            "its new parameters or optimizer state)"), message
+  assert "--config.g_optimizer.learning_rate" in message
+  assert steps_on_disk(tmp_path / "g") == []
+  # D's NaN learning rate, skipping: every update is skipped, the run stops
+  # after max_consecutive_skipped of them, D is named, what was saved is the
+  # last finite state.
+  c = tt.tiny_config(num_steps=6, checkpoint_every=1, eval_every=6,
+                     skip_nonfinite_updates=True, max_consecutive_skipped=3,
+                     ema_decay=0.0)
+  c.d_optimizer = nan_sgd
+  with pytest.raises(train.DivergenceError) as info:
+    tt.run(c, tmp_path / "d")
+  message = str(info.value)
+  assert message.startswith("training stopped at step 3: the 3 updates of "
+                            "steps 1-3 were all non-finite and skipped (the "
+                            "discriminator first)"), message
+  assert steps_on_disk(tmp_path / "d") == [1, 2]
+  state = tt.final_state(tmp_path / "d", c)
+  assert int(state.step) == 2 and all_finite(state)
+
+
+def test_a_second_run_in_the_same_workdir_is_refused(tmp_path):
+  """The lock: exit code 2 while another process holds it; gone with it."""
+  workdir = tmp_path / "w"
+  workdir.mkdir()
+  holder = subprocess.Popen(
+      [sys.executable, "-c",
+       "import sys, time; from experiments import workdir as w; "
+       "lock = w.Lock(sys.argv[1]).acquire(); print('locked', flush=True); "
+       "time.sleep(600)", str(workdir)],
+      cwd=REPO, stdout=subprocess.PIPE, text=True,
+      env={**os.environ, "PYTHONPATH": REPO})
+  try:
+    assert holder.stdout.readline().strip() == "locked"
+    proc = tt.cli("experiments.train", *TINY_ARGS, f"--workdir={workdir}",
+                  "--config.num_steps=2")
+    assert proc.returncode == 2, proc.stderr[-2000:]
+    assert "Traceback" not in proc.stderr
+    assert proc.stderr.startswith(
+        f"error: the workdir {workdir} is in use by another run (pid "
+        f"{holder.pid} on host "), proc.stderr
+    assert sorted(os.listdir(workdir)) == [".lock"]  # nothing else written
+  finally:
+    holder.kill()  # kill -9: the kernel releases the lock
+    holder.wait()
+  from experiments import workdir as workdir_lib  # pylint: disable=g-import-not-at-top
+  with workdir_lib.Lock(str(workdir)):
+    with pytest.raises(workdir_lib.WorkdirError, match="in use by another"):
+      workdir_lib.Lock(str(workdir)).acquire()  # also within one process
+
+
+def corrupt(step_dir):
+  """Cuts every array file of a checkpoint short (its metadata stay valid)."""
+  for f in glob.glob(str(step_dir / "default" / "**" / "d" / "*"),
+                     recursive=True):
+    with open(f, "r+b") as fh:
+      fh.truncate(8)
+
+
+def test_finished_run_with_a_corrupt_latest_checkpoint_falls_back_everywhere(
+    six_steps, tmp_path, capsys):
+  from experiments import sample  # pylint: disable=g-import-not-at-top
+  c, full = six_steps
+  workdir = tmp_path / "w"
+  shutil.copytree(full, workdir)
+  corrupt(workdir / "checkpoints" / "6")
+  with open(workdir / "metrics.jsonl", "a") as f:
+    f.write('{"step": 7, "d_lo')  # a line cut short by a kill
+  capsys.readouterr()
+  # Readers fall back and move nothing.
+  _, state, _ = sample.load(str(workdir))
+  assert int(state.step) == 4
+  err = capsys.readouterr().err
+  assert err.count("warning: the checkpoint of step 6 cannot be used") == 1
+  assert "Event loop is closed" not in err and "Traceback" not in err
+  assert steps_on_disk(workdir) == [2, 4, 6]
+  # Training falls back too (not "Nothing to do"): it redoes steps 5 and 6.
+  result = tt.run(c, workdir)
+  assert result["steps_run"] == 2
+  assert "moved it to" in capsys.readouterr().err
+  assert steps_on_disk(workdir) == [2, 4, 6]
+  chex.assert_trees_all_equal(tt.final_state(workdir, c),
+                              tt.final_state(full, c))
+
+
+def test_config_json_is_written_only_by_a_run_that_trains(six_steps,
+                                                          tmp_path):
+  from experiments import sample  # pylint: disable=g-import-not-at-top
+  c, full = six_steps
+  workdir = tmp_path / "w"
+  shutil.copytree(full, workdir)
+  config_json = (workdir / "config.json").read_bytes()
+  with pytest.raises(builders.ConfigError):  # a failed override
+    tt.run(tt.tiny_config(num_steps=6, ema_decay=0.0, latent_dim=32,
+                          override_config=True), workdir)
+  changed = tt.tiny_config(num_steps=6, ema_decay=0.0)
+  changed.g_optimizer.learning_rate = 1e-3
+  assert tt.run(changed, workdir)["steps_run"] == 0  # "Nothing to do"
+  assert (workdir / "config.json").read_bytes() == config_json
+  assert tt.run(c, workdir)["steps_run"] == 0  # the original command works
+  assert int(sample.load(str(workdir))[1].step) == 6
+
+
+def test_deleted_checkpoints_restart_with_fresh_logs(six_steps, tmp_path,
+                                                     capsys):
+  c, full = six_steps
+  workdir = tmp_path / "w"
+  shutil.copytree(full, workdir)
+  shutil.rmtree(workdir / "checkpoints")
+  capsys.readouterr()
+  tt.run(tt.tiny_config(num_steps=2, ema_decay=0.0), workdir)
+  err = capsys.readouterr().err
+  assert "holds the logs of an earlier run but no usable checkpoint" in err
+  previous = [d for d in os.listdir(workdir) if d.startswith("previous-")]
+  assert len(previous) == 1 and previous[0] in err
+  old = workdir / previous[0]
+  assert [r["step"] for r in summary.read_jsonl(str(old))] == [1, 2, 3, 4, 5, 6]
+  assert os.path.exists(old / "config.json")
+  assert [r["step"] for r in summary.read_jsonl(str(workdir))] == [1, 2]
+  assert steps_on_disk(workdir) == [2]
+
+
+# ------------------------------------------------------- the environment
+
+
+def test_workdir_that_is_a_file_or_empty_is_one_clear_error(tmp_path):
+  from experiments import workdir as workdir_lib  # pylint: disable=g-import-not-at-top
+  (tmp_path / "f").write_text("")
+  with pytest.raises(workdir_lib.WorkdirError, match="is a file"):
+    tt.run(tt.tiny_config(), tmp_path / "f")
+  with pytest.raises(workdir_lib.WorkdirError, match="--workdir is empty"):
+    tt.run(tt.tiny_config(), "")
+
+
+def as_unprivileged_user():
+  """argv prefix that runs a command as 'nobody' (root ignores permissions)."""
+  if os.geteuid() != 0:
+    return []
+  if shutil.which("setpriv") is None:
+    pytest.skip("running as root without setpriv: cannot drop privileges to "
+                "test permissions")
+  return ["setpriv", "--reuid=65534", "--regid=65534", "--clear-groups"]
+
+
+def test_unwritable_workdir_is_one_clear_error():
+  import tempfile  # pylint: disable=g-import-not-at-top
+  prefix = as_unprivileged_user()
+  root = tempfile.mkdtemp(prefix="ganjax-ro-")  # not under a 0700 tmp dir
+  home = tempfile.mkdtemp(prefix="ganjax-home-")
+  try:
+    os.chmod(root, 0o555)  # everyone may enter, no one but root may write
+    os.chmod(home, 0o777)
+    proc = subprocess.run(
+        prefix + [sys.executable, "-m", "experiments.train", *TINY_ARGS,
+                  f"--workdir={root}"],
+        cwd=REPO, capture_output=True, text=True, timeout=120,
+        env={**os.environ, "PYTHONPATH": REPO, "HOME": home})
+    assert proc.returncode == 2, proc.stderr[-2000:]
+    assert "Traceback" not in proc.stderr
+    assert proc.stderr.startswith(
+        f"error: the workdir {root} is not writable by this user."
+    ), proc.stderr[-2000:]
+    assert os.listdir(root) == []
+  finally:
+    os.chmod(root, 0o755)
+    shutil.rmtree(root, ignore_errors=True)
+    shutil.rmtree(home, ignore_errors=True)
+
+
+def test_a_failed_checkpoint_write_stops_the_run_there(six_steps, tmp_path,
+                                                       monkeypatch):
+  """A full disk at step 4: stop there, step 2 stays the newest checkpoint."""
+  import errno  # pylint: disable=g-import-not-at-top
+  real_save = checkpoint.Checkpointer.save
+
+  def save(self, step, state, force=False):
+    if step == 4:
+      raise OSError(errno.ENOSPC, "No space left on device")
+    return real_save(self, step, state, force)
+
+  monkeypatch.setattr(checkpoint.Checkpointer, "save", save)
+  c = tt.tiny_config(num_steps=8, ema_decay=0.0, eval_every=8)
+  with pytest.raises(train.CheckpointWriteError) as info:
+    tt.run(c, tmp_path)
+  assert "cannot write the checkpoint of step 4" in str(info.value)
+  assert "No space left on device" in str(info.value)
+  assert "the checkpoint of step 2 is the newest one" in str(info.value)
+  assert steps_on_disk(tmp_path) == [2]
+  assert max(r["step"] for r in summary.read_jsonl(str(tmp_path))) == 4
+
+
+# ----------------------------------------------------- one clear message
+
+
+@pytest.mark.parametrize("source, message", [
+    ("def get_config(:\n  pass\n", "has a syntax error at line 1"),
+    ("from experiments.configs import base\ndef get_config():\n"
+     "  c = base.get_config()\n  c.k = 1.5\n  return c\n",
+     "cannot load the config file"),
+    ("x = 1\n", "it defines no get_config()"),
+])
+def test_broken_config_file_is_named_before_absl_loads_it(tmp_path, source,
+                                                          message):
+  from experiments import cli  # pylint: disable=g-import-not-at-top
+  path = tmp_path / "config.py"
+  path.write_text(source)
+  problem = cli.config_file_problem(["train", f"--config={path}",
+                                     "--config.k=2"])
+  assert problem is not None and message in problem, problem
+  assert str(path) in problem
+  assert "does not exist" in cli.config_file_problem(
+      ["train", f"--config={tmp_path / 'nope.py'}"])
+  assert cli.config_file_problem(
+      ["train", "--config=experiments/configs/dcgan_digits.py"]) is None
+
+
+@pytest.mark.parametrize("change, message", [
+    (dict(num_eval_samples=0), "config.num_eval_samples must be a positive"),
+    (dict(num_devices=0), "num_devices must be >= 1 or -1"),
+    (dict(max_consecutive_skipped=0), "config.max_consecutive_skipped must"),
+])
+def test_more_bad_config_values_are_one_clear_error(tmp_path, change, message):
+  with pytest.raises(builders.ConfigError, match=message):
+    tt.run(tt.tiny_config(**change), tmp_path)
+
+
+@pytest.mark.parametrize("learning_rate", [-1e-3, float("nan")])
+def test_negative_or_nan_learning_rate_is_refused(tmp_path, learning_rate):
+  c = tt.tiny_config()
+  c.d_optimizer.learning_rate = learning_rate
+  with pytest.raises(builders.ConfigError,
+                     match=r"discriminator's learning rate must be a finite "
+                     r"number >= 0, got .*--config.d_optimizer.learning_rate"):
+    tt.run(c, tmp_path)
+
+
+def test_batch_larger_than_the_split_warns(capsys):
+  train.warn_if_batch_exceeds_split(tt.tiny_config(batch_size=2000))
+  assert ("batch_size=2000 is larger than the 1500 examples of digits:train"
+          in capsys.readouterr().err)
+  train.warn_if_batch_exceeds_split(tt.tiny_config())
+  assert not capsys.readouterr().err
+
+
+def test_sample_names_a_missing_step_and_a_corrupt_config_json(six_steps,
+                                                               tmp_path):
+  from experiments import sample  # pylint: disable=g-import-not-at-top
+  from experiments import workdir as workdir_lib  # pylint: disable=g-import-not-at-top
+  _, full = six_steps
+  workdir = tmp_path / "w"
+  shutil.copytree(full, workdir)
+  with pytest.raises(builders.ConfigError,
+                     match="--step=5: .* has steps 2, 4, 6"):
+    sample.load(str(workdir), step=5)
+  assert int(sample.load(str(workdir), step=4)[1].step) == 4
+  (workdir / "config.json").write_text('{"dataset": "dig')
+  with pytest.raises(workdir_lib.WorkdirError, match="config.json cannot be "
+                     "read"):
+    sample.load(str(workdir))

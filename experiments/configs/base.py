@@ -119,7 +119,10 @@ def get_config() -> ml_collections.ConfigDict:
   # parameters and optimizer states for that step and counts it
   # ("skipped_steps" in the logs). override_config: resume a workdir whose
   # checkpoint was written by a config with a different model, data, loss,
-  # latent or optimizer (refused otherwise).
+  # latent or optimizer (refused otherwise). max_consecutive_skipped: that
+  # many skipped updates in a row stop the run (exit code 3): a skipped
+  # update leaves the state as it was, so it would never recover.
   c.skip_nonfinite_updates = False
+  c.max_consecutive_skipped = 10
   c.override_config = False
   return c

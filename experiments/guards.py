@@ -1,0 +1,228 @@
+"""What keeps a run from writing a broken state: finiteness guards and signals.
+
+Finiteness. ``guard_step`` wraps the GAN step so that it also returns, per
+step and on the device, whether each player's metrics (losses, gradient
+norms) AND each player's new state (parameters, optimizer state, batch
+statistics, G's EMA) are finite. The runner checks these flags whenever it
+fetches the metrics anyway, before any sample or checkpoint is written, and
+``state_is_finite`` checks the very state a checkpoint is about to hold.
+A learning rate of NaN gives finite losses at the step that applies it but
+NaN parameters after it: the state flags catch that step, the metric flags
+alone would not.
+
+Blame. The step updates D first (k times) and then G against the new D, so
+a non-finite discriminator (metrics or state) is named as the cause even
+when G's values went non-finite with it; G is named only when D is finite.
+
+Signals. ``SignalFlag`` turns SIGTERM/SIGINT into a flag the loop polls, so
+that the runner saves a checkpoint of the current step and stops
+(``Preempted``, exit code 128 + the signal's number).
+"""
+
+import math
+import signal
+import threading
+
+import jax
+import jax.numpy as jnp
+
+# State fields (``ganjax.GANState``) of each player; the others (step, rng,
+# augment_p) belong to neither.
+_D_PREFIXES = ("d_",)
+_G_PREFIXES = ("g_", "ema_g")
+FLAG_NAMES = ("finite_d", "finite_g", "finite_d_state", "finite_g_state")
+
+
+class DivergenceError(RuntimeError):
+  """A step's losses, gradient norms or new state are NaN or Inf; the message says which."""
+
+
+class Preempted(Exception):
+  """SIGTERM or SIGINT stopped the run after a checkpoint of the current step."""
+
+  def __init__(self, signum: int, step: int, saved_step):
+    self.signum, self.step, self.saved_step = signum, step, saved_step
+    name = signal.Signals(signum).name
+    super().__init__(
+        f"{name} received: stopped at step {step} and saved its checkpoint; "
+        "run the same command again to resume from it."
+        if saved_step == step else
+        f"{name} received: stopped at step {step}; the latest checkpoint is "
+        f"of step {saved_step}.")
+
+
+class SignalFlag:
+  """Within ``with``: SIGTERM/SIGINT set ``signum`` instead of killing.
+
+  The loop checks ``signum`` after every step (or chunk), saves a checkpoint
+  and stops. A second signal while it saves raises ``KeyboardInterrupt``.
+  Handlers are installed only in the main thread (elsewhere it is a no-op).
+  """
+
+  SIGNALS = (signal.SIGTERM, signal.SIGINT)
+
+  def __init__(self):
+    self.signum = 0
+    self._previous = {}
+
+  def _handle(self, signum, frame):
+    del frame
+    if self.signum:
+      raise KeyboardInterrupt
+    self.signum = signum
+
+  def __enter__(self):
+    if threading.current_thread() is threading.main_thread():
+      for sig in self.SIGNALS:
+        self._previous[sig] = signal.signal(sig, self._handle)
+    return self
+
+  def __exit__(self, *exc):
+    for sig, handler in self._previous.items():
+      signal.signal(sig, handler)
+
+
+# ------------------------------------------------------------ finiteness
+
+
+def _all_finite(leaves) -> jax.Array:
+  flags = [jnp.all(jnp.isfinite(x)) for x in leaves
+           if jnp.issubdtype(jnp.asarray(x).dtype, jnp.inexact)]
+  return jnp.stack(flags).all() if flags else jnp.bool_(True)
+
+
+def _player_leaves(state, prefixes):
+  if not hasattr(state, "__dataclass_fields__"):
+    return jax.tree.leaves(state)  # not a GANState: every leaf counts
+  return [leaf for name in state.__dataclass_fields__
+          if name.startswith(prefixes)
+          for leaf in jax.tree.leaves(getattr(state, name))]
+
+
+def state_finite(state):
+  """``(finite_d, finite_g)``: every float leaf of D's / G's part of ``state``
+  is finite (parameters, optimizer states, batch statistics; G's EMA counts
+  as G's). Jittable; scalars on the device."""
+  return (_all_finite(_player_leaves(state, _D_PREFIXES)),
+          _all_finite(_player_leaves(state, _G_PREFIXES)))
+
+
+_state_finite_jit = jax.jit(state_finite)
+
+
+def nonfinite_players(state) -> list[str]:
+  """The players (``"discriminator"``, ``"generator"``) whose part of
+  ``state`` holds a NaN or Inf; empty when the state may be saved."""
+  finite_d, finite_g = jax.device_get(_state_finite_jit(state))
+  return [name for name, ok in (("discriminator", finite_d),
+                                ("generator", finite_g)) if not ok]
+
+
+def finite_flags(metrics: dict):
+  """``(finite_d, finite_g)``: all of D's / G's metrics are finite (on device).
+
+  G's metrics are the ones named ``g_*`` (``g_loss``, ``g_grad_norm``); every
+  other one (losses, logits, penalty, ``d_grad_norm``) is D's.
+  """
+  def all_finite(names):
+    flags = [jnp.all(jnp.isfinite(metrics[name])) for name in names]
+    return jnp.stack(flags).all() if flags else jnp.bool_(True)
+
+  g_names = [name for name in metrics if name.startswith("g_")]
+  d_names = [name for name in metrics if not name.startswith("g_")]
+  return all_finite(d_names), all_finite(g_names)
+
+
+def guard_step(step_fn, skip_nonfinite: bool = False):
+  """``step_fn`` that also returns per-step finiteness flags in its metrics.
+
+  The flags (``FLAG_NAMES``: ``finite_d`` / ``finite_g`` for each player's
+  metrics and new state together, ``finite_*_state`` for the state alone)
+  stay on the device with the other metrics and are checked on the host
+  when the metrics are fetched anyway (log, eval and checkpoint steps), so
+  the check costs no host sync per step. With ``skip_nonfinite``, a step
+  whose metrics or new state are not all finite keeps the previous state
+  (parameters, optimizer states, statistics, EMA) but advances the step
+  counter, so the next step draws fresh noise; inside one jitted call, so
+  donating the old state stays safe.
+  """
+
+  def guarded(state, batch):
+    new_state, metrics = step_fn(state, batch)
+    metrics_d, metrics_g = finite_flags(metrics)
+    state_d, state_g = state_finite(new_state)
+    finite_d, finite_g = metrics_d & state_d, metrics_g & state_g
+    if skip_nonfinite:
+      ok = finite_d & finite_g
+      kept = jax.tree.map(lambda new, old: jnp.where(ok, new, old),
+                          new_state, state)
+      new_state = kept.replace(step=new_state.step)
+    return new_state, dict(metrics, finite_d=finite_d, finite_g=finite_g,
+                           finite_d_state=state_d, finite_g_state=state_g)
+
+  return guarded
+
+
+def blamed(flags: dict) -> str:
+  """The player a non-finite step is blamed on, from its popped flags."""
+  if not flags["finite_d"]:
+    return "discriminator"
+  return "generator"
+
+
+def divergence_message(step, flags, record, last_finite, saved_step,
+                       checkpoint_dir) -> str:
+  """The error of a run stopped at a non-finite ``step``.
+
+  Args:
+    step: the step whose update went non-finite.
+    flags: its ``FLAG_NAMES`` values (bools).
+    record: its metrics (floats).
+    last_finite: ``(step, metrics)`` of the newest finite step, or ``()``.
+    saved_step: the newest checkpoint's step, or None.
+    checkpoint_dir: where the checkpoints are.
+  """
+  player = blamed(flags)
+  short = player[0]
+  own_state = flags[f"finite_{short}_state"]
+  bad = ", ".join(f"{name}={value}" for name, value in sorted(record.items())
+                  if not math.isfinite(value))
+  what = ", ".join(part for part in (
+      bad, "" if own_state else
+      "NaN/Inf in its new parameters or optimizer state") if part)
+  follows = (" The generator's values at that step follow from it (G is "
+             "updated against the new D)." if player == "discriminator" and
+             not flags["finite_g"] else "")
+  if last_finite:
+    last_step, values = last_finite
+    keys = [k for k in ("d_loss", "g_loss", "d_grad_norm", "g_grad_norm",
+                        "d_real", "d_fake") if k in values]
+    last = (f"Last finite values (step {last_step}): " +
+            ", ".join(f"{k}={values[k]:.4g}" for k in keys) + ".")
+  else:
+    last = "No finite step since the start of this run."
+  kept = (f"The checkpoint of step {saved_step} in {checkpoint_dir} is "
+          "intact; nothing after it was saved." if saved_step is not None
+          else "No checkpoint was saved.")
+  return (f"training diverged at step {step}: the update of the {player} "
+          f"({short}) gave non-finite values ({what}).{follows} {last} "
+          f"{kept} Lower the {player}'s learning rate "
+          f"(--config.{short}_optimizer.learning_rate), add a gradient penalty "
+          "(--config.penalty.name=gradient_penalty --config.penalty.weight=10), "
+          "or set --config.skip_nonfinite_updates=True to skip such updates.")
+
+
+def too_many_skipped_message(first, last, flags, saved_step,
+                             checkpoint_dir) -> str:
+  """The error of a run that skipped ``last - first + 1`` updates in a row."""
+  player = blamed(flags)
+  kept = (f"The checkpoint of step {saved_step} in {checkpoint_dir} holds "
+          "the last finite state." if saved_step is not None
+          else "No checkpoint was saved.")
+  return (f"training stopped at step {last}: the {last - first + 1} updates "
+          f"of steps {first}-{last} were all non-finite and skipped (the "
+          f"{player} first), so the state no longer changes; skipping cannot "
+          f"recover from this. {kept} Lower the {player}'s learning rate "
+          f"(--config.{player[0]}_optimizer.learning_rate) or add a gradient "
+          "penalty; --config.max_consecutive_skipped sets how many skipped "
+          "updates in a row stop a run.")
