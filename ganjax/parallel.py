@@ -57,8 +57,10 @@ class SingleDevice:
   axis_name = None
   num_devices = 1
 
-  def wrap(self, fn: Callable, donate: bool = True) -> Callable:
+  def wrap(self, fn: Callable, donate: bool = True,
+           replicated_args: int = 1) -> Callable:
     """``jax.jit(fn)``, donating the state (argument 0) when ``donate``."""
+    del replicated_args  # one device: nothing to split
     return jax.jit(fn, donate_argnums=(0,) if donate else ())
 
   def put_state(self, state):
@@ -90,14 +92,17 @@ class LocalDevices:
   def num_devices(self) -> int:
     return len(self.devices)
 
-  def wrap(self, fn: Callable, donate: bool = True) -> Callable:
-    """``jax.pmap(fn)``: the state replicated, batches split (see ``put_*``)."""
+  def wrap(self, fn: Callable, donate: bool = True,
+           replicated_args: int = 1) -> Callable:
+    """``jax.pmap(fn)``: the first ``replicated_args`` arguments (the state,
+    a data set on the device) replicated by ``put_state``, the others split
+    by ``put_batch``."""
     mapped = jax.pmap(fn, axis_name=AXIS, devices=self.devices,
                       donate_argnums=(0,) if donate else ())
 
-    def run(state, *batches):
-      self._check_replicated(state)
-      return mapped(state, *batches)
+    def run(*args):
+      self._check_replicated(args[:replicated_args])
+      return mapped(*args)
 
     return run
 
@@ -149,8 +154,10 @@ class MeshDevices:
   def num_devices(self) -> int:
     return self.mesh.size
 
-  def wrap(self, fn: Callable, donate: bool = True) -> Callable:
-    """``fn`` under ``jax.shard_map``, jitted: the state replicated, batches
+  def wrap(self, fn: Callable, donate: bool = True,
+           replicated_args: int = 1) -> Callable:
+    """``fn`` under ``jax.shard_map``, jitted: the first ``replicated_args``
+    arguments (the state, a data set on the device) replicated, the others
     sharded along their axis 1 (``[k, B, ...]``).
 
     ``check_vma=False`` gives the collectives pmap's semantics, which the step
@@ -162,14 +169,15 @@ class MeshDevices:
     """
     compiled = {}
 
-    def run(state, *batches):
-      if len(batches) not in compiled:
-        mapped = jax.shard_map(
-            fn, mesh=self.mesh, in_specs=(P(),) + (P(None, AXIS),) * len(batches),
-            out_specs=(P(), P()), check_vma=False)
-        compiled[len(batches)] = jax.jit(
+    def run(*args):
+      if len(args) not in compiled:
+        specs = ((P(),) * replicated_args
+                 + (P(None, AXIS),) * (len(args) - replicated_args))
+        mapped = jax.shard_map(fn, mesh=self.mesh, in_specs=specs,
+                               out_specs=(P(), P()), check_vma=False)
+        compiled[len(args)] = jax.jit(
             mapped, donate_argnums=(0,) if donate else ())
-      return compiled[len(batches)](state, *batches)
+      return compiled[len(args)](*args)
 
     return run
 

@@ -78,3 +78,17 @@ def test_bad_arrays_are_refused():
     on_device.from_arrays(np.zeros((3, 4, 4, 1), np.uint8), np.zeros(2))
   with pytest.raises(ValueError, match="as uint8"):
     on_device.from_arrays(np.zeros((3, 4, 4, 1), np.float32))
+
+
+def test_host_chunks_give_the_batches_drawn_on_the_device():
+  digits = load_digits()
+  host = on_device.from_arrays(digits.images[..., None].astype(np.uint8),
+                               digits.target, value_range=(-1.0, 1.0),
+                               maxval=16, device=False)
+  assert isinstance(host.images, np.ndarray)
+  device, key = _digits(), jax.random.key(7)
+  chunk = jax.device_put(on_device.take(host, key, 1000, 3, 2 * 16))
+  for i in range(3):
+    want = on_device.batch_at(device, key, jnp.int32(1000 + i), 2, 16)
+    got = on_device.sequential_batch_at(chunk, jnp.int32(i), 2, 16)
+    jax.tree.map(np.testing.assert_array_equal, got, want)

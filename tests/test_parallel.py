@@ -175,11 +175,16 @@ def test_placements_run_the_same_many_step_call_on_device_data():
   for placement in (parallel.SingleDevice(), parallel.LocalDevices(),
                     parallel.MeshDevices()):
     pgan = gan.parallel(placement.axis_name) if placement.axis_name else gan
-    run = gj.loops.scan_steps_at(
-        pgan.step, lambda step: on_device.batch_at(
-            data, jax.random.key(5), step, gan.k, 16,
-            axis_name=placement.axis_name), num_steps=3)
-    final, metrics = placement.wrap(run)(placement.put_state(state))
+
+    def run(state, data, placement=placement, pgan=pgan):
+      return gj.loops.scan_steps_at(
+          pgan.step, lambda step: on_device.batch_at(
+              data, jax.random.key(5), step, gan.k, 16,
+              axis_name=placement.axis_name), num_steps=3)(state)
+
+    # The data set is an argument (replicated), not a constant of the call.
+    final, metrics = placement.wrap(run, replicated_args=2)(
+        placement.put_state(state), placement.put_state(data))
     results.append(placement.to_host((final, metrics)))
   for got in results[1:]:
     _assert_states_close(got[0], results[0][0])

@@ -56,6 +56,9 @@ def from_arrays(images: np.ndarray, labels: Optional[np.ndarray] = None,
                 maxval: float = 255.0, device=None) -> DeviceDataset:
   """Puts a data set on ``device`` (default: the first) once.
 
+  ``device=False`` keeps the (converted) arrays in host memory: the host
+  path, which sends ``take``-n chunks of it instead.
+
   Args:
     images: ``[N, *shape]``; integer images with values in ``[0, maxval]``
       are stored as uint8 (a quarter of float32's memory) and mapped to
@@ -87,7 +90,10 @@ def from_arrays(images: np.ndarray, labels: Optional[np.ndarray] = None,
                        "float data used as they are).")
     lo, hi = value_range
     stored, scale, offset = images.astype(np.uint8), (hi - lo) / maxval, lo
-  put = lambda x: None if x is None else jax.device_put(x, device)
+  if device is False:
+    put = lambda x: x
+  else:
+    put = lambda x: None if x is None else jax.device_put(x, device)
   return DeviceDataset(put(stored), put(labels), float(scale), float(offset))
 
 
@@ -154,6 +160,51 @@ def stream_indices(key: jax.Array, n: int, step: jax.Array,
       lambda e, i: permute(i, n, jax.random.fold_in(key, e)))(epoch, index)
 
 
+_host_indices = jax.jit(lambda key, n, steps, per_step: jax.vmap(
+    lambda s: stream_indices(key, n, s, per_step))(steps),
+                        static_argnums=(1, 3))
+
+
+def take(dataset: DeviceDataset, key: jax.Array, first_step: int,
+         num_steps: int, per_step: int) -> DeviceDataset:
+  """The examples of steps ``[first_step, first_step + num_steps)``, in order.
+
+  For the host path: ``dataset`` holds host (numpy) arrays; the result, put
+  on the device, is read by ``sequential_batch_at``, and gives exactly the
+  batches ``batch_at`` draws from the whole data set on the device.
+  Resuming at any step reads only that chunk.
+  """
+  with jax.default_device(jax.devices("cpu")[0]):
+    steps = jnp.arange(first_step, first_step + num_steps, dtype=jnp.int32)
+    indices = np.asarray(_host_indices(key, dataset.size, steps, per_step))
+  indices = indices.reshape(-1)
+  labels = None if dataset.labels is None else dataset.labels[indices]
+  return dataset.replace(images=dataset.images[indices], labels=labels)
+
+
+def _gather(dataset: DeviceDataset, indices: jax.Array, axis_name):
+  """``dataset`` at ``indices [k, B]`` (this device's columns under ``axis_name``)."""
+  if axis_name is not None:
+    local = indices.shape[1] // jax.lax.axis_size(axis_name)
+    start = jax.lax.axis_index(axis_name) * local
+    indices = jax.lax.dynamic_slice_in_dim(indices, start, local, axis=1)
+  images = (dataset.images[indices].astype(jnp.float32) * dataset.scale
+            + dataset.offset)
+  if dataset.labels is None:
+    return images
+  return {"image": images, "label": dataset.labels[indices]}
+
+
+def sequential_batch_at(chunk: DeviceDataset, step_in_chunk: jax.Array,
+                        k: int, batch_size: int,
+                        axis_name: Optional[str] = None):
+  """Step ``step_in_chunk`` of a ``take``-n chunk: its next ``k * B`` examples."""
+  start = jnp.asarray(step_in_chunk, jnp.int32) * (k * batch_size)
+  indices = (start + jnp.arange(k * batch_size, dtype=jnp.int32)).reshape(
+      k, batch_size)
+  return _gather(chunk, indices, axis_name)
+
+
 def batch_at(dataset: DeviceDataset, key: jax.Array, step: jax.Array, k: int,
              batch_size: int, axis_name: Optional[str] = None):
   """The step batch of generator step ``step``, gathered on the device.
@@ -173,13 +224,4 @@ def batch_at(dataset: DeviceDataset, key: jax.Array, step: jax.Array, k: int,
   """
   chex.assert_rank(step, 0)
   indices = stream_indices(key, dataset.size, step, k * batch_size)
-  indices = indices.reshape(k, batch_size)
-  if axis_name is not None:
-    local = batch_size // jax.lax.axis_size(axis_name)
-    start = jax.lax.axis_index(axis_name) * local
-    indices = jax.lax.dynamic_slice_in_dim(indices, start, local, axis=1)
-  images = (dataset.images[indices].astype(jnp.float32) * dataset.scale
-            + dataset.offset)
-  if dataset.labels is None:
-    return images
-  return {"image": images, "label": dataset.labels[indices]}
+  return _gather(dataset, indices.reshape(k, batch_size), axis_name)
