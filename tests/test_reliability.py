@@ -482,7 +482,15 @@ def as_unprivileged_user():
   if shutil.which("setpriv") is None:
     pytest.skip("running as root without setpriv: cannot drop privileges to "
                 "test permissions")
-  return ["setpriv", "--reuid=65534", "--regid=65534", "--clear-groups"]
+  prefix = ["setpriv", "--reuid=65534", "--regid=65534", "--clear-groups"]
+  probe = subprocess.run(  # a light import: can 'nobody' run this checkout?
+      prefix + [sys.executable, "-c", "import experiments.workdir"],
+      cwd=REPO, capture_output=True, text=True, timeout=60,
+      env={**os.environ, "PYTHONPATH": REPO})
+  if probe.returncode:
+    pytest.skip("the unprivileged user 'nobody' cannot run this checkout "
+                f"(a parent directory is private?): {probe.stderr[-300:]}")
+  return prefix
 
 
 def test_unwritable_workdir_is_one_clear_error():
