@@ -1,15 +1,19 @@
 """SN-GAN's ResNet models: each residual block and spectral normalisation
-against hand-written references on tiny inputs, shapes, label checks and the
-parameter counts of the published 32x32 architecture."""
+against hand-written references on tiny inputs, shapes, label checks, the
+parameter counts of the published 32x32 architecture, and a short SN-GAN run
+on the real digits that moves FID down."""
 import functools
 
 import flax
 import jax
 import jax.numpy as jnp
 import numpy as np
+import optax
 import pytest
 
 import ganjax as gj
+from ganjax import metrics
+from ganjax.metrics import real_data
 from ganjax.models.resnet import (DiscriminatorBlock, GeneratorBlock,
                                   downsample, upsample)
 
@@ -331,3 +335,31 @@ def test_sngan_configs_and_linear_decay():
   c.d_optimizer.decay = 'cosine'
   with pytest.raises(builders.ConfigError, match="'none' or 'linear'"):
     builders.build_optimizer(c.d_optimizer, 'discriminator', 10)
+
+
+def test_resnet_sngan_learns_the_digits(cache_dir):
+  """A short SN-GAN run (ResNet G/D, spectral norm, hinge, k = 5) on the real
+  8x8 digits moves FID (the project's digits CNN, 300 samples) from the
+  untrained generator's to less than half of it."""
+  evaluator = metrics.Evaluator('digits', num=300, cache_dir=cache_dir,
+                                parzen=False, verbose=False).prepare()
+  train, _ = real_data.load_split('digits', 'train')
+  data = jnp.asarray(train) * 2 - 1                  # [N, 8, 8, 1] in [-1, 1]
+  g, d = gj.models.resnet((8, 8, 1), latent_dim=16, g_channels=8,
+                          d_channels=8)
+  adam = lambda: optax.adam(1e-3, b1=0.0, b2=0.9)
+  gan = gj.GAN(generator=g, discriminator=d, loss='hinge', g_optimizer=adam(),
+               d_optimizer=adam(), k=5, latent_dim=16)
+  state = gan.init(jax.random.key(0), data[:2])
+
+  def fid(state):
+    images = gan.sample(state, jax.random.key(2), 300)  # the same z each time
+    return evaluator((np.asarray(images) + 1) / 2)['fid300_digits_cnn']
+
+  before = fid(state)
+  batch = lambda k: data[jax.random.randint(k, (5, 64), 0, data.shape[0])]
+  run = gj.loops.scan_steps(gan.step, batch, 50)
+  state, m = run(state, jax.random.key(1))
+  after = fid(state)
+  assert np.all(np.isfinite(m['d_loss'])) and int(state.step) == 50
+  assert after < 0.5 * before, (before, after)
