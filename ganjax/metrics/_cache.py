@@ -7,6 +7,7 @@ a temporary name in its final folder and renamed into place, so concurrent
 runs and interrupted runs never leave a half-written file behind.
 """
 
+import hashlib
 import json
 import os
 import tempfile
@@ -50,3 +51,12 @@ def atomic_write_json(path: str, obj) -> None:
 
 def atomic_save_npz(path: str, arrays: dict) -> None:
   _atomic(path, lambda f: np.savez(f, **arrays))
+
+
+def file_sha256(path: str) -> str:
+  """The SHA-256 of a file (weights files are identified by it)."""
+  digest = hashlib.sha256()
+  with open(path, "rb") as f:
+    for chunk in iter(lambda: f.read(1 << 20), b""):
+      digest.update(chunk)
+  return digest.hexdigest()

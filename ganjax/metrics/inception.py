@@ -23,7 +23,6 @@ and pass the ``.npz`` (or the ``.pth`` itself) to ``load_inception`` or set
 
 import argparse
 import functools
-import hashlib
 import os
 import pickle
 import sys
@@ -34,6 +33,8 @@ import flax.linen as nn
 import jax
 import jax.numpy as jnp
 import numpy as np
+
+from ganjax.metrics._cache import file_sha256
 
 WEIGHTS_ENV = "GANJAX_INCEPTION_WEIGHTS"
 PYTORCH_FID_WEIGHTS = "pt_inception-2015-12-05-6726825d.pth"
@@ -328,14 +329,6 @@ def convert(pth_path: str, npz_path: str) -> str:
   from ganjax.metrics._cache import atomic_save_npz  # pylint: disable=g-import-not-at-top
   atomic_save_npz(npz_path, state)
   return file_sha256(npz_path)
-
-
-def file_sha256(path: str) -> str:
-  digest = hashlib.sha256()
-  with open(path, "rb") as f:
-    for chunk in iter(lambda: f.read(1 << 20), b""):
-      digest.update(chunk)
-  return digest.hexdigest()
 
 
 def weights_path(path: str | None = None) -> str:

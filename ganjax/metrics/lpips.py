@@ -37,7 +37,6 @@ Features as a Perceptual Metric", https://arxiv.org/abs/1801.03924.
 
 import argparse
 import functools
-import hashlib
 import importlib.util
 import os
 import pickle
@@ -49,6 +48,8 @@ import flax.linen as nn
 import jax
 import jax.numpy as jnp
 import numpy as np
+
+from ganjax.metrics._cache import file_sha256
 
 WEIGHTS_ENV = "GANJAX_LPIPS_WEIGHTS"
 NETS = ("alex", "vgg")
@@ -393,14 +394,6 @@ def convert(backbone_path: str, out_path: str, net: str = "alex",
   from ganjax.metrics._cache import atomic_save_npz  # pylint: disable=g-import-not-at-top
   atomic_save_npz(out_path, state)
   return file_sha256(out_path)
-
-
-def file_sha256(path: str) -> str:
-  digest = hashlib.sha256()
-  with open(path, "rb") as f:
-    for chunk in iter(lambda: f.read(1 << 20), b""):
-      digest.update(chunk)
-  return digest.hexdigest()
 
 
 def weights_path(path: str | None = None) -> str:
