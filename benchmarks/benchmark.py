@@ -21,6 +21,9 @@ every figure is the median over rounds, and ratios are taken between medians):
 5. ``scaling``: images/s and achieved FLOP/s (XLA's cost analysis of the
    compiled step / step time) for batch sizes 64..4096, float32 and
    bfloat16; run on accelerators (``--sections scaling`` forces it on CPU).
+6. ``runner``: ``experiments.train`` against the bare jitted step, start-up
+   and resume times (``benchmarks/runner.py``, written to
+   ``benchmarks/results/runner.md``).
 
 Every row runs on the machine the script runs on; GPU rows are filled in only
 when JAX's default backend is a GPU.
@@ -53,7 +56,8 @@ from benchmarks.machine import cpu_name, load_average
 
 RESULTS = os.path.join(os.path.dirname(os.path.abspath(__file__)), "results",
                        "benchmark.md")
-SECTIONS = ("throughput", "compile", "scan_steps", "pipeline", "scaling")
+SECTIONS = ("throughput", "compile", "scan_steps", "pipeline", "scaling",
+            "runner")
 
 # name -> (builder, batch size, data shape, value range of G's output)
 MODELS = {
@@ -703,6 +707,11 @@ def main(argv=None):
     results["pipeline"] = pipeline_rows(cfg)
   if "scaling" in sections:
     results["scaling"] = scaling(cfg)
+  if "runner" in sections:  # its own file: benchmarks/results/runner.md
+    from benchmarks import runner  # pylint: disable=g-import-not-at-top
+    runner.main(["--quick"] if cfg.quick else [])
+  if set(sections) == {"runner"}:
+    return
   text = render(results, cfg, argv, started, load_start)
   os.makedirs(os.path.dirname(os.path.abspath(args.out)), exist_ok=True)
   with open(args.out, "w") as f:

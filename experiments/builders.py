@@ -27,6 +27,7 @@ import math
 from typing import Callable, Optional, Sequence
 
 import jax
+import jax.numpy as jnp
 import ml_collections
 import optax
 
@@ -448,6 +449,17 @@ def data_shape_of(config: Config) -> tuple:
     raise ConfigError(f"Dataset {config.dataset!r}: {e}") from None
 
 
+COMPUTE_DTYPES = {"float32": None, "bfloat16": "bfloat16",
+                  "float16": "float16"}
+
+
+def compute_dtype(config: Config):
+  """``config.compute_dtype`` as ``GAN(compute_dtype=...)`` takes it."""
+  name = _choose("compute_dtype", config.compute_dtype, sorted(COMPUTE_DTYPES))
+  dtype = COMPUTE_DTYPES[name]
+  return None if dtype is None else jnp.dtype(dtype)
+
+
 def build(config: Config, data_shape: Optional[Sequence[int]] = None,
           num_devices: Optional[int] = None,
           dataset_classes: Optional[int] = -1) -> Experiment:
@@ -471,7 +483,8 @@ def build(config: Config, data_shape: Optional[Sequence[int]] = None,
   check_fields(config)
   for field in ("k", "batch_size", "num_steps", "latent_dim", "log_every",
                 "eval_every", "checkpoint_every", "num_eval_samples",
-                "keep_checkpoints", "max_consecutive_skipped"):
+                "keep_checkpoints", "max_consecutive_skipped",
+                "steps_per_call"):
     value = config[field]
     if not isinstance(value, int) or isinstance(value, bool) or value < 1:
       raise ConfigError(f"config.{field} must be a positive integer, got "
@@ -521,7 +534,9 @@ def build(config: Config, data_shape: Optional[Sequence[int]] = None,
         fake_labels=config.fake_labels,
         augment=augment,
         ada=ada,
-        loss_terms=loss_terms)
+        loss_terms=loss_terms,
+        d_loop=config.d_loop,
+        compute_dtype=compute_dtype(config))
   except ValueError as e:
     if isinstance(e, ConfigError):
       raise

@@ -22,9 +22,11 @@ that the runner saves a checkpoint of the current step and stops
 import math
 import signal
 import threading
+import time
 
 import jax
 import jax.numpy as jnp
+import numpy as np
 
 # State fields (``ganjax.GANState``) of each player; the others (step, rng,
 # augment_p) belong to neither.
@@ -226,3 +228,82 @@ def too_many_skipped_message(first, last, flags, saved_step,
           f"(--config.{player[0]}_optimizer.learning_rate) or add a gradient "
           "penalty; --config.max_consecutive_skipped sets how many skipped "
           "updates in a row stop a run.")
+
+
+class MetricsMonitor:
+  """The host side of the guard: per-step metrics of the calls, fetched in
+  batches, checked for non-finite steps, and averaged for the logs.
+
+  ``add`` keeps a call's stacked metrics on the device; ``fetch`` brings
+  them to the host (one transfer) and raises ``DivergenceError`` at the
+  first non-finite step (or after ``max_skipped`` skipped updates in a
+  row); ``scalars`` averages the fetched steps for one log record.
+  """
+
+  def __init__(self, to_host, skip: bool, max_skipped: int,
+               last_finite=(), step: int = 0):
+    self.to_host = to_host
+    self.skip = skip
+    self.max_skipped = max_skipped
+    self.window = []       # (first step, stacked metrics) on the device
+    self.fetched = []      # {name: value} per fetched step, not yet logged
+    self.last_finite = last_finite  # (step, metrics) of the newest finite step
+    self.skipped_total = 0
+    self.skipped_run = []  # steps of the skipped updates in a row so far
+    self.fetched_until = step  # the step of the newest fetched record
+    self.t_log, self.step_log = time.time(), step
+
+  def add(self, first_step: int, metrics) -> None:
+    self.window.append((first_step, metrics))
+
+  def fetch(self, saved_step, checkpoint_dir: str) -> None:
+    """Checks every step of the window; keeps the finite (or skipped) ones."""
+    window, self.window = self.window, []
+    if not window:
+      return
+    for (first, _), m in zip(window, self.to_host([m for _, m in window])):
+      per_step = {name: np.reshape(v, (-1,)) for name, v in m.items()}
+      for i in range(len(per_step["finite_d"])):
+        record = {name: float(v[i]) for name, v in per_step.items()}
+        step = first + i + 1
+        flags = {name: bool(record.pop(name)) for name in FLAG_NAMES}
+        if flags["finite_d"] and flags["finite_g"]:
+          self.last_finite = (step, record)
+          self.skipped_run = []
+        elif self.skip and len(self.skipped_run) + 1 < self.max_skipped:
+          self.skipped_total += 1
+          self.skipped_run.append(step)
+          record["skipped"] = 1.0
+        elif self.skip:
+          raise DivergenceError(too_many_skipped_message(
+              (self.skipped_run or [step])[0], step, flags, saved_step,
+              checkpoint_dir))
+        else:
+          raise DivergenceError(divergence_message(
+              step, flags, record, self.last_finite, saved_step,
+              checkpoint_dir))
+        self.fetched.append(record)
+        self.fetched_until = step
+
+  def scalars(self, step: int) -> dict:
+    """Means of the fetched steps up to ``step`` (skipped ones left out),
+    skip counts and steps/s since the last record; {} when none."""
+    records, self.fetched = self.fetched, []
+    if not records:
+      return {}
+    good = [r for r in records if not r.get("skipped")]
+    names = [name for name in records[0] if name != "skipped"]
+    scalars = ({name: float(np.mean([r[name] for r in good])) for name in names}
+               if good else {})
+    if self.skip:
+      scalars["skipped_steps"] = float(len(records) - len(good))
+      scalars["skipped_steps_total"] = float(self.skipped_total)
+    now = time.time()
+    scalars["steps_per_s"] = (step - self.step_log) / max(now - self.t_log,
+                                                          1e-9)
+    self.t_log, self.step_log = now, step
+    return scalars
+
+  def pause(self, seconds: float) -> None:
+    """Leaves ``seconds`` (an evaluation) out of steps/s."""
+    self.t_log += seconds

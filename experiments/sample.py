@@ -30,7 +30,9 @@ from ganjax import images as images_lib  # noqa: E402
 from experiments import builders  # noqa: E402
 from experiments import evaluation  # noqa: E402
 from experiments import guards  # noqa: E402
-from experiments import train  # noqa: E402
+from experiments import cli  # noqa: E402
+from experiments import resume  # noqa: E402
+from experiments import samples as samples_lib  # noqa: E402
 from experiments import workdir as workdir_lib  # noqa: E402
 
 FLAGS = flags.FLAGS
@@ -54,7 +56,7 @@ def load(workdir: str, step=None):
   """``(experiment, state, config)`` of the checkpoint ``step`` (default latest).
 
   Without ``step``, falls back from checkpoints that cannot be used (broken,
-  NaN) to the previous one like training does (``train.restore_state``),
+  NaN) to the previous one like training does (``resume.restore_state``),
   with one warning line each, but moves nothing.
 
   Raises:
@@ -62,11 +64,11 @@ def load(workdir: str, step=None):
       or no checkpoint ``step``; workdir_lib.WorkdirError: an unreadable
       ``config.json``.
   """
-  config, resolved = train.read_config(workdir)
+  config, resolved = resume.read_config(workdir)
   data_shape = resolved.get("data_shape")
   experiment = builders.build(config, data_shape=data_shape, num_devices=1,
                               dataset_classes=resolved.get("num_classes", -1))
-  directory = os.path.join(workdir, train.CHECKPOINT_DIR)
+  directory = os.path.join(workdir, workdir_lib.CHECKPOINT_DIR)
   no_checkpoint = builders.ConfigError(
       f"{workdir} has no checkpoint yet; train first (python -m "
       f"experiments.train --workdir={workdir} --config=...).")
@@ -80,7 +82,7 @@ def load(workdir: str, step=None):
     if not steps:
       raise no_checkpoint
     if step is None:
-      state, latest = train.restore_state(ckpt, template, workdir, config,
+      state, latest = resume.restore_state(ckpt, template, workdir, config,
                                           experiment, move_aside=False)
       if latest is None:
         raise builders.ConfigError(
@@ -118,7 +120,7 @@ def picture(experiment, config, samples: np.ndarray, num: int) -> np.ndarray:
   if not experiment.is_toy:
     return images_lib.make_grid(samples[:num],
                                 scale=max(1, 32 // samples.shape[1]))
-  real = train.real_points(config, min(len(samples), 2000))
+  real = samples_lib.real_points(config, min(len(samples), 2000))
   if samples.shape[-1] == 1:
     return images_lib.histogram(samples, real)
   return images_lib.scatter(samples[:2000], real)
@@ -128,34 +130,34 @@ def main(argv):
   if not FLAGS["verbosity"].present:
     logging.set_verbosity(logging.WARNING)
   if len(argv) > 1:
-    train.fail(f"unexpected arguments {argv[1:]}.")
+    cli.fail(f"unexpected arguments {argv[1:]}.")
   if FLAGS.num < 1 or FLAGS.batch_size < 1:
-    train.fail("--num and --batch_size must be positive.")
+    cli.fail("--num and --batch_size must be positive.")
   out = FLAGS.out if FLAGS.out.endswith(".npy") else FLAGS.out + ".npy"
   try:  # before the (slower) sampling
     if os.path.dirname(out):
       os.makedirs(os.path.dirname(out), exist_ok=True)
   except OSError as e:
-    train.fail(f"cannot write --out={FLAGS.out}: cannot create the folder "
+    cli.fail(f"cannot write --out={FLAGS.out}: cannot create the folder "
                f"{os.path.dirname(out)} ({e.strerror or e}; is a part of the "
                "path a file?).")
   try:
     experiment, state, config = load(
         FLAGS.workdir, None if FLAGS.step < 0 else FLAGS.step)
   except FileNotFoundError as e:
-    train.fail(str(e))
+    cli.fail(str(e))
   except (builders.ConfigError, workdir_lib.WorkdirError) as e:
-    train.fail(str(e))
+    cli.fail(str(e))
   samples = evaluation.draw(experiment, state, FLAGS.num, FLAGS.seed, FLAGS.batch_size,
                  FLAGS.ema)
   try:
     np.save(out, samples)
   except OSError as e:
-    train.fail(f"cannot write {out}: {e.strerror or e}.")
+    cli.fail(f"cannot write {out}: {e.strerror or e}.")
   png = out[:-len(".npy")] + ".png"
   if experiment.num_classes is not None and not experiment.is_toy:
     per_class = max(1, FLAGS.grid // experiment.num_classes)
-    rows = np.asarray(jax.jit(lambda s, k: train.class_grid_samples(
+    rows = np.asarray(jax.jit(lambda s, k: samples_lib.class_grid_samples(
         experiment.gan, s, k, per_class, FLAGS.ema))(
             state, jax.random.key(FLAGS.seed)))
     grid = images_lib.make_class_grid(

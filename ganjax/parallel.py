@@ -97,7 +97,10 @@ class LocalDevices:
     """``jax.pmap(fn)``: the first ``replicated_args`` arguments (the state,
     a data set on the device) replicated by ``put_state``, the others split
     by ``put_batch``."""
-    mapped = jax.pmap(fn, axis_name=AXIS, devices=self.devices,
+    # All local devices: pmap maps over the arguments' leading axis (any
+    # size up to the device count); a chosen subset is pinned.
+    pinned = None if self.devices == tuple(jax.local_devices()) else self.devices
+    mapped = jax.pmap(fn, axis_name=AXIS, devices=pinned,
                       donate_argnums=(0,) if donate else ())
 
     def run(*args):
@@ -107,14 +110,17 @@ class LocalDevices:
     return run
 
   def _check_replicated(self, state) -> None:
-    for leaf in jax.tree.leaves(state):
-      if jnp.ndim(leaf) == 0 or jnp.shape(leaf)[0] != self.num_devices:
-        raise ValueError(
-            f"The pmapped step needs the state replicated over the "
-            f"{self.num_devices} local devices (a leading axis of "
-            f"{self.num_devices} on every leaf); got a leaf of shape "
-            f"{jnp.shape(leaf)}. Pass ganjax.parallel.replicate(state) (or "
-            f"placement.put_state(state)).")
+    """Every leaf has the same leading (device) axis, at most the devices'."""
+    shapes = [jnp.shape(leaf) for leaf in jax.tree.leaves(state)]
+    sizes = {shape[0] if shape else None for shape in shapes}
+    if None in sizes or len(sizes) > 1 or max(sizes) > self.num_devices:
+      shape = next((s for s in shapes if not s), shapes[0])
+      raise ValueError(
+          f"The pmapped step needs the state replicated over the local "
+          f"devices (the same leading device axis, at most "
+          f"{self.num_devices}, on every leaf); got leaves of shapes such as "
+          f"{shape}. Pass ganjax.parallel.replicate(state) (or "
+          f"placement.put_state(state)).")
 
   def put_state(self, state):
     """Every leaf copied onto each device: ``x -> [devices, *x.shape]``."""
@@ -182,10 +188,19 @@ class MeshDevices:
     return run
 
   def put_state(self, state):
-    """The state replicated on every device of the mesh (a copy)."""
-    return jax.tree.map(
-        lambda x: jax.device_put(jnp.array(x), NamedSharding(self.mesh, P())),
-        state)
+    """The state replicated on every device of the mesh (a copy).
+
+    On several hosts every process passes the same values (the same seed).
+    """
+    sharding = NamedSharding(self.mesh, P())
+    if jax.process_count() > 1:
+      def put(x):
+        x = np.asarray(x)
+        return jax.make_array_from_callback(x.shape, sharding,
+                                            lambda index: x[index])
+      return jax.tree.map(put, state)
+    return jax.tree.map(lambda x: jax.device_put(jnp.array(x), sharding),
+                        state)
 
   def put_batch(self, batch):
     """A global step batch ``[k, B, ...]`` (or a pytree) sharded along B.

@@ -172,3 +172,13 @@ def test_every_jitted_step_donates_the_state():
   jax.tree.map(np.testing.assert_array_equal,
                (nstate.g_params, nstate.d_params),
                (initial.g_params, initial.d_params))
+
+
+def test_runner_benchmark_measures_resume_and_renders():
+  from benchmarks import runner
+  resume = runner.resume_positioning_seconds(step=1000)
+  assert set(resume) == {0, 1000} and all(t > 0 for t in resume.values())
+  row = dict(name="tiny", runner=9.0, bare=10.0, ratio=0.9, runner_all=[9.0],
+             bare_all=[10.0], steps=5)
+  text = runner.render([row], 3.0, {0: 1e-3, 100_000: 1e-3}, [], "start")
+  assert "| tiny | 9.0 | 10.0 | 0.90 |" in text and "step 100,000" in text

@@ -1,10 +1,10 @@
 """Two processes (one CPU device each, gloo collectives) train like one.
 
 ``python -m experiments.train --coordinator_address=localhost:PORT
---num_processes=2 --process_id=I`` twice; each process reads its own half of
-every global batch (``ganjax.data.pipeline``'s process sharding), the step
-runs under ``jax.shard_map`` on the global mesh. The reference: one process,
-two devices, the same two halves concatenated into the global batch.
+--num_processes=2 --process_id=I`` twice: every process draws the same global
+batch of each step from the index stream (experiments/input_pipeline.py) and
+the step runs under ``jax.shard_map`` on the global mesh, each device on its
+half. The reference: the same run in one process on two devices.
 """
 
 import os
@@ -13,14 +13,7 @@ import subprocess
 import sys
 
 import chex
-import jax
-import jax.numpy as jnp
-import numpy as np
 
-import ganjax as gj
-from ganjax.data import pipeline
-from experiments import builders
-from experiments import train
 from tests import test_train as tt
 
 STEPS = 3
@@ -32,24 +25,12 @@ def free_port() -> int:
     return s.getsockname()[1]
 
 
-def reference_state(config):
-  """STEPS steps on a 2-device mesh in this process, global batch = both halves."""
-  experiment = builders.build(config)
-  gan = experiment.gan
-  mesh = gj.parallel.make_mesh(jax.devices()[:2])
-  init_key = jax.random.fold_in(jax.random.key(config.seed), train._INIT_STREAM)  # pylint: disable=protected-access
-  example = jnp.zeros((config.k, 1) + experiment.data_shape, jnp.float32)
-  state = gj.parallel.put_replicated(jax.jit(gan.init)(init_key, example), mesh)
-  kwargs = dict(batch_size=config.batch_size, k=config.k, split=config.split,
-                seed=config.seed, value_range=experiment.value_range,
-                download=False, process_count=2)
-  halves = [pipeline.batches(config.dataset, process_index=i, **kwargs)
-            for i in range(2)]
-  step = gj.parallel.shard_map_step(gan, mesh, config.sync_batch_norm)
-  for _ in range(STEPS):
-    batch = np.concatenate([next(h) for h in halves], axis=1)
-    state, _ = step(state, gj.parallel.put_batch(batch, mesh))
-  return jax.device_get(state)
+def reference_state(config, workdir):
+  """The same run in this process on 2 local devices (pmap)."""
+  config = config.copy_and_resolve_references()
+  config.num_devices = 2
+  tt.run(config, workdir)
+  return tt.final_state(str(workdir), config)
 
 
 def test_two_processes_train_like_one_process_on_two_devices(tmp_path):
@@ -80,5 +61,5 @@ def test_two_processes_train_like_one_process_on_two_devices(tmp_path):
   assert sorted(records) == list(range(1, STEPS + 1))  # logged once
   config = tt.tiny_config(num_steps=STEPS, num_devices=-1)
   got = tt.final_state(tmp_path, config)
-  want = reference_state(config)
+  want = reference_state(config, tmp_path / "reference")
   chex.assert_trees_all_close(got, want, rtol=1e-5, atol=1e-6)

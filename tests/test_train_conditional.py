@@ -15,42 +15,21 @@ import numpy as np
 import pytest
 from PIL import Image
 
-from ganjax import checkpoint
 from ganjax import summary
 from experiments import builders
 from experiments import train
 from experiments.configs import cdcgan_fashion_mnist
-from experiments.configs import dcgan_digits
 from experiments.configs import toy_ring8
+from tests import test_train as tt
+from tests.test_train import final_state, run
 
 
 def tiny_config(**overrides):
-  c = dcgan_digits.get_config()
-  c.model.base_features = 4
-  c.latent_dim = 8
-  c.batch_size = 8
-  c.num_steps = 4
-  c.ema_decay = 0.9
-  c.log_every = 1
-  c.eval_every = 2
-  c.checkpoint_every = 2
-  c.num_eval_samples = 20
-  c.num_classes = -1
+  """test_train's tiny config, conditional on the digits' 10 classes."""
+  c = tt.tiny_config(num_eval_samples=20, num_classes=-1)
   for key, value in overrides.items():
     c[key] = value
   return c
-
-
-def run(config, workdir):
-  return train.train_and_evaluate(config, str(workdir), progress=False)
-
-
-def final_state(workdir, config):
-  experiment = builders.build(config)
-  example = np.zeros((config.k, 1) + experiment.data_shape, np.float32)
-  template = jax.eval_shape(experiment.gan.init, jax.random.key(0), example)
-  return checkpoint.restore(os.path.join(workdir, train.CHECKPOINT_DIR),
-                            template)
 
 
 def records(workdir):

@@ -91,6 +91,20 @@ def get_config() -> ml_collections.ConfigDict:
   # the global batch (the step then computes what one device computes).
   c.num_devices = 1
   c.sync_batch_norm = True
+  # Speed: steps_per_call steps run in one compiled call (cut at every log,
+  # sample, evaluation and checkpoint step); the metrics are fetched once per
+  # call. data_on_device: "auto" puts the split on the device when it takes
+  # at most a quarter of one device's memory, "true" / "false" force it; off
+  # the device, each call's examples are sent while the previous call runs.
+  # Either way the batch of step s depends on (seed, s) only.
+  c.steps_per_call = 100
+  c.data_on_device = "auto"
+  # Mixed precision: "float32", or "bfloat16" (G and D compute in bfloat16;
+  # parameters, optimizer states, statistics and losses stay float32). How
+  # the k D updates compile: "auto" (one lax.scan; unrolled on CPU for a D
+  # with flax's plain convs), "scan" or "unroll" (ganjax.backend).
+  c.compute_dtype = "float32"
+  c.d_loop = "auto"
 
   # Bookkeeping (in generator steps).
   c.log_every = 100          # scalars to TensorBoard + metrics.jsonl (window means)
@@ -108,10 +122,12 @@ def get_config() -> ml_collections.ConfigDict:
   # modes_captured | high_quality_fraction; "": fid, or modes_captured for
   # toy data; "none": off) is kept in checkpoints_best/ (see best.json).
   # networks: "" (cnn for MNIST-like data, inception otherwise) or e.g.
-  # "cnn,inception"; inception_weights: "" = $GANJAX_INCEPTION_WEIGHTS.
+  # "cnn,inception"; inception_weights: "" = $GANJAX_INCEPTION_WEIGHTS;
+  # lpips_weights: "" = $GANJAX_LPIPS_WEIGHTS (LPIPS diversity when set, see
+  # docs/lpips_weights.md).
   c.evaluation = ml_collections.ConfigDict(dict(
       every=0, num_samples=2000, best_metric="", parzen=False, networks="",
-      inception_weights=""))
+      inception_weights="", lpips_weights=""))
 
   # Reliability. A step whose losses or gradient norms are NaN/Inf stops the
   # run (exit code 3; the last checkpoint is kept, none of the bad state is

@@ -61,9 +61,9 @@ def from_arrays(images: np.ndarray, labels: Optional[np.ndarray] = None,
 
   Args:
     images: ``[N, *shape]``; integer images with values in ``[0, maxval]``
-      are stored as uint8 (a quarter of float32's memory) and mapped to
-      ``value_range`` in the step; float data (``value_range=None``) are
-      stored as float32 and used as they are.
+      are stored as uint8 (a quarter of float32's memory), float ones as
+      float32, and mapped to ``value_range`` in the step; points
+      (``value_range=None``) are stored as float32 and used as they are.
     labels: int ``[N]`` class labels, or None.
     value_range: the generator's output range, e.g. ``(-1, 1)``.
     maxval: the largest stored pixel value (255; 16 for sklearn's digits).
@@ -84,12 +84,15 @@ def from_arrays(images: np.ndarray, labels: Optional[np.ndarray] = None,
   if value_range is None:
     stored, scale, offset = images.astype(np.float32), 1.0, 0.0
   else:
-    if np.issubdtype(images.dtype, np.floating) or maxval > 255:
-      raise ValueError("Images go on the device as uint8: pass integer pixel "
-                       "values in [0, maxval <= 255] (or value_range=None for "
-                       "float data used as they are).")
     lo, hi = value_range
-    stored, scale, offset = images.astype(np.uint8), (hi - lo) / maxval, lo
+    scale, offset = (hi - lo) / maxval, lo
+    if np.issubdtype(images.dtype, np.floating):
+      stored = images.astype(np.float32)  # float pixels in [0, maxval]
+    elif maxval > 255:
+      raise ValueError(f"Integer images go on the device as uint8: pixel "
+                       f"values must lie in [0, 255], got maxval={maxval}.")
+    else:
+      stored = images.astype(np.uint8)
   if device is False:
     put = lambda x: x
   else:

@@ -83,6 +83,7 @@ BUILTIN_SOURCES = ("digits",) + tuple(TOY_SOURCES)
 # Toy sources with labels (the mode index): name -> number of modes.
 TOY_NUM_CLASSES = {"toy_ring8": 8, "toy_grid25": 25}
 DIGITS_NUM_CLASSES = 10
+DIGITS_MAXVAL = 16.0  # sklearn digits: pixel values 0..16
 _COMMON_TFDS = ("mnist", "fashion_mnist", "cifar10", "celeb_a", "svhn_cropped",
                 "emnist", "kmnist")
 
@@ -594,7 +595,7 @@ def batches(
                                                  and source == "digits"):
     if isinstance(source, str):
       images, targets = sources.load_digits(split)
-      maxval = 16.0
+      maxval = DIGITS_MAXVAL
     else:
       images, targets = _split_source(source)
       images, maxval = _as_uint_images(images)
@@ -619,6 +620,86 @@ def batches(
       center_crop=center_crop, data_dir=data_dir, download=download,
       process_count=process_count, shuffle_buffer=shuffle_buffer, cache=cache,
       labels=labels, **common)
+
+
+def load_split(
+    source: Source,
+    split: str = "train",
+    image_size: Optional[Tuple[int, int]] = None,
+    center_crop: Union[bool, int] = False,
+    data_dir: Optional[str] = None,
+    labels: bool = False,
+) -> Tuple[np.ndarray, Optional[np.ndarray], float]:
+  """A whole split in host memory, for index-based (resumable) sampling.
+
+  Use it to put a data set on the device (``ganjax.data.on_device``) or to
+  draw chunks of it on the host: every data set of the paper and the configs
+  fits (MNIST-like 47 MB, CIFAR-10 150 MB as uint8).
+
+  Args:
+    source: a TFDS image data set name, ``"digits"``, or a numpy array
+      ``[N, H, W, C]`` (or a pair ``(images, labels)``) as in ``batches``;
+      not the toy distributions (they are sampled, not stored).
+    split, image_size, center_crop, data_dir: as in ``batches``.
+    labels: also return the class labels (an error for unlabelled data).
+
+  Returns:
+    ``(images, labels, maxval)``: images ``[N, H, W, C]`` uint8 with values
+    in ``[0, maxval]`` (float32 in [0, 1], ``maxval`` 1, for float arrays);
+    cropped or resized images are requantised to uint8 0..255; labels int32
+    ``[N]`` or None.
+  """
+  label_array = None
+  if isinstance(source, tuple):
+    source, label_array = _split_source(source)
+  if isinstance(source, np.ndarray):
+    images, maxval = _as_uint_images(source)
+    if labels and label_array is None:
+      raise _no_labels_error("a plain numpy array")
+  elif source == "digits":
+    images, label_array = sources.load_digits(split)
+    maxval = DIGITS_MAXVAL
+  elif isinstance(source, str) and source in TOY_SOURCES:
+    raise ValueError(f"{source} is sampled, not stored: it has no split to "
+                     "load.")
+  elif isinstance(source, str):
+    images, label_array, maxval = _tfds_arrays(source, split, data_dir, labels)
+  else:
+    raise TypeError(f"source must be a dataset name or a numpy array, got "
+                    f"{type(source).__name__}.")
+  if labels:
+    label_array = _check_labels(label_array, images.shape[0])
+  resized, resized_max = _resize_in_memory(images, maxval, image_size,
+                                           center_crop)
+  if resized is not images:  # float [0, 1] -> uint8 again
+    images = np.round(resized * 255.0).astype(np.uint8)
+    maxval = 255.0
+  return images, (label_array if labels else None), float(maxval)
+
+
+def _tfds_arrays(name: str, split: str, data_dir: Optional[str], labels: bool):
+  """A prepared TFDS split as numpy: ``(images, labels or None, maxval)``."""
+  import tensorflow_datasets as tfds  # pylint: disable=g-import-not-at-top
+  import_tf()
+  builder = _tfds_builder(name, data_dir)
+  key = _image_key(builder)
+  label_key = _label_key(builder) if labels else None
+  if labels and label_key is None:
+    raise _no_labels_error(f"TFDS dataset {name!r}")
+  try:
+    ds = builder.as_dataset(split=split, batch_size=-1)
+  except AssertionError as e:
+    if "could not find data" in str(e):
+      raise _not_prepared_error(name, str(builder.data_dir_root),
+                                data_dir) from None
+    raise
+  arrays = tfds.as_numpy(ds)
+  images = np.asarray(arrays[key])
+  np_dtype = images.dtype
+  maxval = float(np.iinfo(np_dtype).max) if np_dtype.kind in "ui" else 1.0
+  label_array = (np.asarray(arrays[label_key]).astype(np.int32)
+                 if label_key else None)
+  return images, label_array, maxval
 
 
 def data_shape(source: Source,

@@ -1,0 +1,194 @@
+"""The data of a run, as its compiled many-step calls read them.
+
+Every batch is a pure function of the run's seed and the step, so a run split
+into calls of any length, resumed at any step, or moved to another device
+count sees the same data. Three feeds, chosen by ``feed``:
+
+* ``device``: the whole split on the device once (uint8 images, labels); each
+  call draws its steps' minibatches from exact epochs
+  (``ganjax.data.on_device.batch_at``). ``config.data_on_device``: ``auto``
+  (the default) takes this path when the split is at most
+  ``DEVICE_MEMORY_FRACTION`` of one device's memory (every device holds a
+  copy), ``true`` always, ``false`` never.
+* ``host``: the split in host memory; each call gets exactly the examples of
+  its steps (``on_device.take``), put on the device while the previous call
+  runs. The same batches as ``device``; resuming reads one chunk.
+* ``toy``: toy distributions, sampled in the call from a key folded with the
+  step (the global batch, of which each device takes its slice).
+
+``feed.data(first_step, num_steps)`` is the data argument of the call that
+runs those steps, and ``feed.batch_at(data, step, axis_name)`` what the call
+traces to draw a step's batch.
+"""
+
+import dataclasses
+import sys
+from typing import Any, Callable, Optional
+
+import jax
+import numpy as np
+
+import ganjax as gj
+from experiments import builders
+from ganjax.data import on_device
+
+DEVICE_MEMORY_FRACTION = 0.25
+# Without memory statistics (CPU), data sets up to this size go on the device.
+_DEFAULT_DEVICE_BUDGET = 2 * 1024 ** 3
+DATA_ON_DEVICE = ("auto", "true", "false")
+# fold_in streams of the run's seed key (train.py: 0 init, 1 fixed noise,
+# 2 toy data, 3 real points; evaluation.py: 4).
+_TOY_STREAM, _DATA_STREAM = 2, 5
+
+
+@dataclasses.dataclass
+class Feed:
+  """What a run's calls read (see the module docstring).
+
+  Attributes:
+    kind: ``"device"``, ``"host"`` or ``"toy"``.
+    batch_at: ``(data, step, axis_name) -> batch``, traced in the call.
+    data: ``(first_step, num_steps) -> data``, placed for the call.
+  """
+  kind: str
+  batch_at: Callable[[Any, jax.Array, Optional[str]], Any]
+  data: Callable[[int, int], Any]
+  prefetched: dict = dataclasses.field(default_factory=dict)
+
+  def prefetch(self, first_step: int, num_steps: int) -> None:
+    """Starts putting the data of the next call on the device (host feed)."""
+    if self.kind == "host" and num_steps > 0:
+      self.prefetched = {(first_step, num_steps): self.data(first_step,
+                                                            num_steps)}
+
+  def data_for(self, first_step: int, num_steps: int):
+    key = (first_step, num_steps)
+    if key in self.prefetched:
+      return self.prefetched.pop(key)
+    return self.data(first_step, num_steps)
+
+
+def data_key(config) -> jax.Array:
+  """The key the order of every epoch derives from."""
+  return jax.random.fold_in(jax.random.key(config.seed), _DATA_STREAM)
+
+
+def _device_budget(placement) -> int:
+  device = jax.local_devices()[0]
+  try:
+    stats = device.memory_stats() or {}
+  except Exception:  # pylint: disable=broad-except  (not every backend has them)
+    stats = {}
+  limit = stats.get("bytes_limit")
+  return int(DEVICE_MEMORY_FRACTION * limit) if limit else _DEFAULT_DEVICE_BUDGET
+
+
+def on_device_wanted(config, nbytes: int, placement) -> bool:
+  """``config.data_on_device`` resolved for a split of ``nbytes``."""
+  choice = str(config.data_on_device).lower()
+  if choice not in DATA_ON_DEVICE:
+    raise builders.ConfigError(
+        f"config.data_on_device must be one of {', '.join(DATA_ON_DEVICE)}, "
+        f"got {config.data_on_device!r}.")
+  if choice == "auto":
+    return nbytes <= _device_budget(placement)
+  return choice == "true"
+
+
+def feed(config, experiment: builders.Experiment, placement) -> Feed:
+  """The feed of ``config``'s data for ``placement`` (see the module docstring)."""
+  k, batch_size = int(config.k), int(config.batch_size)
+  labelled = experiment.num_classes is not None
+  if experiment.is_toy:
+    return _toy_feed(config, experiment, k, batch_size, labelled)
+  from ganjax.data import pipeline  # pylint: disable=g-import-not-at-top
+  size = builders.image_size(config)
+  images, labels, maxval = pipeline.load_split(
+      config.dataset, config.split, image_size=size,
+      data_dir=builders.data_dir(config), labels=labelled)
+  key = data_key(config)
+  host = on_device.from_arrays(images, labels, experiment.value_range,
+                               maxval, device=False)
+  if on_device_wanted(config, images.nbytes, placement):
+    dataset = placement.put_state(host)
+    return Feed("device",
+                lambda data, step, axis: on_device.batch_at(
+                    data, key, step, k, batch_size, axis),
+                lambda first, num: dataset)
+
+  def chunk(first, num):
+    taken = on_device.take(host, key, first, num, k * batch_size)
+    return placement.put_state((taken, np.int32(first)))
+
+  def batch_at(data, step, axis):
+    taken, first = data
+    return on_device.sequential_batch_at(taken, step - first, k, batch_size,
+                                         axis)
+
+  return Feed("host", batch_at, chunk)
+
+
+def _toy_feed(config, experiment, k, batch_size, labelled) -> Feed:
+  from ganjax.data import toy  # pylint: disable=g-import-not-at-top
+  sampler = getattr(toy, _TOY_SAMPLERS[config.dataset])
+  key = jax.random.fold_in(jax.random.key(config.seed), _TOY_STREAM)
+  shape = (k, batch_size) + experiment.data_shape
+
+  def batch_at(data, step, axis):
+    del data
+    draw = jax.random.fold_in(key, step)
+    if labelled:
+      x, y = sampler(draw, k * batch_size, return_modes=True)
+      batch = {"image": x.reshape(shape), "label": y.reshape(shape[:2])}
+    else:
+      batch = sampler(draw, k * batch_size).reshape(shape)
+    if axis is None:
+      return batch
+    local = batch_size // jax.lax.axis_size(axis)
+    start = jax.lax.axis_index(axis) * local
+    return jax.tree.map(
+        lambda a: jax.lax.dynamic_slice_in_dim(a, start, local, axis=1), batch)
+
+  return Feed("toy", batch_at, lambda first, num: ())
+
+
+_TOY_SAMPLERS = {"toy_ring8": "ring", "toy_grid25": "grid",
+                 "toy_gaussian1d": "gaussian_1d"}
+
+
+def train_call(step_fn: Callable, feed_: Feed, placement, num_steps: int):
+  """``call(state, data) -> (state, metrics [num_steps])``: ``num_steps``
+  steps of ``step_fn`` in one compiled call, placed by ``placement``."""
+  axis = placement.axis_name
+
+  def run(state, data):
+    return gj.loops.scan_steps_at(
+        step_fn, lambda step: feed_.batch_at(data, step, axis), num_steps)(state)
+
+  return placement.wrap(run, replicated_args=2)
+
+
+def split_size(config):
+  """The number of examples of ``config.split`` of the data set, or None
+  (toy distributions, or a size the data set's metadata do not give)."""
+  if config.dataset in builders.TOY_DATASETS:
+    return None
+  try:
+    if config.dataset == "digits":
+      from ganjax.data import sources  # pylint: disable=g-import-not-at-top
+      return len(sources.load_digits(config.split)[0])
+    import tensorflow_datasets as tfds  # pylint: disable=g-import-not-at-top
+    builder = tfds.builder(config.dataset, data_dir=builders.data_dir(config))
+    return int(builder.info.splits[config.split].num_examples) or None
+  except Exception:  # pylint: disable=broad-except
+    return None
+
+
+def warn_if_batch_exceeds_split(config) -> None:
+  """Warns when one minibatch holds more examples than the training split."""
+  size = split_size(config)
+  if size is not None and config.batch_size > size:
+    print(f"warning: batch_size={config.batch_size} is larger than the {size} "
+          f"examples of {config.dataset}:{config.split}; every minibatch "
+          "repeats examples. Use a batch size of at most "
+          f"{size}.", file=sys.stderr)

@@ -1,0 +1,99 @@
+"""Sample grids of a run: fixed noise, one row per class for conditional runs.
+
+Used by the training loop (``samples/step_XXXXXX.png`` and TensorBoard) and
+by ``experiments.sample``.
+"""
+
+import os
+
+import jax
+import jax.numpy as jnp
+import numpy as np
+
+import ganjax as gj
+from ganjax import images as images_lib
+from ganjax import summary as summary_lib
+from experiments import builders
+from experiments import workdir as workdir_lib
+
+# Streams of randomness derived from config.seed (train.py: 0 init;
+# input_pipeline.py: 2 toy data, 5 data order; evaluation.py: 4).
+FIXED_NOISE_STREAM, REAL_POINTS_STREAM = 1, 3
+
+
+def sample_path(workdir: str, step: int) -> str:
+  return os.path.join(workdir, workdir_lib.SAMPLE_DIR, f"step_{step:06d}.png")
+
+
+def _toy_sampler(name: str):
+  from ganjax.data import pipeline  # pylint: disable=g-import-not-at-top
+  sampler_name, _ = pipeline.TOY_SOURCES[name]
+  return getattr(gj.data.toy, sampler_name)
+
+
+def real_points(config, num: int) -> np.ndarray:
+  """``num`` real toy points, drawn with a fixed key (for the scatter plots)."""
+  key = jax.random.fold_in(jax.random.key(config.seed), REAL_POINTS_STREAM)
+  return np.asarray(_toy_sampler(config.dataset)(key, num))
+
+
+def class_grid_samples(gan, state, key, per_class: int,
+                       use_ema: bool = True) -> jax.Array:
+  """Samples for a per-class grid: ``[C * per_class, ...]``, class-major.
+
+  Row ``c`` holds ``per_class`` samples of class ``c``; column ``j`` uses
+  the same latent in every row (``gan.sample`` with the same key for each
+  class), so a column shows one z across the classes. Jittable.
+  """
+  labels = jnp.repeat(jnp.arange(gan.num_classes, dtype=jnp.int32),
+                      per_class).reshape(gan.num_classes, per_class)
+  rows = jax.vmap(lambda y: gan.sample(state, key, per_class, labels=y,
+                                       use_ema=use_ema))(labels)
+  return rows.reshape((-1,) + rows.shape[2:])
+
+
+class SampleWriter:
+  """Writes samples from fixed noise as PNGs (and to TensorBoard).
+
+  Conditional runs: one row per class, ``num_eval_samples // num_classes``
+  samples each (at least one), the same noise in every row of a column.
+  """
+
+  def __init__(self, config, experiment: builders.Experiment, workdir: str,
+               writer: summary_lib.SummaryWriter, enabled: bool = True):
+    self.enabled = enabled
+    self.experiment = experiment
+    self.workdir = workdir
+    self.writer = writer
+    self.num = int(config.num_eval_samples)
+    self.key = jax.random.fold_in(jax.random.key(config.seed),
+                                  FIXED_NOISE_STREAM)
+    gan = experiment.gan
+    self.per_class = None
+    if experiment.num_classes is not None:
+      self.per_class = max(1, self.num // experiment.num_classes)
+      self._sample = jax.jit(lambda state, key: class_grid_samples(
+          gan, state, key, self.per_class))
+    else:
+      self._sample = jax.jit(lambda state, key: gan.sample(state, key,
+                                                           self.num))
+    self.real = (real_points(config, self.num) if experiment.is_toy else None)
+
+  def picture(self, state) -> np.ndarray:
+    samples = np.asarray(self._sample(state, self.key))
+    if not self.experiment.is_toy:
+      height = samples.shape[1]
+      return images_lib.make_grid(
+          images_lib.to_unit_range(samples, self.experiment.value_range),
+          ncols=self.per_class, scale=max(1, 32 // height))
+    if samples.shape[-1] == 1:
+      return images_lib.histogram(samples, self.real)
+    return images_lib.scatter(samples, self.real)
+
+  def __call__(self, step: int, state) -> str:
+    picture = self.picture(state)
+    if not self.enabled:  # another process of a multi-process run writes
+      return ""
+    path = images_lib.save_png(sample_path(self.workdir, step), picture)
+    self.writer.image(step, "samples", picture)
+    return path

@@ -1,0 +1,87 @@
+"""The runner at accelerator speed: many steps per call, data on the device or
+sent in chunks, the same run whatever the chunking, resume without replay."""
+
+import jax
+import jax.numpy as jnp
+import pytest
+
+import chex
+from experiments import input_pipeline
+from experiments import train
+from ganjax import checkpoint
+from tests import test_train as tt
+
+
+def _chunked(**overrides):
+  """20 steps, logged and saved every 10: calls of up to 10 steps."""
+  defaults = dict(num_steps=20, log_every=10, eval_every=20,
+                  checkpoint_every=10, steps_per_call=10)
+  defaults.update(overrides)
+  return tt.tiny_config(**defaults)
+
+
+def test_steps_per_call_and_the_data_path_do_not_change_the_run(tmp_path):
+  """One step per call, 10 per call, and the split sent in chunks from the
+  host: bit-identical parameters on CPU."""
+  states = {}
+  for name, overrides in {
+      "one_per_call": dict(steps_per_call=1, data_on_device="true"),
+      "ten_per_call": dict(data_on_device="true"),
+      "host_chunks": dict(data_on_device="false")}.items():
+    config = _chunked(**overrides)
+    tt.run(config, tmp_path / name)
+    states[name] = tt.final_state(str(tmp_path / name), config)
+  assert int(states["one_per_call"].step) == 20
+  for name in ("ten_per_call", "host_chunks"):
+    chex.assert_trees_all_equal(states[name], states["one_per_call"])
+
+
+def test_a_nonfinite_step_inside_a_call_is_named_and_the_last_save_kept(
+    tmp_path, monkeypatch):
+  guard = train.guard_step
+
+  def poisoned(step_fn, skip=False):  # D's loss turns NaN in step 17 only
+    def step(state, batch):
+      new_state, metrics = step_fn(state, batch)
+      bad = state.step == 16
+      return new_state, dict(metrics, d_loss=jnp.where(bad, jnp.nan,
+                                                       metrics["d_loss"]))
+    return guard(step, skip)
+
+  monkeypatch.setattr(train, "guard_step", poisoned)
+  with pytest.raises(train.DivergenceError, match="step 17"):
+    tt.run(_chunked(), tmp_path)
+  assert checkpoint.latest_step(str(tmp_path / train.CHECKPOINT_DIR)) == 10
+
+
+def test_resume_on_the_host_path_reads_one_chunk(tmp_path, monkeypatch):
+  config = _chunked(data_on_device="false")
+  tt.run(_chunked(data_on_device="false", num_steps=10), tmp_path)
+  taken = []
+  take = input_pipeline.on_device.take
+
+  def spy(dataset, key, first, num, per_step):
+    taken.append((first, num))
+    return take(dataset, key, first, num, per_step)
+
+  monkeypatch.setattr(input_pipeline.on_device, "take", spy)
+  tt.run(config, tmp_path)
+  # Resumed at step 10: the examples of steps 10..19, nothing before them.
+  assert taken[0] == (10, 10) and all(first >= 10 for first, _ in taken)
+
+
+def test_call_lengths_stop_at_every_cadence():
+  config = tt.tiny_config(log_every=30, eval_every=50, checkpoint_every=100,
+                          steps_per_call=40, num_steps=95)
+  lengths, step = [], 0
+  while step < 95:
+    lengths.append(train.call_length(config, step, 95))
+    step += lengths[-1]
+  # 30 (log), 20 (sample at 50), 10 (log at 60), 30 (log at 90), 5 (end)
+  assert lengths == [30, 20, 10, 30, 5]
+
+
+def test_bad_data_on_device_values_are_refused():
+  config = tt.tiny_config(data_on_device="maybe")
+  with pytest.raises(Exception, match="data_on_device must be one of"):
+    input_pipeline.on_device_wanted(config, 10, None)
