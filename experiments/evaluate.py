@@ -200,6 +200,9 @@ def run(args: argparse.Namespace) -> dict:
         inception_weights=args.inception_weights, cache_dir=args.cache_dir,
         data_dir=args.data_dir, parzen=not args.no_parzen, seed=args.seed,
         verbose=True, lpips_weights=args.lpips_weights)
+    if "workdir" in source:  # a run trained at another image_size
+      from experiments import evaluation  # pylint: disable=g-import-not-at-top
+      samples = evaluation.at_data_size(samples, evaluator.data_shape)
     # Refuse bad samples before any expensive preparation.
     checked = metrics.check_samples(samples, evaluator.data_shape,
                                     min_count=evaluator.k + 1)

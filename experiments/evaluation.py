@@ -115,6 +115,20 @@ def draw(experiment: builders.Experiment, state, num: int, seed: int = 0,
   return samples
 
 
+def at_data_size(samples: np.ndarray, data_shape) -> np.ndarray:
+  """Images of a run trained at another ``config.image_size``, resized to the
+  data set's own size (bilinear, antialiased, as the data were): its metrics'
+  features are defined there. Other samples are returned as they are."""
+  height, width = (int(d) for d in data_shape[:2])
+  if samples.ndim != 4 or samples.shape[1:3] == (height, width):
+    return samples
+  with jax.default_device(jax.devices("cpu")[0]):
+    resized = jax.image.resize(
+        samples, (samples.shape[0], height, width, samples.shape[3]),
+        method="bilinear", antialias=True)
+  return np.clip(np.asarray(resized, np.float32), 0.0, 1.0)
+
+
 def toy_scores(dataset: str, points: np.ndarray) -> dict:
   """Mode coverage of toy ``points [N, d]`` (``ganjax.metrics.mode_coverage``)."""
   from ganjax.data import pipeline  # pylint: disable=g-import-not-at-top
@@ -234,6 +248,7 @@ class PeriodicEvaluator:
                    labels=labels)
     if self.experiment.is_toy:
       return toy_scores(self.dataset, samples)
+    samples = at_data_size(samples, self.evaluator.data_shape)
     return self.evaluator(samples, labels=labels)
 
   def _improved(self, name: str, metrics: dict) -> bool:

@@ -138,3 +138,19 @@ def test_bad_evaluation_configs_fail_before_training(tmp_path, fields,
                              progress=False)
   assert not os.path.exists(tmp_path / train.CHECKPOINT_DIR) or not os.listdir(
       tmp_path / train.CHECKPOINT_DIR)
+
+
+def test_a_run_at_another_image_size_is_scored_at_the_data_size(
+    tmp_path, cache_dir, monkeypatch):
+  """Trained on the digits resized to 16x16, scored with the 8x8 digits
+  CNN: its samples are resized back, as the data were (during training and
+  by experiments.evaluate)."""
+  monkeypatch.setenv("GANJAX_CACHE_DIR", cache_dir)
+  config = digits_config(2)
+  config.image_size = 16
+  train.train_and_evaluate(config, str(tmp_path), progress=False)
+  assert np.isfinite(eval_records(tmp_path, "fid64_digits_cnn")[2])
+  result = evaluate.run(evaluate._parser().parse_args(  # pylint: disable=protected-access
+      ["--workdir", str(tmp_path), "--num", "64", "--no_parzen",
+       "--cache_dir", cache_dir]))
+  assert np.isfinite(result["metrics"]["fid64_digits_cnn"])
