@@ -146,19 +146,19 @@ def render(rows, startup, resume, argv, started) -> str:
       f"end: {load_average()} (a shared machine: compare ratios, measured "
       "in one run, candidates alternated).",
       "",
-      "| model, batch 64 | runner steps/s | bare jitted step steps/s | "
-      "runner / step | rounds (runner; step) |",
-      "|---|---:|---:|---:|---|",
+      "| model, batch 64 | steps a run | runner steps/s | bare jitted step "
+      "steps/s | runner / step | rounds (runner; step) |",
+      "|---|---:|---:|---:|---:|---|",
   ]
   for r in rows:
     lines.append(
-        f"| {r['name']} | {r['runner']:.1f} | {r['bare']:.1f} | "
+        f"| {r['name']} | {r['steps']} | {r['runner']:.1f} | {r['bare']:.1f} | "
         f"{r['ratio']:.2f} | {', '.join(f'{x:.1f}' for x in r['runner_all'])};"
         f" {', '.join(f'{x:.1f}' for x in r['bare_all'])} |")
   lines += [
       "",
-      f"Runner: `experiments.train` for {rows[0]['steps']} steps with the "
-      "config's own logging (every 100), sample grids and checkpoints, "
+      "Runner: `experiments.train` with the config's own logging (every "
+      "100), sample grids and checkpoints, "
       "steps_per_call=100, data on the device; its steps/s counts the steps "
       "after the first (compiling) call.",
       "",

@@ -73,7 +73,7 @@ def data_key(config) -> jax.Array:
   return jax.random.fold_in(jax.random.key(config.seed), _DATA_STREAM)
 
 
-def _device_budget(placement) -> int:
+def _device_budget() -> int:
   device = jax.local_devices()[0]
   try:
     stats = device.memory_stats() or {}
@@ -83,7 +83,7 @@ def _device_budget(placement) -> int:
   return int(DEVICE_MEMORY_FRACTION * limit) if limit else _DEFAULT_DEVICE_BUDGET
 
 
-def on_device_wanted(config, nbytes: int, placement) -> bool:
+def on_device_wanted(config, nbytes: int) -> bool:
   """``config.data_on_device`` resolved for a split of ``nbytes``."""
   choice = str(config.data_on_device).lower()
   if choice not in DATA_ON_DEVICE:
@@ -91,7 +91,7 @@ def on_device_wanted(config, nbytes: int, placement) -> bool:
         f"config.data_on_device must be one of {', '.join(DATA_ON_DEVICE)}, "
         f"got {config.data_on_device!r}.")
   if choice == "auto":
-    return nbytes <= _device_budget(placement)
+    return nbytes <= _device_budget()
   return choice == "true"
 
 
@@ -109,7 +109,7 @@ def feed(config, experiment: builders.Experiment, placement) -> Feed:
   key = data_key(config)
   host = on_device.from_arrays(images, labels, experiment.value_range,
                                maxval, device=False)
-  if on_device_wanted(config, images.nbytes, placement):
+  if on_device_wanted(config, images.nbytes):
     dataset = placement.put_state(host)
     return Feed("device",
                 lambda data, step, axis: on_device.batch_at(

@@ -296,7 +296,8 @@ def _train(config, experiment: builders.Experiment, workdir: str,
         length = call_length(config, step, num_steps)
         state, metrics = run_chunk(state, step, length)
         monitor.add(step, metrics)
-        if t_compiled is None:  # the first call compiles (synchronously)
+        if t_compiled is None:  # the first call compiles: time from its end
+          jax.block_until_ready(state)
           t_compiled, step_compiled = time.time(), step + length
         step += length
         bar.update(length)

@@ -181,4 +181,4 @@ def test_runner_benchmark_measures_resume_and_renders():
   row = dict(name="tiny", runner=9.0, bare=10.0, ratio=0.9, runner_all=[9.0],
              bare_all=[10.0], steps=5)
   text = runner.render([row], 3.0, {0: 1e-3, 100_000: 1e-3}, [], "start")
-  assert "| tiny | 9.0 | 10.0 | 0.90 |" in text and "step 100,000" in text
+  assert "| tiny | 5 | 9.0 | 10.0 | 0.90 |" in text and "step 100,000" in text

@@ -10,7 +10,6 @@ installs them, see .ci/run); those tests skip without them.
 
 import itertools
 
-import jax
 import jax.numpy as jnp
 import numpy as np
 import pytest

@@ -3,8 +3,6 @@ discriminator, label concatenation in the MLPs, the AC-GAN head, and the
 label checks, against hand-written formulas on tiny inputs."""
 import functools
 
-import flax
-import flax.linen as nn
 import jax
 import jax.numpy as jnp
 import numpy as np

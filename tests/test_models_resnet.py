@@ -4,7 +4,6 @@ parameter counts of the published 32x32 architecture, and a short SN-GAN run
 on the real digits that moves FID down."""
 import functools
 
-import flax
 import jax
 import jax.numpy as jnp
 import numpy as np

@@ -1,7 +1,6 @@
 """The runner at accelerator speed: many steps per call, data on the device or
 sent in chunks, the same run whatever the chunking, resume without replay."""
 
-import jax
 import jax.numpy as jnp
 import pytest
 
@@ -84,4 +83,4 @@ def test_call_lengths_stop_at_every_cadence():
 def test_bad_data_on_device_values_are_refused():
   config = tt.tiny_config(data_on_device="maybe")
   with pytest.raises(Exception, match="data_on_device must be one of"):
-    input_pipeline.on_device_wanted(config, 10, None)
+    input_pipeline.on_device_wanted(config, 10)
