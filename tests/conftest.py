@@ -1,8 +1,20 @@
-"""Test configuration: eight fake CPU devices, set before JAX starts any backend."""
+"""Test configuration: eight fake CPU devices, set before JAX starts any backend.
+
+One persistent XLA compilation cache for the whole run (the pytest-xdist
+workers and the training subprocesses inherit it through the environment):
+many tests compile the same tiny steps. It starts empty and is removed at
+the end, so no run sees another run's executables.
+"""
 import os
+import shutil
+import tempfile
 
 os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "3")
 os.environ.setdefault("TF_ENABLE_ONEDNN_OPTS", "0")
+if "GANJAX_TEST_JAX_CACHE" not in os.environ:  # the controlling process
+  os.environ["GANJAX_TEST_JAX_CACHE"] = tempfile.mkdtemp(prefix="ganjax-xla-")
+  os.environ["JAX_COMPILATION_CACHE_DIR"] = os.environ["GANJAX_TEST_JAX_CACHE"]
+  os.environ.setdefault("JAX_PERSISTENT_CACHE_MIN_COMPILE_TIME_SECS", "0.3")
 
 import chex  # noqa: E402
 import pytest  # noqa: E402
@@ -17,3 +29,9 @@ def cache_dir(tmp_path_factory):
   path = tmp_path_factory.getbasetemp() / "ganjax_metrics_cache"
   path.mkdir(exist_ok=True)
   return str(path)
+
+
+def pytest_unconfigure(config):
+  if not hasattr(config, "workerinput"):  # the controlling process
+    shutil.rmtree(os.environ.get("GANJAX_TEST_JAX_CACHE", ""),
+                  ignore_errors=True)
