@@ -62,9 +62,10 @@ step 0 with fresh logs; the old ones go to ``previous-<time>/``.
 
 Several processes (TPU pod slices, multi-node GPU): the same command on every
 host with ``--distributed`` (Cloud TPU, SLURM: detected), or
-``--coordinator_address=HOST:PORT --num_processes=N --process_id=I``. Each
-process reads its own part of every global batch; the step runs under
-``jax.shard_map`` on the mesh of all devices; process 0 writes the logs,
+``--coordinator_address=HOST:PORT --num_processes=N --process_id=I``. Every
+process draws the same global batch of each step (input_pipeline.py) and its
+devices compute on their slices, under ``jax.shard_map`` on the mesh of all
+devices; process 0 writes the logs,
 samples and config, orbax writes the checkpoints. (Signals in a
 multi-process run must reach every process, as they do on Cloud TPU and
 SLURM; the processes do not agree on a stop step otherwise.)
