@@ -30,6 +30,7 @@ import numpy as np
 
 import ganjax as gj
 from experiments import builders
+from experiments import samples
 from ganjax.data import on_device
 
 DEVICE_MEMORY_FRACTION = 0.25
@@ -129,12 +130,12 @@ def feed(config, experiment: builders.Experiment, placement) -> Feed:
 
 
 def _toy_feed(config, experiment, k, batch_size, labelled) -> Feed:
-  from ganjax.data import toy  # pylint: disable=g-import-not-at-top
-  sampler = getattr(toy, _TOY_SAMPLERS[config.dataset])
+  sampler = samples.toy_sampler(config.dataset)
   key = jax.random.fold_in(jax.random.key(config.seed), _TOY_STREAM)
   shape = (k, batch_size) + experiment.data_shape
 
   def batch_at(data, step, axis):
+    """The global batch of ``step`` (the same on every device), sliced."""
     del data
     draw = jax.random.fold_in(key, step)
     if labelled:
@@ -142,18 +143,9 @@ def _toy_feed(config, experiment, k, batch_size, labelled) -> Feed:
       batch = {"image": x.reshape(shape), "label": y.reshape(shape[:2])}
     else:
       batch = sampler(draw, k * batch_size).reshape(shape)
-    if axis is None:
-      return batch
-    local = batch_size // jax.lax.axis_size(axis)
-    start = jax.lax.axis_index(axis) * local
-    return jax.tree.map(
-        lambda a: jax.lax.dynamic_slice_in_dim(a, start, local, axis=1), batch)
+    return on_device.local_slice(batch, axis)
 
   return Feed("toy", batch_at, lambda first, num: ())
-
-
-_TOY_SAMPLERS = {"toy_ring8": "ring", "toy_grid25": "grid",
-                 "toy_gaussian1d": "gaussian_1d"}
 
 
 def train_call(step_fn: Callable, feed_: Feed, placement, num_steps: int):

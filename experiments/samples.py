@@ -25,7 +25,8 @@ def sample_path(workdir: str, step: int) -> str:
   return os.path.join(workdir, workdir_lib.SAMPLE_DIR, f"step_{step:06d}.png")
 
 
-def _toy_sampler(name: str):
+def toy_sampler(name: str):
+  """The ``ganjax.data.toy`` sampler of a toy data set's name."""
   from ganjax.data import pipeline  # pylint: disable=g-import-not-at-top
   sampler_name, _ = pipeline.TOY_SOURCES[name]
   return getattr(gj.data.toy, sampler_name)
@@ -34,7 +35,7 @@ def _toy_sampler(name: str):
 def real_points(config, num: int) -> np.ndarray:
   """``num`` real toy points, drawn with a fixed key (for the scatter plots)."""
   key = jax.random.fold_in(jax.random.key(config.seed), REAL_POINTS_STREAM)
-  return np.asarray(_toy_sampler(config.dataset)(key, num))
+  return np.asarray(toy_sampler(config.dataset)(key, num))
 
 
 def class_grid_samples(gan, state, key, per_class: int,

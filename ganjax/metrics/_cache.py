@@ -60,3 +60,20 @@ def file_sha256(path: str) -> str:
     for chunk in iter(lambda: f.read(1 << 20), b""):
       digest.update(chunk)
   return digest.hexdigest()
+
+
+def weights_file(path, env: str, what: str, how_to_get: str) -> str:
+  """A local weights file: ``path``, else ``$env``; never downloaded.
+
+  Raises:
+    FileNotFoundError: neither is set (the message says ``how_to_get``), or
+      the file does not exist.
+  """
+  path = path or os.environ.get(env)
+  if not path:
+    raise FileNotFoundError(
+        f"{what} weights are needed for this metric and are never downloaded. "
+        f"{how_to_get} and pass the .npz or set ${env}.")
+  if not os.path.isfile(path):
+    raise FileNotFoundError(f"{what} weights file {path} does not exist.")
+  return path

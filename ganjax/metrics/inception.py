@@ -23,7 +23,6 @@ and pass the ``.npz`` (or the ``.pth`` itself) to ``load_inception`` or set
 
 import argparse
 import functools
-import os
 import pickle
 import sys
 from typing import Any, Mapping, Sequence
@@ -34,7 +33,7 @@ import jax
 import jax.numpy as jnp
 import numpy as np
 
-from ganjax.metrics._cache import file_sha256
+from ganjax.metrics._cache import file_sha256, weights_file
 
 WEIGHTS_ENV = "GANJAX_INCEPTION_WEIGHTS"
 PYTORCH_FID_WEIGHTS = "pt_inception-2015-12-05-6726825d.pth"
@@ -333,18 +332,12 @@ def convert(pth_path: str, npz_path: str) -> str:
 
 def weights_path(path: str | None = None) -> str:
   """The weights file: ``path``, else ``$GANJAX_INCEPTION_WEIGHTS``; a clear error if neither exists."""
-  path = path or os.environ.get(WEIGHTS_ENV)
-  if not path:
-    raise FileNotFoundError(
-        "InceptionV3 weights are needed for this metric and are never "
-        "downloaded. Get pytorch-fid's "
-        f"{PYTORCH_FID_WEIGHTS} (its FID_WEIGHTS_URL), convert it with "
-        "`python -m ganjax.metrics.inception --convert "
-        f"{PYTORCH_FID_WEIGHTS} inception_fid.npz`, and pass the .npz "
-        f"(inception_weights=... / --inception_weights) or set ${WEIGHTS_ENV}.")
-  if not os.path.isfile(path):
-    raise FileNotFoundError(f"InceptionV3 weights file {path} does not exist.")
-  return path
+  return weights_file(
+      path, WEIGHTS_ENV, "InceptionV3",
+      f"Get pytorch-fid's {PYTORCH_FID_WEIGHTS} (its FID_WEIGHTS_URL), "
+      "convert it with `python -m ganjax.metrics.inception --convert "
+      f"{PYTORCH_FID_WEIGHTS} inception_fid.npz` (inception_weights=... / "
+      "--inception_weights)")
 
 
 def load_inception(path: str | None = None, resize_input: bool = True,

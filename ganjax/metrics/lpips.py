@@ -49,7 +49,7 @@ import jax
 import jax.numpy as jnp
 import numpy as np
 
-from ganjax.metrics._cache import file_sha256
+from ganjax.metrics._cache import file_sha256, weights_file
 
 WEIGHTS_ENV = "GANJAX_LPIPS_WEIGHTS"
 NETS = ("alex", "vgg")
@@ -398,17 +398,12 @@ def convert(backbone_path: str, out_path: str, net: str = "alex",
 
 def weights_path(path: str | None = None) -> str:
   """The weights file: ``path``, else ``$GANJAX_LPIPS_WEIGHTS``; a clear error if neither exists."""
-  path = path or os.environ.get(WEIGHTS_ENV)
-  if not path:
-    raise FileNotFoundError(
-        "LPIPS weights are needed for this metric and are never downloaded. "
-        "Convert torchvision's AlexNet weights and the lpips package's heads "
-        "once with `python -m ganjax.metrics.lpips --net alex --backbone "
-        f"{TORCHVISION_FILES['alex']} lpips_alex.npz` (see "
-        f"docs/lpips_weights.md) and pass the .npz or set ${WEIGHTS_ENV}.")
-  if not os.path.isfile(path):
-    raise FileNotFoundError(f"LPIPS weights file {path} does not exist.")
-  return path
+  return weights_file(
+      path, WEIGHTS_ENV, "LPIPS",
+      "Convert torchvision's AlexNet weights and the lpips package's heads "
+      "once with `python -m ganjax.metrics.lpips --net alex --backbone "
+      f"{TORCHVISION_FILES['alex']} lpips_alex.npz` (see "
+      "docs/lpips_weights.md)")
 
 
 def load_lpips(path: str | None = None) -> tuple[str, dict, str]:
