@@ -173,26 +173,14 @@ def _kwargs_for(fn: Callable, kwargs: dict, what: str,
 
 def resolve_num_devices(config: Config) -> int:
   """The device count of ``config.num_devices`` (-1: all local devices)."""
-  requested = int(config.num_devices)
-  available = jax.local_device_count()
-  if requested == -1:
-    n = available
-  elif requested < -1 or requested == 0:
-    raise ConfigError(f"num_devices must be >= 1 or -1 (all local devices), "
-                      f"got {requested}.")
-  else:
-    n = requested
-  if n > available:
-    raise ConfigError(
-        f"num_devices={n} but this machine has {available} local "
-        f"{jax.default_backend()} device(s). Use num_devices=-1 for all of "
-        f"them, or 1 for a single device.")
-  if config.batch_size % n:
-    raise ConfigError(
-        f"batch_size={config.batch_size} is not divisible by the {n} devices "
-        f"it is split over (num_devices={config.num_devices}). Use a batch "
-        f"size that is a multiple of {n}, e.g. "
-        f"--config.batch_size={n * max(1, config.batch_size // n)}.")
+  try:
+    n = gj.parallel.num_local_devices(config.num_devices)
+  except ValueError as e:
+    raise ConfigError(f"config.{e}") from None
+  try:
+    gj.parallel.check_divisible(config.batch_size, n, "config.batch_size")
+  except ValueError as e:
+    raise ConfigError(str(e)) from None
   return n
 
 

@@ -52,7 +52,6 @@ from experiments import builders
 
 BEST_CHECKPOINT_DIR = "checkpoints_best"
 BEST_JSON = "best.json"
-_EVAL_NOISE_STREAM = 4  # after train.py's streams 0..3 of config.seed
 
 # Short metric name -> whether lower is better.
 LOWER_IS_BETTER = {"fid": True, "kid": True, "parzen_ll": False,
@@ -184,8 +183,7 @@ class PeriodicEvaluator:
     if self.num < 4:
       raise builders.ConfigError(
           f"config.evaluation.num_samples must be at least 4, got {self.num}.")
-    self.key = jax.random.fold_in(jax.random.key(config.seed),
-                                  _EVAL_NOISE_STREAM)
+    self.key = gj.streams.run_key(config.seed, gj.streams.EVAL_NOISE)
     self.num_classes = None if experiment.is_toy else num_classes(experiment)
     choices = _TOY_METRICS if experiment.is_toy else _IMAGE_METRICS + (
         _CONDITIONAL_METRICS if self.num_classes else ())

@@ -37,9 +37,6 @@ DEVICE_MEMORY_FRACTION = 0.25
 # Without memory statistics (CPU), data sets up to this size go on the device.
 _DEFAULT_DEVICE_BUDGET = 2 * 1024 ** 3
 DATA_ON_DEVICE = ("auto", "true", "false")
-# fold_in streams of the run's seed key (train.py: 0 init, 1 fixed noise,
-# 2 toy data, 3 real points; evaluation.py: 4).
-_TOY_STREAM, _DATA_STREAM = 2, 5
 
 
 @dataclasses.dataclass
@@ -71,17 +68,12 @@ class Feed:
 
 def data_key(config) -> jax.Array:
   """The key the order of every epoch derives from."""
-  return jax.random.fold_in(jax.random.key(config.seed), _DATA_STREAM)
+  return gj.streams.run_key(config.seed, gj.streams.DATA)
 
 
 def _device_budget() -> int:
-  device = jax.local_devices()[0]
-  try:
-    stats = device.memory_stats() or {}
-  except Exception:  # pylint: disable=broad-except  (not every backend has them)
-    stats = {}
-  limit = stats.get("bytes_limit")
-  return int(DEVICE_MEMORY_FRACTION * limit) if limit else _DEFAULT_DEVICE_BUDGET
+  memory = gj.parallel.device_memory_bytes()
+  return int(DEVICE_MEMORY_FRACTION * memory) if memory else _DEFAULT_DEVICE_BUDGET
 
 
 def on_device_wanted(config, nbytes: int) -> bool:
@@ -131,7 +123,7 @@ def feed(config, experiment: builders.Experiment, placement) -> Feed:
 
 def _toy_feed(config, experiment, k, batch_size, labelled) -> Feed:
   sampler = samples.toy_sampler(config.dataset)
-  key = jax.random.fold_in(jax.random.key(config.seed), _TOY_STREAM)
+  key = gj.streams.run_key(config.seed, gj.streams.TOY_DATA)
   shape = (k, batch_size) + experiment.data_shape
 
   def batch_at(data, step, axis):
@@ -140,10 +132,11 @@ def _toy_feed(config, experiment, k, batch_size, labelled) -> Feed:
     draw = jax.random.fold_in(key, step)
     if labelled:
       x, y = sampler(draw, k * batch_size, return_modes=True)
-      batch = {"image": x.reshape(shape), "label": y.reshape(shape[:2])}
+      batch = {gj.contract.IMAGE: x.reshape(shape),
+               gj.contract.LABEL: y.reshape(shape[:2])}
     else:
       batch = sampler(draw, k * batch_size).reshape(shape)
-    return on_device.local_slice(batch, axis)
+    return gj.parallel.local_slice(batch, axis)
 
   return Feed("toy", batch_at, lambda first, num: ())
 

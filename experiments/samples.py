@@ -16,10 +16,6 @@ from ganjax import summary as summary_lib
 from experiments import builders
 from experiments import workdir as workdir_lib
 
-# Streams of randomness derived from config.seed (train.py: 0 init;
-# input_pipeline.py: 2 toy data, 5 data order; evaluation.py: 4).
-FIXED_NOISE_STREAM, REAL_POINTS_STREAM = 1, 3
-
 
 def sample_path(workdir: str, step: int) -> str:
   return os.path.join(workdir, workdir_lib.SAMPLE_DIR, f"step_{step:06d}.png")
@@ -34,7 +30,7 @@ def toy_sampler(name: str):
 
 def real_points(config, num: int) -> np.ndarray:
   """``num`` real toy points, drawn with a fixed key (for the scatter plots)."""
-  key = jax.random.fold_in(jax.random.key(config.seed), REAL_POINTS_STREAM)
+  key = gj.streams.run_key(config.seed, gj.streams.REAL_POINTS)
   return np.asarray(toy_sampler(config.dataset)(key, num))
 
 
@@ -67,8 +63,7 @@ class SampleWriter:
     self.workdir = workdir
     self.writer = writer
     self.num = int(config.num_eval_samples)
-    self.key = jax.random.fold_in(jax.random.key(config.seed),
-                                  FIXED_NOISE_STREAM)
+    self.key = gj.streams.run_key(config.seed, gj.streams.FIXED_NOISE)
     gan = experiment.gan
     self.per_class = None
     if experiment.num_classes is not None:

@@ -102,7 +102,6 @@ from experiments import workdir as workdir_lib  # noqa: E402
 CONFIG_JSON = workdir_lib.CONFIG_JSON
 CHECKPOINT_DIR = workdir_lib.CHECKPOINT_DIR
 SAMPLE_DIR = workdir_lib.SAMPLE_DIR
-_INIT_STREAM = 0  # of config.seed (the others: samples.py, input_pipeline.py)
 # What the runner's modules hold, importable from here too.
 read_config, write_config = resume.read_config, resume.write_config
 restore_state, check_config_matches = (resume.restore_state,
@@ -184,7 +183,7 @@ def _train(config, experiment: builders.Experiment, workdir: str,
       save_every=config.checkpoint_every, keep=config.keep_checkpoints)
 
   # --- the state: restored (the newest readable checkpoint), or initialised
-  init_key = jax.random.fold_in(jax.random.key(config.seed), _INIT_STREAM)
+  init_key = gj.streams.run_key(config.seed, gj.streams.INIT)
   example = jnp.zeros((config.k, 1) + experiment.data_shape, jnp.float32)
   state = latest = None
   if ckpt.all_steps():
@@ -221,12 +220,10 @@ def _train(config, experiment: builders.Experiment, workdir: str,
   # --- the data and the step: chunks of steps in one compiled call each
   if is_main:
     warn_if_batch_exceeds_split(config)
-  if jax.process_count() > 1:  # every device of every process: one mesh
-    placement = gj.parallel.MeshDevices(gj.parallel.make_mesh())
-  else:
-    placement = gj.parallel.make(experiment.num_devices)
+  placement = gj.parallel.make(experiment.num_devices)
   try:
-    gj.parallel.check_divisible(config.batch_size, placement.num_devices)
+    gj.parallel.check_divisible(config.batch_size, placement.num_devices,
+                                "config.batch_size")
   except ValueError as e:
     raise builders.ConfigError(str(e)) from None
   feed = input_pipeline.feed(config, experiment, placement)
@@ -263,12 +260,6 @@ def _train(config, experiment: builders.Experiment, workdir: str,
     return out
 
   state = placement.put_state(state)
-
-  def host_state(state):
-    """One copy of the state (device arrays), for samples and checkpoints."""
-    if isinstance(placement, gj.parallel.LocalDevices):
-      return gj.parallel.unreplicate(state)
-    return state
 
   # --- the loop
   bar = tqdm.tqdm(total=num_steps, initial=start_step, disable=not progress,
@@ -317,12 +308,12 @@ def _train(config, experiment: builders.Experiment, workdir: str,
         if log_due:
           log(step)
         if eval_due:
-          sampler(step, host_state(state))
+          sampler(step, placement.unreplicate(state))
         if score_due:
-          last_scores = scorer(step, host_state(state))
+          last_scores = scorer(step, placement.unreplicate(state))
           monitor.pause(last_scores["eval_seconds"])  # steps/s: training only
         if ckpt_due or stop.signum:
-          saver.save(step, host_state(state))
+          saver.save(step, placement.unreplicate(state))
         if stop.signum:
           ckpt.wait()
           raise Preempted(stop.signum, step, saver.saved_step)

@@ -10,12 +10,13 @@
 The core never imports TensorFlow; only ``ganjax.data.pipeline`` does, lazily.
 """
 
-from ganjax import (augment, checkpoint, data, images, loops, losses, metrics,
-                    models, optim, parallel, penalties, terms)
+from ganjax import (augment, checkpoint, contract, data, images, loops,
+                    losses, metrics, models, optim, parallel, penalties,
+                    streams, terms)
 from ganjax.gan import GAN, GANState
 
 __version__ = "0.1.0"
 
-__all__ = ["GAN", "GANState", "augment", "checkpoint", "data", "images", "loops",
-           "losses", "metrics", "models", "optim", "parallel", "penalties",
-           "terms"]
+__all__ = ["GAN", "GANState", "augment", "checkpoint", "contract", "data",
+           "images", "loops", "losses", "metrics", "models", "optim",
+           "parallel", "penalties", "streams", "terms"]

@@ -42,20 +42,17 @@ import optax
 
 from ganjax import augment as augment_lib
 from ganjax import backend
+from ganjax import contract
 from ganjax import losses as losses_lib
+from ganjax import parallel
 from ganjax import penalties as penalties_lib
+from ganjax import streams
 from ganjax import terms as terms_lib
+from ganjax.streams import (AUGMENT_FAKE, AUGMENT_REAL, DROPOUT_FAKE,
+                            DROPOUT_REAL, LABEL, LATENT, NOISE_FAKE,
+                            NOISE_REAL, PENALTY)
 
 PyTree = Any
-
-# Per-example random streams, derived from one key per example and update.
-_LATENT, _DROPOUT_REAL, _DROPOUT_FAKE, _PENALTY, _NOISE_REAL, _NOISE_FAKE = range(6)
-_NUM_STREAMS = 6
-# Streams of conditional and augmented games, from a key chain of their own
-# (so that the six above, and unconditional runs, are unchanged by them).
-_LABEL, _AUGMENT_REAL, _AUGMENT_FAKE = range(_NUM_STREAMS, _NUM_STREAMS + 3)
-_NUM_EXTRA_STREAMS = 3
-_EXTRA_STREAMS_SALT = 2 ** 31  # no example index reaches it
 
 FAKE_LABELS = ("uniform", "real")
 
@@ -472,7 +469,7 @@ class GAN:
       a ``GANState`` at step 0.
     """
     self._check_models()
-    images = (example_batch["image"] if isinstance(example_batch, dict)
+    images = (example_batch[contract.IMAGE] if isinstance(example_batch, dict)
               else example_batch)
     rng = _as_key(rng)
     g_key, d_key, run_key = jax.random.split(rng, 3)
@@ -545,19 +542,9 @@ class GAN:
 
   def _example_keys(self, key: jax.Array, batch_size: int) -> jax.Array:
     """``[B, streams]`` keys, one row per example, from its global index."""
-    offset = 0
-    if self.axis_name is not None:
-      offset = jax.lax.axis_index(self.axis_name) * batch_size
-    index = offset + jnp.arange(batch_size)
-    keys = jax.vmap(
-        lambda i: jax.random.split(jax.random.fold_in(key, i), _NUM_STREAMS)
-    )(index)
-    if not (self.conditional or self.augment is not None):
-      return keys
-    extra_key = jax.random.fold_in(key, _EXTRA_STREAMS_SALT)
-    extra = jax.vmap(lambda i: jax.random.split(
-        jax.random.fold_in(extra_key, i), _NUM_EXTRA_STREAMS))(index)
-    return jnp.concatenate([keys, extra], axis=1)
+    return streams.example_keys(
+        key, parallel.global_index(batch_size, self.axis_name),
+        extra=self.conditional or self.augment is not None)
 
   def _latents(self, keys: jax.Array) -> jax.Array:
     """``[B, latent_dim]`` latents, one per example key ``[B]``."""
@@ -579,14 +566,14 @@ class GAN:
       return None
     if self.fake_labels == "real":
       return real_labels
-    return self._uniform_labels(keys[:, _LABEL])
+    return self._uniform_labels(keys[:, LABEL])
 
   # -------------------------------------------------------------- players
 
   def _generate(self, g_params, g_stats, keys, labels, train: bool):
     """Samples ``[B, ...]`` and G's new batch stats from per-example keys."""
-    z = self._cast(self._latents(keys[:, _LATENT]))
-    rngs = {"dropout": keys[0, _DROPOUT_FAKE]}
+    z = self._cast(self._latents(keys[:, LATENT]))
+    rngs = {"dropout": keys[0, DROPOUT_FAKE]}
     fake, new_stats = _apply(self._compute_generator, g_params, g_stats,
                              self._model_inputs(z, labels), train, rngs)
     return self._cast(fake), _like(new_stats, g_stats)
@@ -653,10 +640,10 @@ class GAN:
                update, metrics):
     """The sum of the penalties (each in ``metrics`` when several)."""
     d_fn = lambda x: self._discriminate(
-        params, stats, x, real_labels, keys[:, _DROPOUT_REAL])[0][0]
+        params, stats, x, real_labels, keys[:, DROPOUT_REAL])[0][0]
     total = jnp.zeros((), jnp.float32)
     for i, penalty in enumerate(self.penalties):
-      penalty_keys = keys[:, _PENALTY]
+      penalty_keys = keys[:, PENALTY]
       if i:  # each penalty its own draws; the first keeps the historical ones
         penalty_keys = jax.vmap(lambda k: jax.random.fold_in(k, i))(penalty_keys)
       if isinstance(penalty, penalties_lib.Lazy):
@@ -680,21 +667,21 @@ class GAN:
     fake, _ = self._generate(state.g_params, state.g_batch_stats, keys,
                              fake_labels, train=True)
     fake = jax.lax.stop_gradient(fake)
-    real_in = self._d_input(real, keys, _AUGMENT_REAL, _NOISE_REAL, state)
-    fake_in = self._d_input(fake, keys, _AUGMENT_FAKE, _NOISE_FAKE, state)
+    real_in = self._d_input(real, keys, AUGMENT_REAL, NOISE_REAL, state)
+    fake_in = self._d_input(fake, keys, AUGMENT_FAKE, NOISE_FAKE, state)
 
     def loss_fn(params):
       if d_stats:  # batch statistics: real and fake in separate calls
         real_out, stats = self._discriminate(
-            params, d_stats, real_in, real_labels, keys[:, _DROPOUT_REAL])
+            params, d_stats, real_in, real_labels, keys[:, DROPOUT_REAL])
         fake_out, stats = self._discriminate(
-            params, stats, fake_in, fake_labels, keys[:, _DROPOUT_FAKE])
+            params, stats, fake_in, fake_labels, keys[:, DROPOUT_FAKE])
       else:  # one call on real and fake together
         labels = (None if real_labels is None
                   else jnp.concatenate([real_labels, fake_labels]))
         both, stats = self._discriminate(
             params, d_stats, jnp.concatenate([real_in, fake_in]), labels,
-            jnp.concatenate([keys[:, _DROPOUT_REAL], keys[:, _DROPOUT_FAKE]]))
+            jnp.concatenate([keys[:, DROPOUT_REAL], keys[:, DROPOUT_FAKE]]))
         real_out = jax.tree.map(lambda a: jnp.split(a, 2)[0], both)
         fake_out = jax.tree.map(lambda a: jnp.split(a, 2)[1], both)
       (real_logits, real_aux), (fake_logits, fake_aux) = real_out, fake_out
@@ -730,20 +717,20 @@ class GAN:
     """One generator update on fresh noise, through the current discriminator."""
     keys = self._example_keys(update_key, real.shape[0])
     fake_labels = self._fake_labels(keys, real_labels)
-    real_in = self._d_input(real, keys, _AUGMENT_REAL, _NOISE_REAL, state)
+    real_in = self._d_input(real, keys, AUGMENT_REAL, NOISE_REAL, state)
 
     def loss_fn(params):
       fake, g_stats = self._generate(params, state.g_batch_stats, keys,
                                      fake_labels, train=True)
-      fake_in = self._d_input(fake, keys, _AUGMENT_FAKE, _NOISE_FAKE, state)
+      fake_in = self._d_input(fake, keys, AUGMENT_FAKE, NOISE_FAKE, state)
       (fake_logits, fake_aux), _ = self._discriminate(
           state.d_params, state.d_batch_stats, fake_in, fake_labels,
-          keys[:, _DROPOUT_FAKE])
+          keys[:, DROPOUT_FAKE])
       # Real logits only for losses and terms that use them (relativistic
       # ones, feature matching); otherwise XLA drops this forward pass.
       (real_logits, real_aux), _ = self._discriminate(
           state.d_params, state.d_batch_stats, real_in, real_labels,
-          keys[:, _DROPOUT_REAL])
+          keys[:, DROPOUT_REAL])
       real_logits = jax.lax.stop_gradient(real_logits)
       _, g_loss = self.loss_fn(real_logits, fake_logits)
       metrics = {"g_loss": g_loss}
@@ -798,10 +785,7 @@ class GAN:
     images, labels = self._unpack(batch)
     self._check_data_shape(state, images)
     images = self._cast(images)
-    base_key = _as_key(state.rng)
-    step_key = jax.random.fold_in(base_key, state.step)
-    d_keys = jax.random.split(jax.random.fold_in(step_key, 0), self.k)
-    g_key = jax.random.fold_in(step_key, 1)
+    d_keys, g_key = streams.update_keys(_as_key(state.rng), state.step, self.k)
     d_updates = state.step * self.k + jnp.arange(self.k, dtype=jnp.int32)
 
     loop = backend.loop(self._decide_d_loop(
@@ -868,10 +852,11 @@ class GAN:
   def _unpack(self, batch) -> tuple[jax.Array, jax.Array | None]:
     """``(images [k, B, ...], labels int32 [k, B] or None)``, checked."""
     if isinstance(batch, dict):
-      if "image" not in batch:
-        raise ValueError(f"A dict batch needs an 'image' entry [k, B, ...] "
-                         f"(and 'label' [k, B]); got keys {sorted(batch)}.")
-      images, labels = batch["image"], batch.get("label")
+      if contract.IMAGE not in batch:
+        raise ValueError(f"A dict batch needs an {contract.IMAGE!r} entry "
+                         f"[k, B, ...] (and {contract.LABEL!r} [k, B]); got "
+                         f"keys {sorted(batch)}.")
+      images, labels = batch[contract.IMAGE], batch.get(contract.LABEL)
     else:
       images, labels = batch, None
     if images.ndim < 3 or images.shape[0] != self.k:
@@ -973,5 +958,5 @@ class GAN:
     keys = jax.random.split(rng, num)
     if self.conditional and labels is None:
       labels = self._uniform_labels(jax.random.split(
-          jax.random.fold_in(rng, _EXTRA_STREAMS_SALT), num))
+          jax.random.fold_in(rng, streams.EXTRA_SALT), num))
     return self.generate(state, self._latents(keys), labels, use_ema)

@@ -1,44 +1,140 @@
-"""Device placement, owned here: one device, the local devices (pmap), or a mesh (shard_map).
+"""Devices, owned here: placement of states and batches, the axis names, the layout.
 
 The step is written once with named-axis collectives (``jax.lax.pmean`` over
-``AXIS``); a ``Placement`` only chooses how it is mapped over devices, and is
-the one place that lays out states and batches:
+``BATCH_AXIS``); a placement only chooses how it is mapped over devices, and
+is the one place that lays out states and batches. Each is built on a
+``jax.sharding.Mesh`` with named axes (``BATCH_AXIS`` now; ``MEMBER_AXIS`` is
+reserved for the members of a population):
 
 * ``SingleDevice``: ``jax.jit``; no axis.
 * ``LocalDevices``: ``jax.pmap`` over this host's devices; the state is
   replicated along a leading device axis and a batch ``[k, B, ...]`` becomes
-  ``[devices, k, B / devices, ...]``.
-* ``MeshDevices``: ``jax.shard_map`` over a ``jax.sharding.Mesh``, which may
-  span hosts; the state is one replicated global array per leaf and a batch a
-  global ``[k, B, ...]`` array sharded along B.
+  ``[devices, k, B / devices, ...]`` (``device_layout``).
+* ``MeshDevices``: ``jax.shard_map`` over a mesh, which may span hosts; the
+  state is one replicated global array per leaf and a batch a global
+  ``[k, B, ...]`` array sharded along B.
 
 Each wraps any ``fn(state, *batches) -> (state, metrics)`` (``gan.step``, or a
 many-step ``run(state)`` that draws its batches on the device), puts states
-and batches where ``fn`` wants them, and brings states and metrics back to
-the host. ``make(num_devices)`` picks one. ``pmap_step`` / ``shard_map_step``
-and the helpers below them are the same operations for a ``GAN``.
+and batches where ``fn`` wants them, and gives them back (``unreplicate``: one
+copy on the device; ``to_host``: numpy). ``make(num_devices)`` picks one, for
+one process or several. Inside a mapped function, ``local_slice`` and
+``global_index`` say which examples of the global batch this device holds.
+``pmap_step``, ``shard_map_step`` and the helpers below them are one-line
+forms of the same operations.
 """
 
+from __future__ import annotations
+
 import dataclasses
-from typing import Any, Callable, Sequence
+from typing import TYPE_CHECKING, Any, Callable, Optional, Sequence
 
 import jax
 import jax.numpy as jnp
 import numpy as np
 from jax.sharding import Mesh, NamedSharding, PartitionSpec as P
 
-from ganjax.gan import GAN
+if TYPE_CHECKING:
+  from ganjax.gan import GAN
 
-AXIS = "batch"
+BATCH_AXIS = "batch"    # the examples of a batch, split over devices
+MEMBER_AXIS = "member"  # the members of a population (ganjax.population)
 
 
-def check_divisible(batch_size: int, num_devices: int) -> None:
-  """Raises a ValueError naming the fix unless ``num_devices`` divides ``batch_size``."""
+# ------------------------------------------------------- device arithmetic
+
+
+def check_divisible(batch_size: int, num_devices: int,
+                    name: str = "batch_size") -> None:
+  """Raises a ValueError naming the fix unless ``num_devices`` divides ``batch_size``.
+
+  Args:
+    batch_size: the number of examples split over the devices.
+    num_devices: the devices (of every process) they are split over.
+    name: how the message names ``batch_size`` (e.g. ``"config.batch_size"``).
+  """
   if batch_size % num_devices:
     raise ValueError(
-        f"The batch size {batch_size} is not divisible by the {num_devices} "
-        f"devices it is split over; use a batch size that is a multiple of "
-        f"{num_devices} (e.g. {num_devices * max(1, batch_size // num_devices)}).")
+        f"{name}={batch_size} is not divisible by the {num_devices} devices "
+        f"it is split over: each device needs the same number of examples; "
+        f"use a multiple of {num_devices} (e.g. "
+        f"{num_devices * max(1, batch_size // num_devices)}).")
+
+
+def num_local_devices(requested: int) -> int:
+  """The number of local devices ``requested`` means (-1: all of them).
+
+  Raises:
+    ValueError: naming this machine's device count, for anything else than
+      -1 or 1 .. that count.
+  """
+  available = jax.local_device_count()
+  if requested == -1:
+    return available
+  if (not isinstance(requested, (int, np.integer)) or isinstance(requested, bool)
+      or not 1 <= requested <= available):
+    raise ValueError(
+        f"num_devices={requested!r}, but this machine has {available} local "
+        f"{jax.default_backend()} device(s): use a number from 1 to "
+        f"{available}, or -1 for all of them.")
+  return int(requested)
+
+
+def device_memory_bytes(device: Optional[jax.Device] = None) -> Optional[int]:
+  """The memory of ``device`` (default: the first local one) in bytes, or
+  None when its backend does not report it (CPU)."""
+  device = device or jax.local_devices()[0]
+  try:
+    stats = device.memory_stats() or {}
+  except Exception:  # pylint: disable=broad-except  (not every backend has them)
+    stats = {}
+  limit = stats.get("bytes_limit")
+  return int(limit) if limit else None
+
+
+def device_layout(batch, num_devices: Optional[int]):
+  """``[k, B, ...] -> [devices, k, B / devices, ...]`` for every leaf.
+
+  The one place the per-device layout is made, for host (numpy) or device
+  arrays: example ``b`` of the global batch goes to device ``b // (B /
+  devices)``, so labels stay with their images and each example keeps its
+  global index (``global_index``). ``num_devices=None`` returns ``batch``.
+  """
+  if num_devices is None:
+    return batch
+
+  def split(x):
+    k, batch_size = x.shape[:2]
+    check_divisible(batch_size, num_devices)
+    x = x.reshape((k, num_devices, batch_size // num_devices) + x.shape[2:])
+    x = x.swapaxes(0, 1)
+    return np.ascontiguousarray(x) if isinstance(x, np.ndarray) else x
+
+  return jax.tree.map(split, batch)
+
+
+def local_slice(batch, axis_name: Optional[str]):
+  """This device's part ``[k, B / devices, ...]`` of a global batch ``[k, B, ...]``
+  (every leaf), inside a function mapped over ``axis_name``; the batch itself
+  without an axis."""
+  if axis_name is None:
+    return batch
+
+  def take(x):
+    local = x.shape[1] // jax.lax.axis_size(axis_name)
+    start = jax.lax.axis_index(axis_name) * local
+    return jax.lax.dynamic_slice_in_dim(x, start, local, axis=1)
+
+  return jax.tree.map(take, batch)
+
+
+def global_index(local_batch_size: int, axis_name: Optional[str]) -> jax.Array:
+  """int32 ``[B_local]``: the global batch index of each example this device
+  holds (device ``d`` holds ``d * B_local ... (d + 1) * B_local - 1``)."""
+  index = jnp.arange(local_batch_size, dtype=jnp.int32)
+  if axis_name is None:
+    return index
+  return jax.lax.axis_index(axis_name) * local_batch_size + index
 
 
 def _to_host(tree):
@@ -50,12 +146,20 @@ def _to_host(tree):
   return jax.tree.map(get, tree)
 
 
+# -------------------------------------------------------------- placements
+
+
 @dataclasses.dataclass(frozen=True)
 class SingleDevice:
   """One device, plain ``jax.jit``; ``axis_name`` is None."""
   device: Any = None
   axis_name = None
   num_devices = 1
+
+  @property
+  def mesh(self) -> Mesh:
+    """A one-device mesh with axis ``BATCH_AXIS``."""
+    return Mesh(np.asarray([self.device or jax.devices()[0]]), (BATCH_AXIS,))
 
   def wrap(self, fn: Callable, donate: bool = True,
            replicated_args: int = 1) -> Callable:
@@ -72,6 +176,10 @@ class SingleDevice:
     """A global batch ``[k, B, ...]`` (or a pytree of them) on the device."""
     return jax.device_put(batch, self.device)
 
+  def unreplicate(self, tree):
+    """One copy of a placed state: ``tree`` itself."""
+    return tree
+
   def to_host(self, tree):
     """States and metrics as host numpy arrays."""
     return _to_host(tree)
@@ -79,18 +187,28 @@ class SingleDevice:
 
 @dataclasses.dataclass(frozen=True)
 class LocalDevices:
-  """This host's devices under ``jax.pmap`` (axis ``AXIS``)."""
+  """This host's devices under ``jax.pmap`` (axis ``BATCH_AXIS``)."""
   devices: tuple = None
 
   def __post_init__(self):
     object.__setattr__(self, "devices",
                        tuple(self.devices or jax.local_devices()))
 
-  axis_name = AXIS
+  axis_name = BATCH_AXIS
 
   @property
   def num_devices(self) -> int:
     return len(self.devices)
+
+  @property
+  def mesh(self) -> Mesh:
+    """The devices as a 1-D mesh with axis ``BATCH_AXIS``."""
+    return Mesh(np.asarray(self.devices), (BATCH_AXIS,))
+
+  @property
+  def sharding(self) -> NamedSharding:
+    """Arrays with a leading device axis, slice ``i`` on device ``i``."""
+    return NamedSharding(self.mesh, P(BATCH_AXIS))
 
   def wrap(self, fn: Callable, donate: bool = True,
            replicated_args: int = 1) -> Callable:
@@ -100,7 +218,7 @@ class LocalDevices:
     # All local devices: pmap maps over the arguments' leading axis (any
     # size up to the device count); a chosen subset is pinned.
     pinned = None if self.devices == tuple(jax.local_devices()) else self.devices
-    mapped = jax.pmap(fn, axis_name=AXIS, devices=pinned,
+    mapped = jax.pmap(fn, axis_name=BATCH_AXIS, devices=pinned,
                       donate_argnums=(0,) if donate else ())
 
     def run(*args):
@@ -124,37 +242,39 @@ class LocalDevices:
 
   def put_state(self, state):
     """Every leaf copied onto each device: ``x -> [devices, *x.shape]``."""
-    sharding = NamedSharding(Mesh(np.asarray(self.devices), (AXIS,)), P(AXIS))
     return jax.tree.map(
         lambda x: jax.device_put(
-            jnp.broadcast_to(x, (self.num_devices,) + jnp.shape(x)), sharding),
+            jnp.broadcast_to(x, (self.num_devices,) + jnp.shape(x)),
+            self.sharding),
         state)
 
   def put_batch(self, batch):
-    """``[k, B, ...] -> [devices, k, B / devices, ...]`` on the devices.
+    """``[k, B, ...] -> [devices, k, B / devices, ...]`` on the devices
+    (``device_layout``)."""
+    return jax.device_put(device_layout(batch, self.num_devices), self.sharding)
 
-    Example ``b`` of the global batch goes to device ``b // (B / devices)``,
-    so the global example index the step derives its noise from is preserved,
-    and labels stay with their images.
-    """
-    sharding = NamedSharding(Mesh(np.asarray(self.devices), (AXIS,)), P(AXIS))
-    return jax.device_put(device_layout(batch, self.num_devices), sharding)
+  def unreplicate(self, tree):
+    """One copy of a placed state: the first device's (all are equal)."""
+    return jax.tree.map(lambda x: x[0], tree)
 
   def to_host(self, tree):
-    """The first device's copy (all are equal), as host numpy arrays."""
-    return _to_host(jax.tree.map(lambda x: x[0], tree))
+    """The first device's copy, as host numpy arrays."""
+    return _to_host(self.unreplicate(tree))
 
 
 @dataclasses.dataclass(frozen=True)
 class MeshDevices:
-  """A mesh under ``jax.shard_map`` (axis ``AXIS``), across hosts too."""
+  """A mesh under ``jax.shard_map`` (axis ``BATCH_AXIS``), across hosts too."""
   mesh: Mesh = None
 
   def __post_init__(self):
     if self.mesh is None:
       object.__setattr__(self, "mesh", make_mesh())
+    if BATCH_AXIS not in self.mesh.axis_names:
+      raise ValueError(f"MeshDevices needs a mesh with the axis "
+                       f"{BATCH_AXIS!r}; got axes {self.mesh.axis_names}.")
 
-  axis_name = AXIS
+  axis_name = BATCH_AXIS
 
   @property
   def num_devices(self) -> int:
@@ -171,14 +291,14 @@ class MeshDevices:
     explicitly (with replication checking on, differentiating with respect
     to the replicated parameters would already sum over devices). The
     outputs are replicated because the step averages every gradient, metric
-    and batch statistic over ``AXIS``.
+    and batch statistic over ``BATCH_AXIS``.
     """
     compiled = {}
 
     def run(*args):
       if len(args) not in compiled:
         specs = ((P(),) * replicated_args
-                 + (P(None, AXIS),) * (len(args) - replicated_args))
+                 + (P(None, BATCH_AXIS),) * (len(args) - replicated_args))
         mapped = jax.shard_map(fn, mesh=self.mesh, in_specs=specs,
                                out_specs=(P(), P()), check_vma=False)
         compiled[len(args)] = jax.jit(
@@ -208,7 +328,7 @@ class MeshDevices:
     On several hosts, pass each host's own part ``[k, B / hosts, ...]``: the
     global array is assembled with ``jax.make_array_from_process_local_data``.
     """
-    sharding = NamedSharding(self.mesh, P(None, AXIS))
+    sharding = NamedSharding(self.mesh, P(None, BATCH_AXIS))
     if jax.process_count() > 1:
       return jax.tree.map(
           lambda x: jax.make_array_from_process_local_data(sharding,
@@ -218,7 +338,12 @@ class MeshDevices:
       check_divisible(x.shape[1], self.num_devices)
     return jax.device_put(batch, sharding)
 
+  def unreplicate(self, tree):
+    """One copy of a placed state: ``tree`` itself (global replicated arrays)."""
+    return tree
+
   def to_host(self, tree):
+    """States and metrics as host numpy arrays (this process's copy)."""
     return _to_host(tree)
 
 
@@ -228,37 +353,22 @@ Placement = SingleDevice | LocalDevices | MeshDevices
 def make(num_devices: int = 1, use_mesh: bool = False) -> Placement:
   """The placement for ``num_devices`` local devices (-1: all of them).
 
-  ``use_mesh`` (or several processes) selects ``MeshDevices`` over every
-  device of every process; otherwise more than one device is ``LocalDevices``.
+  Several processes (``jax.distributed``) always get ``MeshDevices`` over
+  every device of every process (the batch is global). In one process,
+  ``use_mesh`` selects ``MeshDevices`` over the first ``num_devices``;
+  otherwise one device is ``SingleDevice`` and more are ``LocalDevices``.
   """
-  if jax.process_count() > 1 or use_mesh:
+  if jax.process_count() > 1:
     return MeshDevices(make_mesh())
-  available = jax.local_device_count()
-  if num_devices == -1:
-    num_devices = available
-  if not isinstance(num_devices, int) or not 1 <= num_devices <= available:
-    raise ValueError(f"num_devices must be between 1 and the {available} "
-                     f"local devices (or -1 for all), got {num_devices!r}.")
-  if num_devices == 1:
+  devices = jax.local_devices()[:num_local_devices(num_devices)]
+  if use_mesh:
+    return MeshDevices(make_mesh(devices))
+  if len(devices) == 1:
     return SingleDevice()
-  return LocalDevices(tuple(jax.local_devices()[:num_devices]))
+  return LocalDevices(tuple(devices))
 
 
-def device_layout(batch, num_devices: int):
-  """``[k, B, ...] -> [devices, k, B / devices, ...]`` for every leaf.
-
-  The one place the per-device layout is made (host numpy or device arrays).
-  """
-  def split(x):
-    k, batch_size = x.shape[:2]
-    check_divisible(batch_size, num_devices)
-    x = x.reshape((k, num_devices, batch_size // num_devices) + x.shape[2:])
-    return x.swapaxes(0, 1)
-
-  return jax.tree.map(split, batch)
-
-
-# ------------------------------------------------- the same, for a GAN
+# --------------------------------------- the same operations, one line each
 
 
 def replicate(tree, devices: Sequence[jax.Device] | None = None):
@@ -268,12 +378,12 @@ def replicate(tree, devices: Sequence[jax.Device] | None = None):
 
 def unreplicate(tree):
   """The first device's copy of a replicated pytree."""
-  return jax.tree.map(lambda x: x[0], tree)
+  return LocalDevices().unreplicate(tree)
 
 
 def shard(batch, num_devices: int | None = None):
   """Splits a step batch ``[k, B, ...]`` into ``[devices, k, B / devices, ...]``
-  (see ``device_layout``)."""
+  (``device_layout``; all local devices by default)."""
   return device_layout(batch, num_devices or jax.local_device_count())
 
 
@@ -290,13 +400,14 @@ def pmap_step(gan: GAN, sync_batch_norm: bool = False,
     ``pstep(replicated_state, sharded_batch) -> (replicated_state, metrics)``,
     metrics replicated ``[devices]`` (already averaged over devices).
   """
-  return LocalDevices().wrap(gan.parallel(AXIS, sync_batch_norm).step, donate)
+  return LocalDevices().wrap(gan.parallel(BATCH_AXIS, sync_batch_norm).step,
+                             donate)
 
 
 def make_mesh(devices: Sequence[jax.Device] | None = None) -> Mesh:
-  """A 1-D mesh with axis ``AXIS`` over ``devices`` (all devices, all hosts)."""
+  """A 1-D mesh with axis ``BATCH_AXIS`` over ``devices`` (all devices, all hosts)."""
   devices = np.asarray(devices if devices is not None else jax.devices())
-  return Mesh(devices, (AXIS,))
+  return Mesh(devices, (BATCH_AXIS,))
 
 
 def put_replicated(tree, mesh: Mesh):
@@ -305,7 +416,7 @@ def put_replicated(tree, mesh: Mesh):
 
 
 def put_batch(batch, mesh: Mesh):
-  """Places a global step batch on ``mesh``, sharded along B (``MeshDevices.put_batch``)."""
+  """Places a global step batch on ``mesh``, sharded along B."""
   return MeshDevices(mesh).put_batch(batch)
 
 
@@ -318,5 +429,5 @@ def shard_map_step(gan: GAN, mesh: Mesh, sync_batch_norm: bool = False,
     replicated (``put_replicated``), the batch ``[k, B, ...]`` sharded along B
     (``put_batch``).
   """
-  return MeshDevices(mesh).wrap(gan.parallel(AXIS, sync_batch_norm).step,
-                                donate)
+  return MeshDevices(mesh).wrap(
+      gan.parallel(BATCH_AXIS, sync_batch_norm).step, donate)

@@ -65,8 +65,8 @@ def test_the_batch_of_a_step_is_the_same_resumed_and_on_eight_devices():
   # On 8 devices (pmap), each device holds its slice of the same global batch.
   local = jax.pmap(
       lambda step: on_device.batch_at(data, key, step, 2, 16,
-                                      axis_name=parallel.AXIS),
-      axis_name=parallel.AXIS)(jnp.full((8,), 5, jnp.int32))
+                                      axis_name=parallel.BATCH_AXIS),
+      axis_name=parallel.BATCH_AXIS)(jnp.full((8,), 5, jnp.int32))
   jax.tree.map(np.testing.assert_array_equal,
                parallel.shard(resumed), local)
 

@@ -146,16 +146,16 @@ def test_unsynchronised_batch_norm_keeps_replicas_identical():
 
 def test_each_device_draws_different_noise():
   gan, state, _ = _setup("mlp_dropout")
-  pgan = gan.parallel(parallel.AXIS)
+  pgan = gan.parallel(parallel.BATCH_AXIS)
   # Two examples per device: 16 per-example key sets, all distinct.
   keys = jax.pmap(lambda rng: pgan._example_keys(jax.random.wrap_key_data(rng), 2),
-                  axis_name=parallel.AXIS)(parallel.replicate(state).rng)
+                  axis_name=parallel.BATCH_AXIS)(parallel.replicate(state).rng)
   data = np.asarray(jax.random.key_data(keys)).reshape(NUM_DEVICES * 2, -1)
   assert len(np.unique(data, axis=0)) == NUM_DEVICES * 2
 
 
 def test_batch_not_divisible_by_devices_is_refused():
-  with pytest.raises(ValueError, match="batch size 12 is not divisible by the 8 "
+  with pytest.raises(ValueError, match="batch_size=12 is not divisible by the 8 "
                      "devices.*multiple of 8"):
     parallel.shard(jnp.zeros((1, 12, 2)))
   with pytest.raises(ValueError, match="not divisible"):
@@ -205,3 +205,26 @@ def test_a_pmapped_step_names_an_unreplicated_state():
   with pytest.raises(ValueError, match="replicated over the local devices.*"
                      r"shapes such as \(\)"):
     parallel.pmap_step(gan)(state, parallel.shard(batch))
+
+
+def test_device_arithmetic_and_one_copy_of_a_placed_state():
+  # Inside a mapped function each device knows which global examples it holds.
+  batch = jnp.arange(2 * 16).reshape(2, 16)
+  local, index = jax.pmap(
+      lambda b: (parallel.local_slice(b, parallel.BATCH_AXIS),
+                 parallel.global_index(2, parallel.BATCH_AXIS)),
+      axis_name=parallel.BATCH_AXIS)(parallel.replicate(batch))
+  np.testing.assert_array_equal(local, parallel.shard(batch))
+  np.testing.assert_array_equal(index.reshape(-1), np.arange(16))
+  np.testing.assert_array_equal(parallel.global_index(3, None), [0, 1, 2])
+  # One copy of a placed state, whatever the placement.
+  state = {"w": jnp.arange(3.0)}
+  for placement in (parallel.make(1), parallel.make(-1),
+                    parallel.make(2, use_mesh=True)):
+    placed = placement.put_state(state)
+    np.testing.assert_array_equal(placement.unreplicate(placed)["w"], state["w"])
+  assert parallel.make(2, use_mesh=True).num_devices == 2
+  with pytest.raises(ValueError, match="this machine has 8 local cpu device"):
+    parallel.num_local_devices(9)
+  assert parallel.num_local_devices(-1) == NUM_DEVICES
+  assert parallel.device_memory_bytes() is None  # the CPU reports none

@@ -125,7 +125,7 @@ def test_two_processes_read_disjoint_shards():
   assert seen[0] | seen[1] == set(range(40))
   with pytest.raises(ValueError, match="process_count=2"):
     pipeline.batches(images, batch_size=7, process_index=0, process_count=2)
-  with pytest.raises(ValueError, match="not divisible by num_devices"):
+  with pytest.raises(ValueError, match="batch_size=8 is not divisible by the 16 devices"):
     pipeline.batches(images, batch_size=8, num_devices=8, process_index=0,
                      process_count=2)
 
@@ -162,8 +162,8 @@ def test_unknown_dataset_lists_known_ones():
 
 
 def test_batch_not_divisible_by_devices():
-  with pytest.raises(ValueError, match="batch_size=10 is not divisible by "
-                     "num_devices=4"):
+  with pytest.raises(ValueError, match="batch_size=10 is not divisible by the 4 "
+                     "devices"):
     pipeline.batches("digits", batch_size=10, num_devices=4)
   with pytest.raises(ValueError, match="k must be"):
     pipeline.batches("digits", k=0)

@@ -29,6 +29,8 @@ import jax
 import jax.numpy as jnp
 import numpy as np
 
+from ganjax import parallel
+
 _ROUNDS = 6
 
 
@@ -185,23 +187,9 @@ def take(dataset: DeviceDataset, key: jax.Array, first_step: int,
   return dataset.replace(images=dataset.images[indices], labels=labels)
 
 
-def local_slice(batch, axis_name: Optional[str]):
-  """This device's part ``[k, B / devices, ...]`` of a global batch ``[k, B, ...]``
-  (every leaf), under the mapped axis ``axis_name``; the batch itself without one."""
-  if axis_name is None:
-    return batch
-
-  def take(x):
-    local = x.shape[1] // jax.lax.axis_size(axis_name)
-    start = jax.lax.axis_index(axis_name) * local
-    return jax.lax.dynamic_slice_in_dim(x, start, local, axis=1)
-
-  return jax.tree.map(take, batch)
-
-
 def _gather(dataset: DeviceDataset, indices: jax.Array, axis_name):
   """``dataset`` at ``indices [k, B]`` (this device's columns under ``axis_name``)."""
-  indices = local_slice(indices, axis_name)
+  indices = parallel.local_slice(indices, axis_name)
   images = (dataset.images[indices].astype(jnp.float32) * dataset.scale
             + dataset.offset)
   if dataset.labels is None:

@@ -60,6 +60,7 @@ from typing import Any, Iterable, Iterator, Optional, Sequence, Tuple, Union
 import jax
 import numpy as np
 
+from ganjax import parallel
 from ganjax.data import sources
 from ganjax.data.sources import DatasetNotFoundError
 
@@ -133,14 +134,7 @@ def _process_layout(batch_size, num_devices, process_index, process_count):
   if num_devices is not None:
     if not isinstance(num_devices, (int, np.integer)) or num_devices <= 0:
       raise ValueError(f"num_devices must be a positive int, got {num_devices!r}.")
-    if local % num_devices:
-      raise ValueError(
-          f"batch_size={batch_size} is not divisible by num_devices="
-          f"{num_devices}" + (f" (per-process batch {local} with "
-                              f"process_count={process_count})"
-                              if process_count > 1 else "")
-          + ": each device needs the same number of examples. Pick a "
-          "batch_size that is a multiple of the device count.")
+    parallel.check_divisible(batch_size, num_devices * process_count)
   return local, int(process_index), int(process_count)
 
 
@@ -152,27 +146,13 @@ def _check_value_range(value_range):
   return lo, hi
 
 
-def _to_device_layout(x: np.ndarray, num_devices: Optional[int]) -> np.ndarray:
-  """``[k, B, ...] -> [devices, k, B/devices, ...]`` (contiguous per device).
-
-  The one place the device layout is made, for every source; applied to the
-  image and the label array alike.
-  """
-  if num_devices is None:
-    return x
-  k, b = x.shape[:2]
-  x = x.reshape((k, num_devices, b // num_devices) + x.shape[2:])
-  return np.ascontiguousarray(np.swapaxes(x, 0, 1))
-
-
 def _batch(images: np.ndarray, labels: Optional[np.ndarray],
            num_devices: Optional[int]):
   """The yielded batch: the image array, or ``{"image", "label"}`` with labels."""
-  images = _to_device_layout(images, num_devices)
   if labels is None:
-    return images
-  return {IMAGE: images,
-          LABEL: _to_device_layout(labels.astype(np.int32), num_devices)}
+    return parallel.device_layout(images, num_devices)
+  return parallel.device_layout(
+      {IMAGE: images, LABEL: labels.astype(np.int32)}, num_devices)
 
 
 def _check_labels(labels, num_images: int) -> np.ndarray:
@@ -814,8 +794,7 @@ def prefetch_to_device(
       put = lambda x: jax.make_array_from_process_local_data(sharding, x)
   else:
     devs = list(devices)
-    mesh = jax.sharding.Mesh(np.array(devs), ("batch",))
-    sharding = jax.sharding.NamedSharding(mesh, jax.sharding.PartitionSpec("batch"))
+    sharding = parallel.LocalDevices(tuple(devs)).sharding
 
     def put(x):
       if np.shape(x)[:1] != (len(devs),):
