@@ -374,7 +374,7 @@ def pipeline_rows(cfg: Config, models=("dcgan", "small_mlp"), k: int = 1
     import tensorflow  # pylint: disable=import-outside-toplevel,unused-import
   except ImportError:
     return [], "skipped: TensorFlow is not installed"
-  from ganjax.data import pipeline, sources  # pylint: disable=import-outside-toplevel
+  from ganjax.data import pipeline, tfds_source  # pylint: disable=import-outside-toplevel
   rows = []
   for model in models:
     batch_size = MODELS[model][1]
@@ -382,9 +382,9 @@ def pipeline_rows(cfg: Config, models=("dcgan", "small_mlp"), k: int = 1
     try:
       it = pipeline.prefetch_to_device(pipeline.batches(
           "fashion_mnist", batch_size=batch_size, k=k, value_range=value_range,
-          data_dir=sources.default_tfds_data_dir()), size=2)
+          data_dir=tfds_source.default_data_dir()), size=2)
       first = next(it)
-    except sources.DatasetNotFoundError as e:
+    except pipeline.DatasetNotFoundError as e:
       return rows, f"skipped: {e}"
     gan = make_gan(model, k)
     step = jax.jit(gan.step, donate_argnums=0)

@@ -26,7 +26,7 @@ sys.path.insert(0, os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
 import jax  # pylint: disable=g-import-not-at-top,wrong-import-position
 
 from ganjax.data import pipeline  # pylint: disable=g-import-not-at-top,wrong-import-position
-from ganjax.data import sources  # pylint: disable=g-import-not-at-top,wrong-import-position
+from ganjax.data import tfds_source  # pylint: disable=g-import-not-at-top,wrong-import-position
 from benchmarks.machine import cpu_name
 
 RESULTS = os.path.join(os.path.dirname(os.path.abspath(__file__)), "results",
@@ -57,10 +57,10 @@ def main(argv=None):
   parser.add_argument("--out", default=RESULTS)
   args = parser.parse_args(argv)
 
-  data_dir = args.data_dir or sources.default_tfds_data_dir()
+  data_dir = args.data_dir or tfds_source.default_data_dir()
   try:
-    sources.prepare_tfds_fashion_mnist(data_dir, progress_bar=False)
-  except sources.DatasetNotFoundError as e:
+    tfds_source.prepare_fashion_mnist(data_dir, progress_bar=False)
+  except pipeline.DatasetNotFoundError as e:
     print(f"error: {e}", file=sys.stderr)
     return 2
 

@@ -192,7 +192,7 @@ def run(args: argparse.Namespace) -> dict:
     source = {"samples": args.samples}
 
   from ganjax import metrics  # pylint: disable=g-import-not-at-top
-  from ganjax.data.sources import DatasetNotFoundError  # pylint: disable=g-import-not-at-top
+  from ganjax.data.errors import DatasetNotFoundError  # pylint: disable=g-import-not-at-top
   try:
     evaluator = metrics.Evaluator(
         dataset, args.num,

@@ -7,7 +7,7 @@
     state = gan.init(jax.random.key(0), images)
     state, metrics = jax.jit(gan.step, donate_argnums=0)(state, batch)
 
-The core never imports TensorFlow; only ``ganjax.data.pipeline`` does, lazily.
+The core never imports TensorFlow; only ``ganjax.data.tfds_source`` does, lazily.
 """
 
 from ganjax import (augment, checkpoint, contract, data, images, loops,

@@ -30,6 +30,7 @@ import jax.numpy as jnp
 import numpy as np
 
 from ganjax import parallel
+from ganjax.contract import IMAGE, LABEL
 
 _ROUNDS = 6
 
@@ -194,7 +195,7 @@ def _gather(dataset: DeviceDataset, indices: jax.Array, axis_name):
             + dataset.offset)
   if dataset.labels is None:
     return images
-  return {"image": images, "label": dataset.labels[indices]}
+  return {IMAGE: images, LABEL: dataset.labels[indices]}
 
 
 def sequential_batch_at(chunk: DeviceDataset, step_in_chunk: jax.Array,

@@ -5,22 +5,18 @@
 * ``read_idx`` / ``load_fashion_mnist_idx``: readers for the gzip'd idx files
   of the Debian package ``dataset-fashion-mnist``
   (``/usr/share/datasets/fashion-mnist``).
-* ``prepare_tfds_fashion_mnist``: builds TFDS's ``fashion_mnist`` from those
-  files, offline, so that ``tfds.load('fashion_mnist', download=False)`` (and
-  ``ganjax.data.pipeline.batches('fashion_mnist')``) works on a machine that
-  reaches only the package registries.
 
-Nothing here imports TensorFlow at module import; only
-``prepare_tfds_fashion_mnist`` does, inside the function.
+``ganjax.data.tfds_source.prepare_fashion_mnist`` builds TFDS's
+``fashion_mnist`` from those files. Nothing here imports TensorFlow.
 """
 
 import gzip
-import json
 import os
-import shutil
-from typing import Optional, Tuple
+from typing import Tuple
 
 import numpy as np
+
+from ganjax.data.errors import DatasetNotFoundError
 
 FASHION_MNIST_DEBIAN_DIR = "/usr/share/datasets/fashion-mnist"
 FASHION_MNIST_FILES = (
@@ -36,10 +32,6 @@ FASHION_MNIST_INSTALL_HINT = (
 # DIGITS_NUM_TRAIN indices are "train", the other 297 are "test".
 DIGITS_SPLIT_SEED = 0
 DIGITS_NUM_TRAIN = 1500
-
-
-class DatasetNotFoundError(ValueError):
-  """The data set is not on this machine; the message says how to get it."""
 
 
 # ----------------------------------------------------------------- digits ---
@@ -110,7 +102,8 @@ def read_idx(path: str) -> np.ndarray:
   return arr.reshape(shape).astype(np.dtype(_IDX_DTYPES[dtype]).newbyteorder("="))
 
 
-def _check_debian_dir(source_dir: str) -> None:
+def check_fashion_mnist_dir(source_dir: str) -> None:
+  """Raises ``DatasetNotFoundError`` (with the fix) unless the four files are there."""
   missing = [f for f in FASHION_MNIST_FILES
              if not os.path.isfile(os.path.join(source_dir, f))]
   if missing:
@@ -135,82 +128,10 @@ def load_fashion_mnist_idx(
   Returns:
     ``(images, labels)``: uint8 ``[N, 28, 28, 1]`` (0..255), int64 ``[N]``.
   """
-  _check_debian_dir(source_dir)
+  check_fashion_mnist_dir(source_dir)
   prefix = {"train": "train", "test": "t10k"}.get(split)
   if prefix is None:
     raise ValueError(f"Fashion-MNIST has splits 'train' and 'test'; got {split!r}.")
   images = read_idx(os.path.join(source_dir, f"{prefix}-images-idx3-ubyte.gz"))
   labels = read_idx(os.path.join(source_dir, f"{prefix}-labels-idx1-ubyte.gz"))
   return images[..., None], labels.astype(np.int64)
-
-
-# ------------------------------------------- TFDS fashion_mnist, offline ---
-
-def default_tfds_data_dir() -> str:
-  """TFDS's default data dir: ``$TFDS_DATA_DIR`` or ``~/tensorflow_datasets``."""
-  return os.path.expanduser(
-      os.environ.get("TFDS_DATA_DIR", "~/tensorflow_datasets"))
-
-
-def prepare_tfds_fashion_mnist(
-    data_dir: Optional[str] = None,
-    source_dir: str = FASHION_MNIST_DEBIAN_DIR,
-    progress_bar: bool = True,
-) -> str:
-  """Prepares TFDS's ``fashion_mnist`` from the Debian files, without a network.
-
-  Debian rewrote the gzip headers (the compressed data is unchanged), so the
-  files fail TFDS's checksum check as a ``manual_dir``. Instead this seeds
-  TFDS's download cache (``DATA_DIR/downloads/fashion_mnist/``) with the local
-  files under the names TFDS expects, each with its ``.INFO`` file, and runs
-  ``download_and_prepare`` with ``try_download_gcs=False``: TFDS finds every
-  file cached and never opens a connection. Leans on TFDS's internal
-  ``tensorflow_datasets.core.download.resource`` for the cache file names.
-  Does nothing if the data dir already holds a prepared copy. Before
-  seeding, each Debian file is read and its shape checked.
-
-  Args:
-    data_dir: TFDS data dir; default ``$TFDS_DATA_DIR`` or
-      ``~/tensorflow_datasets``.
-    source_dir: folder with the Debian ``*-ubyte.gz`` files.
-    progress_bar: show TFDS's progress bars (a global TFDS setting).
-
-  Returns:
-    the data dir it prepared into.
-  """
-  from ganjax.data import pipeline  # pylint: disable=g-import-not-at-top
-  pipeline.import_tf()  # hides GPUs from TF before TFDS runs any op
-  import tensorflow_datasets as tfds  # pylint: disable=g-import-not-at-top
-  from tensorflow_datasets.core.download import resource  # pylint: disable=g-import-not-at-top
-
-  tfds.display_progress_bar(progress_bar)
-  data_dir = data_dir or default_tfds_data_dir()
-  builder = tfds.builder("fashion_mnist", data_dir=data_dir)
-  if builder.is_prepared():
-    return data_dir
-
-  _check_debian_dir(source_dir)
-  expected = {"train-images": (60000, 28, 28), "train-labels": (60000,),
-              "t10k-images": (10000, 28, 28), "t10k-labels": (10000,)}
-  for fname in FASHION_MNIST_FILES:
-    want = expected[fname.rsplit("-", 2)[0]]
-    got = read_idx(os.path.join(source_dir, fname)).shape
-    if got != want:
-      raise ValueError(f"{source_dir}/{fname} has shape {got}, expected {want}.")
-  dl_dir = os.path.join(data_dir, "downloads", "fashion_mnist")
-  os.makedirs(dl_dir, exist_ok=True)
-  for url, info in builder.url_infos.items():
-    src = os.path.join(source_dir, info.filename)
-    if not os.path.isfile(src):
-      raise DatasetNotFoundError(
-          f"TFDS wants {info.filename}, not found in {source_dir}. "
-          + FASHION_MNIST_INSTALL_HINT)
-    dst = os.path.join(dl_dir, resource.get_dl_fname(url, info.checksum))
-    shutil.copyfile(src, dst)
-    with open(dst + ".INFO", "w") as f:
-      json.dump({"urls": [url], "dataset_names": ["fashion_mnist"],
-                 "original_fname": info.filename,
-                 "url_info": info.asdict()}, f, sort_keys=True)
-  builder.download_and_prepare(
-      download_config=tfds.download.DownloadConfig(try_download_gcs=False))
-  return data_dir

@@ -6,12 +6,16 @@ https://arxiv.org/abs/1705.07761) papers. Every sampler is jittable and returns
 float32 ``[n, d]``; the mixtures, with ``return_modes=True``, also the index of
 the mode each point was drawn from (int32 ``[n]``), the class label of the
 conditional toy problems (mode ``c`` is class ``c``; the points are the same
-as without it).
+as without it). ``ToySource`` serves them to ``ganjax.data.pipeline``.
 """
+
+import functools
+import itertools
 
 import chex
 import jax
 import jax.numpy as jnp
+import numpy as np
 
 # Default parameters of the samplers (the papers' values).
 GAUSSIAN_1D_MEAN, GAUSSIAN_1D_STD = 4.0, 0.5
@@ -84,3 +88,69 @@ def modes(name: str) -> tuple[chex.Array, float]:
     return jnp.array([[GAUSSIAN_1D_MEAN]]), GAUSSIAN_1D_STD
   raise ValueError(f"Unknown toy distribution {name!r}; choose from ring, "
                    "grid, gaussian_1d.")
+
+
+@functools.lru_cache(maxsize=None)
+def _draw(sampler_name: str, n: int, labels: bool = False):
+  """Jitted ``(key, step) -> [n, d]`` samples (and modes ``[n]`` with
+  ``labels``), cached so it compiles once."""
+  sampler = globals()[sampler_name]
+  if labels:
+    return jax.jit(lambda key, step: sampler(jax.random.fold_in(key, step), n,
+                                             return_modes=True))
+  return jax.jit(lambda key, step: sampler(jax.random.fold_in(key, step), n))
+
+
+class ToySource:
+  """A toy distribution as a data source: points drawn, never stored.
+
+  Args:
+    name: the source's name (``"toy_ring8"``).
+    sampler_name: the sampler above (``"ring"``).
+    dim: the dimension of a point.
+    num_classes: the modes of a mixture (its class labels), or None.
+  """
+
+  def __init__(self, name: str, sampler_name: str, dim: int,
+               num_classes=None):
+    self.name, self.sampler_name, self.dim = name, sampler_name, dim
+    self._num_classes = num_classes
+
+  def __repr__(self):
+    return self.name
+
+  def data_shape(self, image_size=None) -> tuple:
+    if image_size is not None:
+      raise ValueError(f"{self.name} holds points: image_size does not apply.")
+    return (self.dim,)
+
+  def num_classes(self):
+    return self._num_classes
+
+  def class_names(self):
+    return None
+
+  def load(self, *args, **kwargs):
+    raise ValueError(f"{self.name} is sampled, not stored: it has no split to "
+                     "load.")
+
+  def stream(self, *, labels: bool, local: int, k: int, seed: int,
+             process_index: int, **unused):
+    """Endless ``(points float32 [k, local, d], modes [k, local] or None)``
+    on the host: step ``s`` draws from ``fold_in(key(seed), process)``
+    folded with ``s``."""
+    del unused
+    draw = _draw(self.sampler_name, k * local, labels)
+    cpu = jax.devices("cpu")[0]  # host-side samples, like the other sources
+    with jax.default_device(cpu):
+      key = jax.random.fold_in(jax.random.key(seed), process_index)
+
+    def gen():
+      for step in itertools.count():
+        with jax.default_device(cpu):
+          out = draw(key, step)
+        x, y = out if labels else (out, None)
+        x = np.asarray(x, dtype=np.float32).reshape(k, local, self.dim)
+        yield x, (None if y is None else np.asarray(y).reshape(k, local))
+
+    return gen()

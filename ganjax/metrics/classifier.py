@@ -30,7 +30,7 @@ import jax.numpy as jnp
 import numpy as np
 import optax
 
-from ganjax.metrics import _cache
+from ganjax import cache as cache_lib
 from ganjax.metrics import real_data
 
 ARCH_VERSION = "cnn_v1"
@@ -92,7 +92,7 @@ class CNNClassifier(nn.Module):
 
 
 def classifier_dir(dataset: str, cache_dir: str | None = None) -> str:
-  return os.path.join(_cache.cache_dir(cache_dir), "classifiers",
+  return os.path.join(cache_lib.cache_dir(cache_dir), "classifiers",
                       f"{dataset}_{ARCH_VERSION}")
 
 
@@ -200,8 +200,8 @@ def load_or_train(dataset: str, cache_dir: str | None = None,
   params, info = train_classifier(dataset, data_dir=data_dir)
   raw = flax.serialization.msgpack_serialize(jax.tree.map(np.asarray, params))
   info["weights_sha256"] = hashlib.sha256(raw).hexdigest()
-  _cache.atomic_write_bytes(params_path, raw)
-  _cache.atomic_write_json(info_path, info)
+  cache_lib.atomic_write_bytes(params_path, raw)
+  cache_lib.atomic_write_json(info_path, info)
   if verbose:
     print(f"[ganjax.metrics] {dataset} classifier: test accuracy "
           f"{info['test_accuracy']:.4f}, trained in {info['train_seconds']} s.",

@@ -33,7 +33,7 @@ import jax
 import jax.numpy as jnp
 import numpy as np
 
-from ganjax.metrics._cache import file_sha256, weights_file
+from ganjax.cache import file_sha256, weights_file
 
 WEIGHTS_ENV = "GANJAX_INCEPTION_WEIGHTS"
 PYTORCH_FID_WEIGHTS = "pt_inception-2015-12-05-6726825d.pth"
@@ -325,7 +325,7 @@ def convert(pth_path: str, npz_path: str) -> str:
   state = {k: np.asarray(v, np.float32) for k, v in read_state_dict(pth_path).items()
            if not k.endswith("num_batches_tracked")}
   _check_variables(torch_to_flax(state))  # refuse a wrong file before writing
-  from ganjax.metrics._cache import atomic_save_npz  # pylint: disable=g-import-not-at-top
+  from ganjax.cache import atomic_save_npz  # pylint: disable=g-import-not-at-top
   atomic_save_npz(npz_path, state)
   return file_sha256(npz_path)
 

@@ -49,7 +49,7 @@ import jax
 import jax.numpy as jnp
 import numpy as np
 
-from ganjax.metrics._cache import file_sha256, weights_file
+from ganjax.cache import file_sha256, weights_file
 
 WEIGHTS_ENV = "GANJAX_LPIPS_WEIGHTS"
 NETS = ("alex", "vgg")
@@ -391,7 +391,7 @@ def convert(backbone_path: str, out_path: str, net: str = "alex",
     state.update({k: v for k, v in heads.items() if k.startswith("lin")})
   check_state(state, net)  # refuse a wrong file before writing
   state["net"] = np.asarray(net)
-  from ganjax.metrics._cache import atomic_save_npz  # pylint: disable=g-import-not-at-top
+  from ganjax.cache import atomic_save_npz  # pylint: disable=g-import-not-at-top
   atomic_save_npz(out_path, state)
   return file_sha256(out_path)
 

@@ -18,6 +18,7 @@ import re
 import numpy as np
 
 from ganjax.data import sources
+from ganjax.data.errors import DatasetNotFoundError
 
 _SPLIT = re.compile(r"^(\w+)(?:\[(-?\d*):(-?\d*)\])?$")
 
@@ -37,15 +38,15 @@ def parse_split(split: str) -> tuple[str, slice]:
 
 
 def _tfds_split(dataset: str, split: str, data_dir):
-  from ganjax.data import pipeline  # pylint: disable=g-import-not-at-top
-  pipeline.import_tf()
+  from ganjax.data import tfds_source  # pylint: disable=g-import-not-at-top
+  tfds_source.import_tf()
   import tensorflow_datasets as tfds  # pylint: disable=g-import-not-at-top
-  data_dir = data_dir or sources.default_tfds_data_dir()
+  data_dir = data_dir or tfds_source.default_data_dir()
   try:
     builder = tfds.builder(dataset, data_dir=data_dir)
   except tfds.core.registered.DatasetNotFoundError:
     close = difflib.get_close_matches(dataset, list(tfds.list_builders()), 3)
-    raise sources.DatasetNotFoundError(
+    raise DatasetNotFoundError(
         f"Unknown data set {dataset!r}: neither 'digits' nor a TFDS data set"
         + (f" (did you mean {', '.join(map(repr, close))}?)" if close else "")
         + ".") from None
@@ -53,7 +54,7 @@ def _tfds_split(dataset: str, split: str, data_dir):
     hint = (sources.FASHION_MNIST_INSTALL_HINT if dataset == "fashion_mnist"
             else f"Prepare it first, e.g. `tfds build {dataset} "
             f"--data_dir={data_dir}` on a machine with a network.")
-    raise sources.DatasetNotFoundError(
+    raise DatasetNotFoundError(
         f"TFDS data set {dataset!r} is not prepared in {data_dir}. {hint}")
   data = tfds.as_numpy(builder.as_dataset(split=split, batch_size=-1))
   image_key = "image" if "image" in data else next(

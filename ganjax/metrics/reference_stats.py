@@ -15,7 +15,7 @@ import re
 
 import numpy as np
 
-from ganjax.metrics import _cache
+from ganjax import cache as cache_lib
 from ganjax.metrics import real_data
 from ganjax.metrics.features import FeatureNetwork
 
@@ -35,7 +35,7 @@ def reference_path(dataset: str, split: str, num: int | None,
                    network: FeatureNetwork, cache_dir: str | None = None) -> str:
   key = reference_key(dataset, split, num, network)
   safe_split = re.sub(r"[^\w-]", "_", split)
-  return os.path.join(_cache.cache_dir(cache_dir), "reference",
+  return os.path.join(cache_lib.cache_dir(cache_dir), "reference",
                       f"{dataset}-{safe_split}-{network.name}-{key[:16]}.npz")
 
 
@@ -73,6 +73,6 @@ def reference_statistics(dataset: str, network: FeatureNetwork,
   f64 = features.astype(np.float64)
   stats = {"features": features, "probs": probs, "labels": labels,
            "mu": f64.mean(axis=0), "sigma": np.cov(f64, rowvar=False)}
-  _cache.atomic_save_npz(path, stats)
+  cache_lib.atomic_save_npz(path, stats)
   stats["path"] = path
   return stats

@@ -1,7 +1,8 @@
-"""The metrics' cache directory and atomic writes (temporary file + ``os.replace``).
+"""The project's cache directory and atomic writes (temporary file + ``os.replace``).
 
 Cache root: the ``cache_dir`` argument, else ``$GANJAX_CACHE_DIR``, else
-``~/.cache/ganjax``. It holds trained classifiers (``classifiers/``) and
+``~/.cache/ganjax``. It holds decoded image folders (``data/``,
+``ganjax.data.image_cache``), trained classifiers (``classifiers/``) and
 reference statistics of real data (``reference/``). Every file is written to
 a temporary name in its final folder and renamed into place, so concurrent
 runs and interrupted runs never leave a half-written file behind.
