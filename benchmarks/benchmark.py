@@ -112,8 +112,8 @@ def resolved_d_loop(gan: gj.GAN, state, batch) -> str:
   """What ``gan.d_loop`` compiles to here: ``'scan'`` or ``'unroll'``."""
   if not HAS_D_LOOP:
     return "scan"
-  del state, batch  # init decided it
-  return gan._decided["d_loop"]  # pylint: disable=protected-access
+  return gan._d_loop(state.d_params, state.d_batch_stats,  # pylint: disable=protected-access
+                     (batch[0],))
 
 
 def synthetic_batch(model: str, k: int, batch_size: int, seed: int = 1):

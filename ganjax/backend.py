@@ -1,23 +1,71 @@
-"""Backend-specific choices for the step, decided once, outside the traced step.
+"""How the step is compiled on this backend: choices made once, outside the game.
 
-XLA:CPU runs the gradients of plain convolutions ~10x slower inside a loop body
-(``lax.scan``) than outside: they are not rewritten into its fast canonical
-form. ``ganjax.models.layers.conv_general_dilated`` has canonical gradients,
-so the models' convs run as fast in the scan as unrolled
-(``benchmarks/results/benchmark.md``). For a discriminator with plain convs
-on CPU, the k discriminator updates are therefore unrolled; everywhere else
-they run in one ``jax.lax.scan`` (compile time independent of k).
-``GAN.init`` calls ``choose_d_loop`` once for ``GAN(d_loop='auto')``.
+* The loop of the k discriminator updates. XLA:CPU runs the gradients of
+  plain convolutions much slower inside a loop body (``lax.scan``) than
+  outside: they are not rewritten into its fast canonical form.
+  ``ganjax.models.layers.conv_general_dilated`` has canonical gradients, so
+  the models' convs run as fast in the scan as unrolled
+  (``benchmarks/results/benchmark.md``). For a discriminator with plain convs
+  on CPU, ``d_loop='auto'`` therefore unrolls the k updates; everywhere else
+  they run in one ``jax.lax.scan`` (compile time independent of k).
+  ``choose_d_loop`` decides once per discriminator and input shape (``GAN.init``
+  asks first; the step finds the answer in the cache).
+* Initialisation: ``init_variables`` jits ``module.init``, compiled once per
+  (equal) module and input shape.
+* Whether a model draws dropout masks (``draws_dropout``).
 """
 
+import functools
+
+import flax.linen as nn
 import jax
 import jax.numpy as jnp
 
 D_LOOPS = ("auto", "scan", "unroll")
 
 
+def _hashable(value) -> bool:
+  """Whether ``value`` can key a cache (a module with an array field cannot)."""
+  try:
+    hash(value)
+  except TypeError:
+    return False
+  return True
+
+
 def _aval(x) -> jax.ShapeDtypeStruct:
   return jax.ShapeDtypeStruct(jnp.shape(x), jnp.result_type(x))
+
+
+def _signature(tree) -> tuple:
+  """A hashable description of ``tree``'s structure, shapes and dtypes."""
+  leaves, treedef = jax.tree.flatten(tree)
+  return treedef, tuple((jnp.shape(x), jnp.result_type(x)) for x in leaves)
+
+
+def _from_signature(signature: tuple):
+  treedef, avals = signature
+  return jax.tree.unflatten(
+      treedef, [jax.ShapeDtypeStruct(shape, dtype) for shape, dtype in avals])
+
+
+def _memoised(fn):
+  """``fn(module, *trees)`` cached on the module and the trees' shapes
+  (computed each time for an unhashable module)."""
+  @functools.lru_cache(maxsize=256)
+  def cached(module, *signatures):
+    return fn(module, *map(_from_signature, signatures))
+
+  @functools.wraps(fn)
+  def call(module, *trees):
+    if not _hashable(module):
+      return fn(module, *trees)
+    return cached(module, *map(_signature, trees))
+
+  return call
+
+
+# ------------------------------------------------------------------ loops
 
 
 def _plain_convs_in(jaxpr) -> bool:
@@ -36,14 +84,42 @@ def _plain_convs_in(jaxpr) -> bool:
   return False
 
 
-def has_plain_convs(apply_fn, params, stats, inputs: tuple) -> bool:
-  """Whether ``apply_fn(params, stats, inputs)`` (a model in training mode,
-  traced on one example) has plain ``lax`` convs (slow gradients in loops on CPU)."""
-  avals = lambda tree: jax.tree.map(_aval, tree)
+@_memoised
+def has_plain_convs(module: nn.Module, params, stats, inputs: tuple) -> bool:
+  """Whether ``module`` in training mode has plain ``lax`` convs (slow
+  gradients in loops on CPU); traced abstractly on one example of ``inputs``."""
   one = tuple(jax.ShapeDtypeStruct((1,) + jnp.shape(x)[1:], jnp.result_type(x))
               for x in inputs)
-  jaxpr = jax.make_jaxpr(apply_fn)(avals(params), avals(stats), one).jaxpr
+
+  def apply(params, stats, inputs):
+    variables = {"params": params, **({"batch_stats": stats} if stats else {})}
+    return module.apply(variables, *inputs, train=True,
+                        rngs={"dropout": jax.random.key(0)},
+                        mutable=["batch_stats"] if stats else False)
+
+  avals = lambda tree: jax.tree.map(_aval, tree)
+  try:
+    jaxpr = jax.make_jaxpr(apply)(avals(params), avals(stats), one).jaxpr
+  except Exception:  # pylint: disable=broad-except
+    return False  # inputs D cannot take: the step's checks say why
   return _plain_convs_in(jaxpr)
+
+
+def choose_d_loop(d_loop: str, discriminator: nn.Module, params, stats,
+                  inputs: tuple) -> str:
+  """``'scan'`` or ``'unroll'`` for ``GAN(d_loop=d_loop)`` on this backend.
+
+  Args:
+    d_loop: ``'auto'``, ``'scan'`` or ``'unroll'``.
+    discriminator: D as the step applies it.
+    params, stats: D's parameters and batch statistics (arrays or avals).
+    inputs: D's inputs ``(x [B, ...],)`` or ``(x, y)`` (arrays or avals).
+  """
+  if d_loop != "auto":
+    return d_loop
+  slow = (jax.default_backend() == "cpu"
+          and has_plain_convs(discriminator, params, stats, inputs))
+  return "unroll" if slow else "scan"
 
 
 def unrolled_scan(f, init, xs):
@@ -56,15 +132,58 @@ def unrolled_scan(f, init, xs):
   return carry, jax.tree.map(lambda *ys: jnp.stack(ys), *outputs)
 
 
-def choose_d_loop(d_loop: str, apply_fn, params, stats, inputs: tuple) -> str:
-  """``'scan'`` or ``'unroll'`` for ``GAN(d_loop=d_loop)`` on this backend."""
-  if d_loop != "auto":
-    return d_loop
-  slow = (jax.default_backend() == "cpu"
-          and has_plain_convs(apply_fn, params, stats, inputs))
-  return "unroll" if slow else "scan"
-
-
 def loop(d_loop: str):
   """The loop for a resolved ``d_loop``: ``jax.lax.scan`` or ``unrolled_scan``."""
   return jax.lax.scan if d_loop == "scan" else unrolled_scan
+
+
+# ------------------------------------------------------------------- init
+
+
+def initializer_key(key: jax.Array) -> jax.Array:
+  """An ``rbg`` key seeded from ``key``, for drawing initial parameters.
+
+  XLA:CPU compiles threefry initialisers slowly; the parameters are still a
+  deterministic function of the user's key.
+  """
+  return jax.random.wrap_key_data(
+      jax.random.bits(key, (4,), jnp.uint32), impl="rbg")
+
+
+@functools.partial(jax.jit, static_argnums=0)
+def _jitted_init(module: nn.Module, key: jax.Array, inputs: tuple):
+  return module.init({"params": key}, *inputs, train=False)
+
+
+def init_variables(module: nn.Module, key: jax.Array, inputs: tuple):
+  """``module.init`` (eval mode), jitted; compiled once per (equal) module
+  and input shape when the module is hashable."""
+  if not _hashable(module):
+    return jax.jit(
+        lambda key: module.init({"params": key}, *inputs, train=False))(key)
+  return _jitted_init(module, key, inputs)
+
+
+# -------------------------------------------------------------------- rngs
+
+
+@_memoised
+def draws_dropout(module: nn.Module, params, inputs: tuple) -> bool:
+  """Whether ``module.apply(..., train=True)`` consumes the rng ``'dropout'``.
+
+  Traced abstractly on one example: the rng's key is used by some operation
+  of the jaxpr (dropout with rate > 0 in training mode) or not (no dropout
+  layer, or rate 0: flax does not draw then).
+  """
+  one = tuple(jax.ShapeDtypeStruct((1,) + jnp.shape(x)[1:], jnp.result_type(x))
+              for x in inputs)
+
+  def apply(params, inputs, key):
+    return module.apply({"params": params}, *inputs, train=True,
+                        rngs={"dropout": key})
+
+  avals = jax.tree.map(_aval, params)
+  jaxpr = jax.make_jaxpr(apply)(avals, one, jax.random.key(0)).jaxpr
+  key = jaxpr.invars[-1]
+  return (any(key is v for eqn in jaxpr.eqns for v in eqn.invars)
+          or any(key is v for v in jaxpr.outvars))

@@ -10,12 +10,14 @@ Batches. ``step`` takes ``[k, B, *data_shape]`` real data, or a dict
 ``num_classes`` set the game is class-conditional (Mirza & Osindero, 2014):
 G is called as ``G(z, y, train=...)``, D as ``D(x, y, train=...)``, real
 examples keep their labels and the labels of the fakes are drawn in the step.
+What the models and batches must be is ``ganjax.contract``'s.
 
 Randomness. Every random draw comes from ``state.rng`` folded with the step
-counter, the update index and the *global index of the example*, so the noise
-(and the fake labels, dropout masks, augmentations) of example i does not
-depend on how a batch is split across devices: the step on 8 devices with a
-global batch B computes what one device computes on B.
+counter, the update index and the *global index of the example*
+(``ganjax.streams``), so the noise (and the fake labels, dropout masks,
+augmentations) of example i does not depend on how a batch is split across
+devices: the step on 8 devices with a global batch B computes what one device
+computes on B.
 
 Data parallelism. With ``axis_name`` set (``ganjax.parallel`` does it), the
 step averages gradients, metrics and batch statistics over that named axis, so
@@ -27,9 +29,6 @@ statistics, logits, losses, penalty norms and metrics stay float32.
 """
 
 import dataclasses
-import functools
-import inspect
-import warnings
 from typing import Any, Callable, Sequence
 
 import chex
@@ -53,8 +52,7 @@ from ganjax.streams import (AUGMENT_FAKE, AUGMENT_REAL, DROPOUT_FAKE,
                             NOISE_REAL, PENALTY)
 
 PyTree = Any
-
-FAKE_LABELS = ("uniform", "real")
+FAKE_LABELS = contract.FAKE_LABELS
 
 
 @flax.struct.dataclass
@@ -113,128 +111,6 @@ def _as_key(rng) -> jax.Array:
   if jnp.issubdtype(rng.dtype, jax.dtypes.prng_key):
     return rng
   return jax.random.wrap_key_data(rng)
-
-
-def _aval(x) -> jax.ShapeDtypeStruct:
-  return jax.ShapeDtypeStruct(x.shape, x.dtype)
-
-
-def _one_example_avals(inputs: tuple) -> tuple:
-  return tuple(jax.ShapeDtypeStruct((1,) + x.shape[1:], x.dtype) for x in inputs)
-
-
-def _hashable(module: nn.Module) -> bool:
-  """Whether ``module`` can key a cache (not, e.g., with an array field)."""
-  try:
-    hash(module)
-  except TypeError:
-    return False
-  return True
-
-
-def _draws_rng(module: nn.Module, collection: str, params_def, params_avals,
-               input_avals: tuple) -> bool:
-  """Whether ``module.apply(..., train=True)`` consumes the rng ``collection``.
-
-  Traced abstractly on one example: the rng's key is used by some operation
-  of the jaxpr (dropout with rate > 0 in training mode) or not (no dropout
-  layer, or rate 0: flax does not draw then). Cached for hashable modules.
-  """
-  draws = _draws_rng_cached if _hashable(module) else _draws_rng_uncached
-  return draws(module, collection, params_def, params_avals, input_avals)
-
-
-def _draws_rng_uncached(module, collection, params_def, params_avals,
-                        input_avals):
-  params = jax.tree.unflatten(params_def, params_avals)
-
-  def apply(params, inputs, key):
-    return module.apply({"params": params}, *inputs, train=True,
-                        rngs={collection: key})
-
-  jaxpr = jax.make_jaxpr(apply)(params, input_avals, jax.random.key(0)).jaxpr
-  key = jaxpr.invars[-1]
-  return (any(key is v for eqn in jaxpr.eqns for v in eqn.invars)
-          or any(key is v for v in jaxpr.outvars))
-
-
-_draws_rng_cached = functools.lru_cache(maxsize=256)(_draws_rng_uncached)
-
-
-def _initializer_key(key: jax.Array) -> jax.Array:
-  """An ``rbg`` key seeded from ``key``, for drawing initial parameters.
-
-  XLA:CPU compiles threefry initialisers slowly (the DCGAN discriminator's
-  jitted init: 4.5 s with threefry, 1.3 s with rbg, measured here); the
-  parameters are still a deterministic function of the user's key.
-  """
-  return jax.random.wrap_key_data(
-      jax.random.bits(key, (4,), jnp.uint32), impl="rbg")
-
-
-@functools.partial(jax.jit, static_argnums=0)
-def _jitted_init(module: nn.Module, key: jax.Array, inputs: tuple):
-  return module.init({"params": key}, *inputs, train=False)
-
-
-def _init_variables(module: nn.Module, key: jax.Array, inputs: tuple):
-  """``module.init`` (eval mode), jitted; compiled once per (equal) module
-  and input shape when the module is hashable."""
-  if not _hashable(module):
-    return jax.jit(
-        lambda key: module.init({"params": key}, *inputs, train=False))(key)
-  return _jitted_init(module, key, inputs)
-
-
-def _with_compute_dtype(module: nn.Module, dtype, role: str) -> nn.Module:
-  """Clones a model to compute in ``dtype`` (its ``dtype`` field)."""
-  if dtype is None:
-    return module
-  if "dtype" not in {f.name for f in dataclasses.fields(module)}:
-    raise ValueError(
-        f"GAN(compute_dtype={jnp.dtype(dtype).name}) needs a {role} with a "
-        f"`dtype` field (the computation dtype passed to its layers, as every "
-        f"ganjax model has); {type(module).__name__} has none.")
-  return module.clone(dtype=dtype)
-
-
-def _with_axis_name(module: nn.Module, axis_name: str) -> nn.Module:
-  """Clones a model so that its batch norm averages statistics over ``axis_name``."""
-  if "axis_name" in {f.name for f in dataclasses.fields(module)}:
-    return module.clone(axis_name=axis_name)
-  return module
-
-
-def _check_model(module: nn.Module, role: str, args: str) -> None:
-  """The model contract that a signature shows: ``__call__(..., train=...)``."""
-  params = inspect.signature(type(module).__call__).parameters
-  takes_kwargs = any(p.kind == p.VAR_KEYWORD for p in params.values())
-  if "train" not in params and not takes_kwargs:
-    raise ValueError(
-        f"The {role} {type(module).__name__} must take a `train` keyword "
-        f"argument: __call__(self, {args}, train: bool) (True in the step: "
-        f"batch statistics and dropout; False for sampling). Its signature is "
-        f"{inspect.signature(type(module).__call__)}.")
-
-
-def _takes_labels(module: nn.Module) -> bool:
-  """Whether ``__call__`` accepts a second positional argument (the labels)."""
-  params = [p for p in inspect.signature(type(module).__call__).parameters.values()
-            if p.kind in (p.POSITIONAL_ONLY, p.POSITIONAL_OR_KEYWORD)
-            and p.name not in ("self", "train")]
-  return len(params) >= 2 or any(
-      p.kind == p.VAR_POSITIONAL
-      for p in inspect.signature(type(module).__call__).parameters.values())
-
-
-def _data_range(images) -> tuple[float, float] | None:
-  """``(min, max)`` of concrete data, None for traced or abstract data."""
-  if isinstance(images, (jax.core.Tracer, jax.ShapeDtypeStruct)):
-    return None
-  images = np.asarray(images)
-  if images.size == 0:
-    return None
-  return float(images.min()), float(images.max())
 
 
 @dataclasses.dataclass(frozen=True, eq=False)
@@ -321,53 +197,14 @@ class GAN:
   d_loop: str = "auto"
   axis_name: str | None = None
   compute_dtype: Any = None
-  # What init decided once (the resolved d_loop), read by step.
-  _decided: dict = dataclasses.field(default_factory=dict, init=False,
-                                     repr=False)
 
   def __post_init__(self):
-    if not isinstance(self.k, int) or isinstance(self.k, bool) or self.k < 1:
-      raise ValueError(
-          f"k (discriminator updates per generator update) must be an integer "
-          f">= 1, got {self.k!r}; the paper uses k=1, WGAN-GP k=5.")
-    if not isinstance(self.latent_dim, int) or self.latent_dim < 1:
-      raise ValueError(f"latent_dim must be a positive integer, got "
-                       f"{self.latent_dim!r}.")
-    if self.latent_distribution not in ("normal", "uniform"):
-      raise ValueError(f"latent_distribution must be 'normal' or 'uniform', "
-                       f"got {self.latent_distribution!r}.")
-    if self.num_classes is not None and (
-        not isinstance(self.num_classes, int) or self.num_classes < 2):
-      raise ValueError(f"num_classes must be an integer >= 2 (or None for an "
-                       f"unconditional GAN), got {self.num_classes!r}.")
-    if self.fake_labels not in FAKE_LABELS:
-      raise ValueError(f"fake_labels must be one of {FAKE_LABELS}, got "
-                       f"{self.fake_labels!r}.")
-    if self.ema_decay is not None and not 0.0 <= self.ema_decay < 1.0:
-      raise ValueError(f"ema_decay must be in [0, 1), got {self.ema_decay}.")
-    if self.d_loop not in backend.D_LOOPS:
-      raise ValueError(f"d_loop must be 'auto', 'scan' or 'unroll', got "
-                       f"{self.d_loop!r}.")
-    if self.weight_clip is not None and self.weight_clip <= 0:
-      raise ValueError(f"weight_clip must be positive, got {self.weight_clip}.")
-    if self.ada is not None and self.augment is None:
-      raise ValueError("GAN(ada=...) adapts the probability of an "
-                       "augmentation: also pass augment=ganjax.augment."
-                       "DiffAugment(...).")
     if callable(self.loss_terms):
       object.__setattr__(self, "loss_terms", (self.loss_terms,))
     object.__setattr__(self, "loss_terms", tuple(self.loss_terms))
+    contract.check_options(self)
     losses_lib.get(self.loss)  # fails early, listing the known losses
-    for penalty in self.penalties:
-      if not callable(penalty):
-        raise ValueError(f"Each penalty must be a callable (d_fn, real, fake, "
-                         f"keys) -> scalar, got {penalty!r}.")
-    if self.compute_dtype is not None:
-      if not jnp.issubdtype(self.compute_dtype, jnp.floating):
-        raise ValueError(f"compute_dtype must be a floating dtype such as "
-                         f"jnp.bfloat16, got {self.compute_dtype!r}.")
-      # Fails early for models without a `dtype` field.
-      _ = self._compute_generator, self._compute_discriminator
+    _ = self._compute_generator, self._compute_discriminator  # dtype fields
 
   @property
   def penalties(self) -> tuple:
@@ -385,13 +222,14 @@ class GAN:
   @property
   def _compute_generator(self) -> nn.Module:
     """The generator as the step runs it (in ``compute_dtype``)."""
-    return _with_compute_dtype(self.generator, self.compute_dtype, "generator")
+    return contract.with_compute_dtype(self.generator, self.compute_dtype,
+                                       "generator")
 
   @property
   def _compute_discriminator(self) -> nn.Module:
     """The discriminator as the step runs it (in ``compute_dtype``)."""
-    return _with_compute_dtype(self.discriminator, self.compute_dtype,
-                               "discriminator")
+    return contract.with_compute_dtype(self.discriminator, self.compute_dtype,
+                                       "discriminator")
 
   def _cast(self, x: jax.Array) -> jax.Array:
     """``x`` in the compute dtype (unchanged without mixed precision)."""
@@ -410,54 +248,23 @@ class GAN:
     gan = dataclasses.replace(self, axis_name=axis_name)
     if sync_batch_norm:
       gan = dataclasses.replace(
-          gan, generator=_with_axis_name(self.generator, axis_name),
-          discriminator=_with_axis_name(self.discriminator, axis_name))
-    gan._decided.update(self._decided)  # the same models, the same choices
+          gan, generator=contract.with_axis_name(self.generator, axis_name),
+          discriminator=contract.with_axis_name(self.discriminator, axis_name))
     return gan
-
-  # ------------------------------------------------------------------ init
-
-  def _check_models(self) -> None:
-    """The model contract that needs no parameters (see ``init``)."""
-    _check_model(self.generator, "generator", "z" + ", y" * self.conditional)
-    _check_model(self.discriminator, "discriminator",
-                 "x" + ", y" * self.conditional)
-    g_latent = getattr(self.generator, "latent_dim", None)
-    if isinstance(g_latent, int) and g_latent != self.latent_dim:
-      raise ValueError(
-          f"The generator was built for latent_dim={g_latent} but the GAN has "
-          f"latent_dim={self.latent_dim}: pass the same latent_dim to both.")
-    for role, module in (("generator", self.generator),
-                         ("discriminator", self.discriminator)):
-      model_classes = getattr(module, "num_classes", None)
-      if model_classes is not None and self.num_classes is None:
-        raise ValueError(
-            f"The {role} is conditional (num_classes={model_classes}) but the "
-            f"GAN is not: pass GAN(num_classes={model_classes}) and labelled "
-            f"batches {{'image': ..., 'label': ...}}.")
-      if self.num_classes is not None:
-        if model_classes is not None and model_classes != self.num_classes:
-          raise ValueError(
-              f"The {role} was built for num_classes={model_classes} but the "
-              f"GAN has num_classes={self.num_classes}: use the same number.")
-        declares = "num_classes" in {f.name for f in dataclasses.fields(module)}
-        if model_classes is None and (declares or not _takes_labels(module)):
-          raise ValueError(
-              f"GAN(num_classes={self.num_classes}) calls the {role} with "
-              f"labels, but {type(module).__name__} is unconditional: build a "
-              f"conditional model (e.g. ganjax.models.dcgan(..., num_classes="
-              f"{self.num_classes})) or drop num_classes.")
 
   def _model_inputs(self, x: jax.Array, labels) -> tuple:
     return (x,) if labels is None or not self.conditional else (x, labels)
 
+  # ------------------------------------------------------------------ init
+
   def init(self, rng: jax.Array, example_batch) -> GANState:
     """Initialises parameters, batch statistics, optimizer states and the rng.
 
-    Checks the model contract once: both models take ``train``; G's
-    ``latent_dim`` and the models' ``num_classes`` agree with the GAN's; G
-    produces samples of the data's shape; D returns logits ``[B]``; data
-    outside G's ``output_range`` (ganjax generators have one) give a warning.
+    Checks the model contract once (``ganjax.contract``): both models take
+    ``train``; G's ``latent_dim`` and the models' ``num_classes`` agree with
+    the GAN's; G produces samples of the data's shape; D returns logits
+    ``[B]``; data outside G's ``output_range`` (ganjax generators have one)
+    give a warning. Resolves ``d_loop='auto'`` for this backend.
 
     Args:
       rng: a key (``jax.random.key(seed)``) or legacy uint32 key data.
@@ -468,44 +275,38 @@ class GAN:
     Returns:
       a ``GANState`` at step 0.
     """
-    self._check_models()
-    images = (example_batch[contract.IMAGE] if isinstance(example_batch, dict)
-              else example_batch)
-    rng = _as_key(rng)
-    g_key, d_key, run_key = jax.random.split(rng, 3)
-    g_key, d_key = _initializer_key(g_key), _initializer_key(d_key)
+    contract.check_models(self.generator, self.discriminator, self.latent_dim,
+                          self.num_classes)
+    images = (example_batch[contract.IMAGE]
+              if isinstance(example_batch, dict) else example_batch)
+    g_key, d_key, run_key = jax.random.split(_as_key(rng), 3)
     z = jnp.zeros((2, self.latent_dim), jnp.float32)
     y = jnp.zeros((2,), jnp.int32) if self.conditional else None
     first = lambda a: None if a is None else a[:1]
-    g_vars = _init_variables(self.generator, g_key,
-                             self._model_inputs(z[:1], first(y)))
+    g_vars = backend.init_variables(self.generator,
+                                    backend.initializer_key(g_key),
+                                    self._model_inputs(z[:1], first(y)))
     fake_shape = jax.eval_shape(
         lambda v: self.generator.apply(v, *self._model_inputs(z, y),
                                        train=False), g_vars).shape[1:]
-    data_shape = tuple(images.shape[1:])
-    if data_shape != fake_shape and tuple(images.shape[2:]) != fake_shape:
-      raise ValueError(
-          f"The generator produces samples of shape {fake_shape}, but the data "
-          f"has shape {data_shape} (example batch {tuple(images.shape)}). "
-          f"Build the models for the data, e.g. "
-          f"ganjax.models.dcgan(image_shape={data_shape}).")
-    self._warn_outside_output_range(images)
+    contract.check_sample_shape(fake_shape, images.shape)
+    contract.warn_outside_output_range(self.generator, images)
     x = jnp.zeros((2,) + fake_shape, jnp.float32)
-    d_vars = _init_variables(self.discriminator, d_key,
-                             self._model_inputs(x[:1], first(y)))
-    d_out = jax.eval_shape(
+    d_vars = backend.init_variables(self.discriminator,
+                                    backend.initializer_key(d_key),
+                                    self._model_inputs(x[:1], first(y)))
+    contract.check_discriminator_output(jax.eval_shape(
         lambda v: self.discriminator.apply(v, *self._model_inputs(x, y),
-                                           train=False), d_vars)
-    self._check_discriminator_output(d_out)
+                                           train=False), d_vars))
     g_params, d_params = g_vars.get("params", {}), d_vars.get("params", {})
-    self._decide_d_loop(d_params, d_vars.get("batch_stats", {}),
-                        self._model_inputs(x[:1], first(y)))
+    d_stats = d_vars.get("batch_stats", {})
+    self._d_loop(d_params, d_stats, self._model_inputs(x[:1], first(y)))
     return GANState(
         step=jnp.zeros((), jnp.int32),
         g_params=g_params,
         d_params=d_params,
         g_batch_stats=g_vars.get("batch_stats", {}),
-        d_batch_stats=d_vars.get("batch_stats", {}),
+        d_batch_stats=d_stats,
         g_opt_state=self.g_optimizer.init(g_params),
         d_opt_state=self.d_optimizer.init(d_params),
         rng=jax.random.key_data(run_key),
@@ -514,149 +315,74 @@ class GAN:
         augment_p=(jnp.asarray(self.ada.initial_probability, jnp.float32)
                    if self.ada is not None else None))
 
-  def _check_discriminator_output(self, out) -> None:
-    logits = out["logits"] if isinstance(out, dict) else out
-    if not hasattr(logits, "shape") or tuple(logits.shape) != (2,):
-      shape = getattr(logits, "shape", type(logits).__name__)
-      raise ValueError(
-          f"The discriminator must return one logit per example, shape [B], "
-          f"(or a dict with 'logits' [B]); on a batch of 2 it returned "
-          f"{tuple(shape) if isinstance(shape, tuple) else shape}. For a "
-          f"[B, 1] output, return logits[:, 0] (or jnp.squeeze(x, -1)).")
-
-  def _warn_outside_output_range(self, images) -> None:
-    output_range = getattr(self.generator, "output_range", None)
-    data_range = _data_range(images)
-    if output_range is None or data_range is None:
-      return
-    (lo, hi), (dmin, dmax) = output_range, data_range
-    tolerance = 1e-3 * (hi - lo)
-    if dmin < lo - tolerance or dmax > hi + tolerance:
-      warnings.warn(
-          f"The data lie in [{dmin:.3g}, {dmax:.3g}] but the generator's "
-          f"samples lie in [{lo}, {hi}]: D can tell them apart by their range "
-          f"alone. Scale the data to [{lo}, {hi}] (e.g. images / 127.5 - 1 "
-          f"for tanh, images / 255 for sigmoid).", stacklevel=3)
-
-  # ----------------------------------------------------------- randomness
-
-  def _example_keys(self, key: jax.Array, batch_size: int) -> jax.Array:
-    """``[B, streams]`` keys, one row per example, from its global index."""
-    return streams.example_keys(
-        key, parallel.global_index(batch_size, self.axis_name),
-        extra=self.conditional or self.augment is not None)
-
-  def _latents(self, keys: jax.Array) -> jax.Array:
-    """``[B, latent_dim]`` latents, one per example key ``[B]``."""
-    shape = (self.latent_dim,)
-    if self.latent_distribution == "uniform":
-      draw = lambda k: jax.random.uniform(k, shape, jnp.float32, -1.0, 1.0)
-    else:
-      draw = lambda k: jax.random.normal(k, shape, jnp.float32)
-    return jax.vmap(draw)(keys)
-
-  def _uniform_labels(self, keys: jax.Array) -> jax.Array:
-    """``[B]`` int32 labels uniform over the classes, one per key ``[B]``."""
-    return jax.vmap(
-        lambda k: jax.random.randint(k, (), 0, self.num_classes))(keys)
-
-  def _fake_labels(self, keys: jax.Array, real_labels):
-    """The labels G is asked for in one update (see ``fake_labels``)."""
-    if not self.conditional:
-      return None
-    if self.fake_labels == "real":
-      return real_labels
-    return self._uniform_labels(keys[:, LABEL])
-
-  # -------------------------------------------------------------- players
-
-  def _generate(self, g_params, g_stats, keys, labels, train: bool):
-    """Samples ``[B, ...]`` and G's new batch stats from per-example keys."""
-    z = self._cast(self._latents(keys[:, LATENT]))
-    rngs = {"dropout": keys[0, DROPOUT_FAKE]}
-    fake, new_stats = _apply(self._compute_generator, g_params, g_stats,
-                             self._model_inputs(z, labels), train, rngs)
-    return self._cast(fake), _like(new_stats, g_stats)
-
-  def _discriminate(self, d_params, d_stats, x, labels, dropout_keys):
-    """``((logits [B], aux), new_stats)`` of D in training mode.
-
-    A discriminator with batch statistics (batch norm, spectral norm) sees
-    the whole local batch. One without them that draws dropout masks is
-    applied example by example (``vmap``) with each example's own dropout
-    key, so that dropout masks too are independent of the device split. One
-    without either (no dropout, e.g. DCGAN's, the small MLPs') is applied to
-    the whole batch at once: what the per-example path computes (examples do
-    not interact), without turning every layer into B per-example ones
-    (DCGAN 28x28, k = 1, in a scan on CPU: 105 ms per step instead of 236).
-    """
-    discriminator = self._compute_discriminator
-    inputs = self._model_inputs(x, labels)
-    if d_stats:
-      out, new_stats = _apply(discriminator, d_params, d_stats, inputs, True,
-                              {"dropout": dropout_keys[0]})
-      return _split_outputs(out), _like(new_stats, d_stats)
-    leaves, params_def = jax.tree.flatten(d_params)
-    if not _draws_rng(discriminator, "dropout", params_def,
-                      tuple(map(_aval, leaves)), _one_example_avals(inputs)):
-      out = discriminator.apply({"params": d_params}, *inputs, train=True,
-                                rngs={"dropout": dropout_keys[0]})
-      return _split_outputs(out), d_stats
-
-    def one(example, key):
-      out = discriminator.apply({"params": d_params},
-                                *(a[None] for a in example), train=True,
-                                rngs={"dropout": key})
-      return jax.tree.map(lambda a: a[0], out)
-
-    return _split_outputs(jax.vmap(one)(inputs, dropout_keys)), d_stats
-
-  def _d_input(self, x, keys, augment_stream, noise_stream, state):
-    """What D sees of ``x``: augmented, then with instance noise."""
-    if self.augment is not None:
-      probability = state.augment_p if self.ada is not None else None
-      x = self.augment(x, keys[:, augment_stream], probability)
-    if self.instance_noise is not None:
-      x = self.instance_noise(x, keys[:, noise_stream], state.step)
-    return x
-
-  def _mean(self, tree):
-    if self.axis_name is None:
-      return tree
-    return jax.lax.pmean(tree, self.axis_name)
-
-  def _add_terms(self, player: str, outputs, loss, metrics):
-    """``loss`` plus the loss terms of ``player``, each also in ``metrics``."""
-    prefix = "d_" if player == terms_lib.DISCRIMINATOR else "g_"
-    for term in self.loss_terms:
-      for name, value in term(player, outputs).items():
-        value = jnp.asarray(value, jnp.float32)
-        chex.assert_shape(value, ())
-        metrics[prefix + name] = value
-        loss = loss + value
-    return loss
-
-  def _penalty(self, params, stats, real_in, fake_in, real_labels, keys,
-               update, metrics):
-    """The sum of the penalties (each in ``metrics`` when several)."""
-    d_fn = lambda x: self._discriminate(
-        params, stats, x, real_labels, keys[:, DROPOUT_REAL])[0][0]
-    total = jnp.zeros((), jnp.float32)
-    for i, penalty in enumerate(self.penalties):
-      penalty_keys = keys[:, PENALTY]
-      if i:  # each penalty its own draws; the first keeps the historical ones
-        penalty_keys = jax.vmap(lambda k: jax.random.fold_in(k, i))(penalty_keys)
-      if isinstance(penalty, penalties_lib.Lazy):
-        value = penalty(d_fn, real_in, fake_in, penalty_keys, update)
-      else:
-        value = penalty(d_fn, real_in, fake_in, penalty_keys)
-      if len(self.penalties) > 1:
-        metrics[f"d_penalty_{i}"] = value
-      total = total + value
-    metrics["d_penalty"] = total
-    return total
+  def _d_loop(self, d_params, d_stats, inputs: tuple) -> str:
+    """The resolved ``d_loop`` (``ganjax.backend``: decided once per D and shape)."""
+    return backend.choose_d_loop(self.d_loop, self._compute_discriminator,
+                                 d_params, d_stats, inputs)
 
   # ----------------------------------------------------------------- step
+
+  def step(self, state: GANState, batch):
+    """One iteration of Algorithm 1: k discriminator updates, then one for G.
+
+    Pure and jittable: ``jax.jit(gan.step, donate_argnums=0)``. The k updates
+    run in one ``jax.lax.scan`` (or unrolled, see ``d_loop``).
+
+    Args:
+      state: a ``GANState``.
+      batch: float ``[k, B, *data_shape]``: one real minibatch per
+        discriminator update (on one device; under ``ganjax.parallel`` the
+        local shard ``[k, B / devices, ...]``), or a dict ``{"image": that,
+        "label": int32 [k, B]}`` (labels required with ``num_classes``,
+        ignored without).
+
+    Returns:
+      ``(new_state, metrics)``; metrics are float32 scalars: ``d_loss``,
+      ``g_loss``, ``real_logit``, ``fake_logit`` (mean logits), ``d_real``,
+      ``d_fake`` (mean D(x), D(G(z)) for the probabilistic losses),
+      ``d_grad_norm``, ``g_grad_norm``; when used ``d_penalty``,
+      ``instance_noise_std``, ``augment_p`` and ``ada_r_t``, and each loss
+      term's ``d_<name>`` / ``g_<name>``. Discriminator metrics are means
+      over the k updates.
+    """
+    images, labels = contract.unpack(batch, self.k, self.num_classes)
+    images = self._cast(images)
+    d_keys, g_key = streams.update_keys(_as_key(state.rng), state.step, self.k)
+    d_updates = state.step * self.k + jnp.arange(self.k, dtype=jnp.int32)
+
+    loop = backend.loop(self._d_loop(
+        state.d_params, state.d_batch_stats,
+        self._model_inputs(images[0], None if labels is None else labels[0])))
+    (d_params, d_opt_state, d_stats), d_metrics = loop(
+        lambda carry, xs: self._d_update(state, carry, xs),
+        (state.d_params, state.d_opt_state, state.d_batch_stats),
+        (images, labels, d_keys, d_updates))
+    state = state.replace(d_params=d_params, d_opt_state=d_opt_state,
+                          d_batch_stats=d_stats)
+
+    g_params, g_opt_state, g_stats, g_metrics = self._g_update(
+        state, images[-1], None if labels is None else labels[-1], g_key)
+    ema = state.ema_g_params
+    if self.ema_decay is not None:
+      decay = self.ema_decay_at(state.step)
+      ema = optax.incremental_update(g_params, ema, 1.0 - decay)
+    metrics = jax.tree.map(jnp.mean, d_metrics)
+    metrics.update(g_metrics)
+    augment_p = state.augment_p
+    if self.augment is not None:
+      metrics["augment_p"] = jnp.asarray(
+          augment_p if self.ada is not None
+          else getattr(self.augment, "probability", 1.0), jnp.float32)
+    if self.ada is not None:
+      devices = 1 if self.axis_name is None else jax.lax.psum(1, self.axis_name)
+      augment_p = self.ada.update(augment_p, metrics["ada_r_t"],
+                                  self.k * images.shape[1] * devices)
+    if self.instance_noise is not None:
+      metrics["instance_noise_std"] = self.instance_noise.std_at(state.step)
+    new_state = state.replace(
+        step=state.step + 1, g_params=g_params, g_opt_state=g_opt_state,
+        g_batch_stats=g_stats, ema_g_params=ema, augment_p=augment_p)
+    return new_state, metrics
 
   def _d_update(self, state: GANState, carry, inputs):
     """One discriminator update on one real minibatch and fresh noise."""
@@ -666,6 +392,7 @@ class GAN:
     fake_labels = self._fake_labels(keys, real_labels)
     fake, _ = self._generate(state.g_params, state.g_batch_stats, keys,
                              fake_labels, train=True)
+    contract.check_step_shapes(fake.shape, real.shape)
     fake = jax.lax.stop_gradient(fake)
     real_in = self._d_input(real, keys, AUGMENT_REAL, NOISE_REAL, state)
     fake_in = self._d_input(fake, keys, AUGMENT_FAKE, NOISE_FAKE, state)
@@ -759,151 +486,122 @@ class GAN:
     t = jnp.asarray(step, jnp.float32)
     return jnp.minimum(self.ema_decay, (1.0 + t) / (10.0 + t))
 
-  def step(self, state: GANState, batch):
-    """One iteration of Algorithm 1: k discriminator updates, then one for G.
+  # -------------------------------------------------------------- players
 
-    Pure and jittable: ``jax.jit(gan.step, donate_argnums=0)``. The k updates
-    run in one ``jax.lax.scan`` (or unrolled, see ``d_loop``).
+  def _generate(self, g_params, g_stats, keys, labels, train: bool):
+    """Samples ``[B, ...]`` and G's new batch stats from per-example keys."""
+    z = self._cast(self._latents(keys[:, LATENT]))
+    rngs = {"dropout": keys[0, DROPOUT_FAKE]}
+    fake, new_stats = _apply(self._compute_generator, g_params, g_stats,
+                             self._model_inputs(z, labels), train, rngs)
+    return self._cast(fake), _like(new_stats, g_stats)
 
-    Args:
-      state: a ``GANState``.
-      batch: float ``[k, B, *data_shape]``: one real minibatch per
-        discriminator update (on one device; under ``ganjax.parallel`` the
-        local shard ``[k, B / devices, ...]``), or a dict ``{"image": that,
-        "label": int32 [k, B]}`` (labels required with ``num_classes``,
-        ignored without).
+  def _discriminate(self, d_params, d_stats, x, labels, dropout_keys):
+    """``((logits [B], aux), new_stats)`` of D in training mode.
 
-    Returns:
-      ``(new_state, metrics)``; metrics are float32 scalars: ``d_loss``,
-      ``g_loss``, ``real_logit``, ``fake_logit`` (mean logits), ``d_real``,
-      ``d_fake`` (mean D(x), D(G(z)) for the probabilistic losses),
-      ``d_grad_norm``, ``g_grad_norm``; when used ``d_penalty``,
-      ``instance_noise_std``, ``augment_p`` and ``ada_r_t``, and each loss
-      term's ``d_<name>`` / ``g_<name>``. Discriminator metrics are means
-      over the k updates.
+    A discriminator with batch statistics (batch norm, spectral norm) sees
+    the whole local batch. One without them that draws dropout masks is
+    applied example by example (``vmap``) with each example's own dropout
+    key, so that dropout masks too are independent of the device split. One
+    without either (no dropout, e.g. DCGAN's, the small MLPs') is applied to
+    the whole batch at once: what the per-example path computes (examples do
+    not interact), in one batched call.
     """
-    images, labels = self._unpack(batch)
-    self._check_data_shape(state, images)
-    images = self._cast(images)
-    d_keys, g_key = streams.update_keys(_as_key(state.rng), state.step, self.k)
-    d_updates = state.step * self.k + jnp.arange(self.k, dtype=jnp.int32)
+    discriminator = self._compute_discriminator
+    inputs = self._model_inputs(x, labels)
+    if d_stats:
+      out, new_stats = _apply(discriminator, d_params, d_stats, inputs, True,
+                              {"dropout": dropout_keys[0]})
+      return _split_outputs(out), _like(new_stats, d_stats)
+    if not backend.draws_dropout(discriminator, d_params, inputs):
+      out = discriminator.apply({"params": d_params}, *inputs, train=True,
+                                rngs={"dropout": dropout_keys[0]})
+      return _split_outputs(out), d_stats
 
-    loop = backend.loop(self._decide_d_loop(
-        state.d_params, state.d_batch_stats,
-        self._model_inputs(images[0], None if labels is None else labels[0])))
-    (d_params, d_opt_state, d_stats), d_metrics = loop(
-        lambda carry, xs: self._d_update(state, carry, xs),
-        (state.d_params, state.d_opt_state, state.d_batch_stats),
-        (images, labels, d_keys, d_updates))
-    state = state.replace(d_params=d_params, d_opt_state=d_opt_state,
-                          d_batch_stats=d_stats)
+    def one(example, key):
+      out = discriminator.apply({"params": d_params},
+                                *(a[None] for a in example), train=True,
+                                rngs={"dropout": key})
+      return jax.tree.map(lambda a: a[0], out)
 
-    g_params, g_opt_state, g_stats, g_metrics = self._g_update(
-        state, images[-1], None if labels is None else labels[-1], g_key)
-    ema = state.ema_g_params
-    if self.ema_decay is not None:
-      decay = self.ema_decay_at(state.step)
-      ema = optax.incremental_update(g_params, ema, 1.0 - decay)
-    metrics = jax.tree.map(jnp.mean, d_metrics)
-    metrics.update(g_metrics)
-    augment_p = state.augment_p
+    return _split_outputs(jax.vmap(one)(inputs, dropout_keys)), d_stats
+
+  def _d_input(self, x, keys, augment_stream, noise_stream, state):
+    """What D sees of ``x``: augmented, then with instance noise."""
     if self.augment is not None:
-      metrics["augment_p"] = jnp.asarray(
-          augment_p if self.ada is not None
-          else getattr(self.augment, "probability", 1.0), jnp.float32)
-    if self.ada is not None:
-      devices = 1 if self.axis_name is None else jax.lax.psum(1, self.axis_name)
-      augment_p = self.ada.update(augment_p, metrics["ada_r_t"],
-                                  self.k * images.shape[1] * devices)
-    new_state = state.replace(
-        step=state.step + 1, g_params=g_params, g_opt_state=g_opt_state,
-        g_batch_stats=g_stats, ema_g_params=ema, augment_p=augment_p)
+      probability = state.augment_p if self.ada is not None else None
+      x = self.augment(x, keys[:, augment_stream], probability)
     if self.instance_noise is not None:
-      metrics["instance_noise_std"] = self.instance_noise.std_at(state.step)
-    return new_state, metrics
+      x = self.instance_noise(x, keys[:, noise_stream], state.step)
+    return x
 
-  def _decide_d_loop(self, d_params, d_stats, inputs: tuple) -> str:
-    """Resolves ``d_loop`` once (in ``init``; in the first trace otherwise)."""
-    if "d_loop" not in self._decided:
-      apply_fn = lambda p, s, inputs: _apply(
-          self._compute_discriminator, p, s, inputs, True,
-          {"dropout": jax.random.key(0)})
-      self._decided["d_loop"] = backend.choose_d_loop(
-          self.d_loop, apply_fn, d_params, d_stats, inputs)
-    return self._decided["d_loop"]
+  def _mean(self, tree):
+    if self.axis_name is None:
+      return tree
+    return jax.lax.pmean(tree, self.axis_name)
 
-  def _check_data_shape(self, state: GANState, images) -> None:
-    """The real data have the shape of G's samples (checked while tracing)."""
-    z = jax.ShapeDtypeStruct((1, self.latent_dim), jnp.float32)
-    y = jax.ShapeDtypeStruct((1,), jnp.int32) if self.conditional else None
-    fake_shape = jax.eval_shape(
-        lambda p, s, z, y: _apply(self.generator, p, s,
-                                  self._model_inputs(z, y), False,
-                                  {"dropout": jax.random.key(0)})[0],
-        state.g_params, state.g_batch_stats, z, y).shape[1:]
-    if tuple(images.shape[2:]) != tuple(fake_shape):
-      raise ValueError(
-          f"The real data have examples of shape {tuple(images.shape[2:])} "
-          f"(batch {tuple(images.shape)}) but the generator makes "
-          f"{tuple(fake_shape)}: build the models for the data's shape "
-          f"(e.g. ganjax.models.dcgan(image_shape={tuple(images.shape[2:])})) "
-          f"or resize the data.")
+  def _add_terms(self, player: str, outputs, loss, metrics):
+    """``loss`` plus the loss terms of ``player``, each also in ``metrics``."""
+    prefix = "d_" if player == terms_lib.DISCRIMINATOR else "g_"
+    for term in self.loss_terms:
+      for name, value in term(player, outputs).items():
+        value = jnp.asarray(value, jnp.float32)
+        chex.assert_shape(value, ())
+        metrics[prefix + name] = value
+        loss = loss + value
+    return loss
 
-  def _unpack(self, batch) -> tuple[jax.Array, jax.Array | None]:
-    """``(images [k, B, ...], labels int32 [k, B] or None)``, checked."""
-    if isinstance(batch, dict):
-      if contract.IMAGE not in batch:
-        raise ValueError(f"A dict batch needs an {contract.IMAGE!r} entry "
-                         f"[k, B, ...] (and {contract.LABEL!r} [k, B]); got "
-                         f"keys {sorted(batch)}.")
-      images, labels = batch[contract.IMAGE], batch.get(contract.LABEL)
+  def _penalty(self, params, stats, real_in, fake_in, real_labels, keys,
+               update, metrics):
+    """The sum of the penalties (each in ``metrics`` when several)."""
+    d_fn = lambda x: self._discriminate(
+        params, stats, x, real_labels, keys[:, DROPOUT_REAL])[0][0]
+    total = jnp.zeros((), jnp.float32)
+    for i, penalty in enumerate(self.penalties):
+      penalty_keys = keys[:, PENALTY]
+      if i:  # penalty i > 0 folds i into the stream (streams.PENALTY)
+        penalty_keys = jax.vmap(lambda k: jax.random.fold_in(k, i))(penalty_keys)
+      if isinstance(penalty, penalties_lib.Lazy):
+        value = penalty(d_fn, real_in, fake_in, penalty_keys, update)
+      else:
+        value = penalty(d_fn, real_in, fake_in, penalty_keys)
+      if len(self.penalties) > 1:
+        metrics[f"d_penalty_{i}"] = value
+      total = total + value
+    metrics["d_penalty"] = total
+    return total
+
+  # ----------------------------------------------------------- randomness
+
+  def _example_keys(self, key: jax.Array, batch_size: int) -> jax.Array:
+    """``[B, streams]`` keys, one row per example, from its global index."""
+    return streams.example_keys(
+        key, parallel.global_index(batch_size, self.axis_name),
+        extra=self.conditional or self.augment is not None)
+
+  def _latents(self, keys: jax.Array) -> jax.Array:
+    """``[B, latent_dim]`` latents, one per example key ``[B]``."""
+    shape = (self.latent_dim,)
+    if self.latent_distribution == "uniform":
+      draw = lambda k: jax.random.uniform(k, shape, jnp.float32, -1.0, 1.0)
     else:
-      images, labels = batch, None
-    if images.ndim < 3 or images.shape[0] != self.k:
-      raise ValueError(
-          f"GAN.step expects a batch of shape [k, B, *data_shape] with k={self.k} "
-          f"real minibatches (one per discriminator update), got shape "
-          f"{tuple(images.shape)}. Reshape a [k*B, ...] batch with "
-          f"batch.reshape(k, B, ...), or use ganjax.data pipelines with k={self.k}.")
-    if images.shape[1] == 0:
-      raise ValueError("GAN.step got an empty minibatch (B = 0): each of the "
-                       "k minibatches needs at least one example.")
-    if not jnp.issubdtype(images.dtype, jnp.floating):
-      raise ValueError(f"GAN.step expects floating-point data scaled to the "
-                       f"generator's output range, got dtype {images.dtype}.")
+      draw = lambda k: jax.random.normal(k, shape, jnp.float32)
+    return jax.vmap(draw)(keys)
+
+  def _uniform_labels(self, keys: jax.Array) -> jax.Array:
+    """``[B]`` int32 labels uniform over the classes, one per key ``[B]``."""
+    return jax.vmap(
+        lambda k: jax.random.randint(k, (), 0, self.num_classes))(keys)
+
+  def _fake_labels(self, keys: jax.Array, real_labels):
+    """The labels G is asked for in one update (see ``fake_labels``)."""
     if not self.conditional:
-      return images, None
-    if labels is None:
-      raise ValueError(
-          f"This GAN is conditional (num_classes={self.num_classes}): pass "
-          f"batches {{'image': [k, B, ...], 'label': int32 [k, B]}}.")
-    if (tuple(labels.shape) != tuple(images.shape[:2])
-        or not jnp.issubdtype(labels.dtype, jnp.integer)):
-      raise ValueError(
-          f"batch['label'] must be integer [k, B] = {tuple(images.shape[:2])}, "
-          f"got {labels.dtype} {tuple(labels.shape)}.")
-    return images, labels.astype(jnp.int32)
+      return None
+    if self.fake_labels == "real":
+      return real_labels
+    return self._uniform_labels(keys[:, LABEL])
 
   # --------------------------------------------------------------- sample
-
-  def _sampling_params(self, state: GANState, use_ema: bool):
-    if use_ema and state.ema_g_params is not None:
-      return state.ema_g_params
-    return state.g_params
-
-  def _check_labels(self, labels, num: int):
-    if not self.conditional:
-      if labels is not None:
-        raise ValueError("labels given to an unconditional GAN: build it with "
-                         "num_classes=... (and conditional models).")
-      return None
-    if labels is None:
-      return None
-    labels = jnp.asarray(labels)
-    if labels.shape != (num,) or not jnp.issubdtype(labels.dtype, jnp.integer):
-      raise ValueError(f"labels must be integer [{num}] (one class per "
-                       f"sample), got {labels.dtype} {tuple(labels.shape)}.")
-    return labels.astype(jnp.int32)
 
   def generate(self, state: GANState, z: jax.Array, labels=None,
                use_ema: bool = True) -> jax.Array:
@@ -921,11 +619,12 @@ class GAN:
       use_ema: use ``state.ema_g_params`` when present.
     """
     chex.assert_shape(z, (None, self.latent_dim))
-    labels = self._check_labels(labels, z.shape[0])
+    labels = contract.check_labels(labels, z.shape[0], self.num_classes)
     if self.conditional and labels is None:
       raise ValueError("generate() of a conditional GAN needs labels [B].")
-    images = _apply(self._compute_generator,
-                    self._sampling_params(state, use_ema), state.g_batch_stats,
+    params = (state.ema_g_params if use_ema and state.ema_g_params is not None
+              else state.g_params)
+    images = _apply(self._compute_generator, params, state.g_batch_stats,
                     self._model_inputs(self._cast(z), labels), False,
                     {"dropout": jax.random.key(0)})[0]
     return images.astype(jnp.float32)

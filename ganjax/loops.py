@@ -7,10 +7,8 @@ dataset indexed with a random permutation).
 
 On XLA:CPU, convolution gradients inside a loop body are fast only in the
 canonical form of ``ganjax.models.layers.conv_general_dilated`` (the DCGAN
-models' default): DCGAN 28x28 runs at the speed of single jitted steps here
-(``benchmarks/results/benchmark.md``, section 3). With flax's default convs
-the same gradients in a loop are ~7x slower (the k-update scan of the DCGAN
-step: 870 ms instead of 123 ms, section 1 of the same file).
+models' default); ``benchmarks/results/benchmark.md`` compares it with flax's
+default convolutions, inside and outside loops.
 """
 
 from typing import Any, Callable

@@ -11,7 +11,7 @@ import optax
 import pytest
 
 import ganjax as gj
-from ganjax import gan as gan_lib
+from ganjax import backend
 from ganjax import losses
 
 
@@ -116,7 +116,7 @@ def test_whole_batch_discriminator_matches_per_example(case, monkeypatch):
   batch = jax.random.uniform(jax.random.key(1), (2, 8) + shape, minval=-1.0)
   state = gan.init(jax.random.key(0), batch[0])
   whole = jax.jit(lambda s, b: gan.step(s, b))(state, batch)
-  monkeypatch.setattr(gan_lib, "_draws_rng", lambda *args: True)
+  monkeypatch.setattr(backend, "draws_dropout", lambda *args: True)
   per_example = jax.jit(lambda s, b: gan.step(s, b))(state, batch)
   chex.assert_trees_all_close(whole, per_example, atol=1e-5, rtol=1e-5)
 
@@ -126,10 +126,7 @@ def test_only_discriminators_with_dropout_are_applied_per_example():
     x = jnp.zeros((2,) + shape)
     params = jax.eval_shape(lambda: d.init(jax.random.key(0), x, train=False)
                             )["params"]
-    leaves, treedef = jax.tree.flatten(params)
-    return gan_lib._draws_rng(d, "dropout", treedef,
-                              tuple(map(gan_lib._aval, leaves)),
-                              (gan_lib._aval(x),))
+    return backend.draws_dropout(d, params, (x,))
 
   assert draws(gj.models.goodfellow_mlp((4, 4, 1))[1], (4, 4, 1))
   assert draws(gj.models.MLPDiscriminator((8,), hidden_dropout=0.5), (3,))
@@ -157,12 +154,9 @@ def test_auto_d_loop_scans_unless_plain_convs_on_cpu():
   batch = jnp.zeros((2, 8, 8, 8, 1))
 
   def loop(gan, batch=batch):
-    """What init decided, once, outside the traced step."""
-    gan.init(jax.random.key(0), batch[0])
-    decided = gan._decided["d_loop"]
-    # The data-parallel copy keeps the decision.
-    assert gan.parallel("batch")._decided["d_loop"] == decided
-    return decided
+    """What init decided, once per discriminator and shape."""
+    state = gan.init(jax.random.key(0), batch[0])
+    return gan._d_loop(state.d_params, state.d_batch_stats, (batch[0],))
 
   assert loop(_dcgan_gan()) == "scan"
   assert loop(_dcgan_gan(discriminator=gj.models.DCGANDiscriminator(
