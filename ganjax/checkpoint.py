@@ -28,6 +28,7 @@ not read back is set aside (or, for readers, skipped).
 import collections.abc
 import os
 import sys
+import threading
 import time
 from typing import Any, Callable, Optional
 
@@ -37,6 +38,9 @@ import numpy as np
 import orbax.checkpoint as ocp
 
 PyTree = Any
+# The items of a checkpoint: the state (the folder a single-item orbax
+# checkpoint uses, so those read back too) and an optional JSON record.
+_STATE, _RECORD = "default", "record"
 
 
 class CheckpointMismatchError(ValueError):
@@ -175,14 +179,23 @@ class Checkpointer:
   Use it to make a training run resumable: restore the latest checkpoint at
   start-up, save periodically, close at the end.
 
+  With ``async_save`` a save copies the state to host memory (so the caller
+  may donate its buffers right away), starts the write in a background
+  thread and returns: training goes on while it writes. The next ``save``,
+  ``wait``, ``close`` and every query wait for it first; a write that failed
+  is raised there (and by ``check_for_errors``, which does not wait), never
+  printed from the thread.
+
+  Each checkpoint may carry a small JSON ``record`` beside the state (the
+  runner stores the run's resolved config there), read back by ``record``.
+
   Args:
     directory: where checkpoints go (one sub-folder per step); created.
     save_every: steps between saves; ``save`` skips other steps unless
       forced. 0 or None saves whenever ``save`` is called.
     keep: how many of the most recent checkpoints to keep (None: all; at
       least 1 otherwise).
-    async_save: write in a background thread (the state is first copied to
-      host memory, so the caller may donate its buffers right away).
+    async_save: write in a background thread.
   """
 
   def __init__(self, directory: str, save_every: Optional[int] = None,
@@ -194,21 +207,27 @@ class Checkpointer:
                        "checkpoint would be deleted as soon as it is written.")
     self.directory = os.path.abspath(os.fspath(directory))
     self.save_every = int(save_every or 0)
+    self.async_save = async_save
+    self._writer = None   # the thread of the write in progress
+    self._error = None    # the exception of a write that failed
     options = ocp.CheckpointManagerOptions(
-        max_to_keep=keep, create=True,
-        enable_async_checkpointing=async_save)
+        max_to_keep=keep, create=True, enable_async_checkpointing=False,
+        cleanup_tmp_directories=True)
     self._manager = ocp.CheckpointManager(
         self.directory, options=options,
-        item_handlers=ocp.StandardCheckpointHandler())
+        item_handlers={_STATE: ocp.StandardCheckpointHandler(),
+                       _RECORD: ocp.JsonCheckpointHandler()})
 
   # --------------------------------------------------------------- queries
 
   def latest_step(self) -> Optional[int]:
     """The step of the newest finished checkpoint, or None."""
+    self.wait()
     return self._manager.latest_step()
 
   def all_steps(self) -> list[int]:
     """Steps of the checkpoints on disk, oldest first."""
+    self.wait()
     return sorted(self._manager.all_steps())
 
   def metadata(self, step: int) -> PyTree:
@@ -217,14 +236,25 @@ class Checkpointer:
     Raises:
       an exception from orbax / tensorstore when it does not read back.
     """
+    self.wait()
     try:
-      metadata = self._manager.item_metadata(int(step))
+      metadata = self._manager.item_metadata(int(step))[_STATE]
     except Exception:
       _quiet_closed_event_loops()
       raise
     if metadata is None:
       raise ValueError(f"checkpoint {step} has no readable metadata")
     return metadata
+
+  def record(self, step: int) -> Optional[dict]:
+    """The JSON record saved with checkpoint ``step``, or None (saved
+    without one, or unreadable)."""
+    self.wait()
+    try:
+      return self._manager.restore(int(step), args=ocp.args.Composite(
+          **{_RECORD: ocp.args.JsonRestore()}))[_RECORD]
+    except Exception:  # pylint: disable=broad-except
+      return None
 
   def check_fits(self, template: PyTree, step: int) -> None:
     """Raises ``CheckpointMismatchError`` when checkpoint ``step`` does not
@@ -238,11 +268,13 @@ class Checkpointer:
   def should_save(self, step: int) -> bool:
     return self.save_every <= 0 or step % self.save_every == 0
 
-  def save(self, step: int, state: PyTree, force: bool = False) -> bool:
-    """Saves ``state`` as checkpoint ``step`` when due (or ``force``).
+  def save(self, step: int, state: PyTree, force: bool = False,
+           record: Optional[dict] = None) -> bool:
+    """Saves ``state`` (and ``record``) as checkpoint ``step`` when due (or ``force``).
 
-    The state is copied to host memory before this returns (a device sync),
-    then written, in the background with ``async_save``.
+    Waits for the previous write first (raising its error). The state is
+    copied to host memory before this returns (a device sync), then
+    written: in the background with ``async_save`` (``wait`` for it).
 
     Returns:
       whether a checkpoint was started.
@@ -250,17 +282,37 @@ class Checkpointer:
     step = int(step)
     if not (force or self.should_save(step)):
       return False
-    if step in self._manager.all_steps():
+    if step in self.all_steps():  # waits for the previous write
       return False
-    self.check_for_errors()  # an earlier background write that failed
-    host_state = jax.device_get(state)
-    return bool(self._manager.save(
-        step, args=ocp.args.StandardSave(host_state), force=True))
+    items = {_STATE: ocp.args.StandardSave(jax.device_get(state))}
+    if record is not None:
+      items[_RECORD] = ocp.args.JsonSave(record)
+    if not self.async_save:
+      self._write(step, items)
+      self.check_for_errors()
+      return True
+    self._writer = threading.Thread(target=self._write, args=(step, items),
+                                    name=f"checkpoint-{step}", daemon=True)
+    self._writer.start()
+    return True
+
+  def _write(self, step: int, items: dict) -> None:
+    try:
+      self._manager.save(step, args=ocp.args.Composite(**items), force=True)
+    except BaseException as e:  # pylint: disable=broad-except
+      self._error = e  # raised in the caller's thread
 
   def check_for_errors(self) -> None:
-    """Raises the error of a background write that failed (disk full, no
-    permission...); cheap, does not wait for writes in progress."""
-    self._manager.check_for_errors()
+    """Raises the error of a write that failed (disk full, no permission...);
+    cheap, does not wait for a write in progress."""
+    if self._error is not None and (self._writer is None or
+                                    not self._writer.is_alive()):
+      error, self._error = self._error, None
+      raise error
+
+  def writing(self) -> bool:
+    """Whether a background write is in progress."""
+    return self._writer is not None and self._writer.is_alive()
 
   def restore(self, template: PyTree, step: Optional[int] = None,
               missing_ok: bool = True) -> PyTree:
@@ -278,6 +330,7 @@ class Checkpointer:
     Returns:
       the restored pytree (``jax.Array`` leaves), bit-exact.
     """
+    self.wait()
     if step is None:
       step = self.latest_step()
     if step is None:
@@ -298,11 +351,14 @@ class Checkpointer:
       if any(name not in on_disk for name in fields):
         # Fields added to the state since the checkpoint was written, None
         # here: restore the others and keep the template's None.
-        restored = self._manager.restore(int(step), args=ocp.args.StandardRestore(
-            _abstract({k: v for k, v in fields.items() if k in on_disk})))
+        restored = self._restore_state(
+            step, _abstract({k: v for k, v in fields.items() if k in on_disk}))
         return _to_device(template.replace(**restored))
-    return _to_device(self._manager.restore(
-        int(step), args=ocp.args.StandardRestore(_abstract(template))))
+    return _to_device(self._restore_state(step, _abstract(template)))
+
+  def _restore_state(self, step: int, abstract: PyTree) -> PyTree:
+    return self._manager.restore(step, args=ocp.args.Composite(
+        **{_STATE: ocp.args.StandardRestore(abstract)}))[_STATE]
 
   def quarantine(self, step: int) -> str:
     """Moves checkpoint ``step`` out of the way, keeping it for inspection.
@@ -376,13 +432,19 @@ class Checkpointer:
     return template, None
 
   def wait(self) -> None:
-    """Blocks until background writes have finished."""
-    self._manager.wait_until_finished()
+    """Blocks until the background write has finished; raises its error."""
+    if self._writer is not None:
+      self._writer.join()
+      self._writer = None
+    self.check_for_errors()
 
   def close(self) -> None:
-    """Waits for pending writes and releases the manager."""
-    self._manager.wait_until_finished()
-    self._manager.close()
+    """Waits for the write in progress (raising its error) and releases the
+    manager."""
+    try:
+      self.wait()
+    finally:
+      self._manager.close()
 
   def __enter__(self) -> "Checkpointer":
     return self

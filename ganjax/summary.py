@@ -9,13 +9,20 @@ to TensorBoard only; PNG files are ``ganjax.images``' job.
 Resuming: ``SummaryWriter(..., resume_step=s)`` drops JSONL records of steps
 after ``s`` (written by a run that stopped before its next checkpoint) and
 tells TensorBoard to purge its events after ``s`` too, so the logs of a
-resumed run read like those of an uninterrupted one. Nothing here imports
-TensorFlow.
+resumed run read like those of an uninterrupted one.
+
+Every write happens in the caller's thread (TensorBoard events through
+tensorboardX's synchronous ``EventsWriter``, flushed every ``flush_secs``):
+a write that fails (disk full, permissions) raises ``OSError`` there, with
+the file's name in ``filename``, and a JSONL record is written whole or
+not at all. Nothing here imports TensorFlow.
 """
 
+import contextlib
 import json
 import os
 import sys
+import time
 from typing import Any, Mapping, Optional
 
 import numpy as np
@@ -77,10 +84,15 @@ def _truncate_jsonl(path: str, last_step: int) -> None:
     if record.get("step", -1) <= last_step:
       kept.append(json.dumps(record) + "\n")
   if len(kept) != len(lines):
-    tmp = path + ".tmp"
-    with open(tmp, "w") as f:
-      f.writelines(kept)
-    os.replace(tmp, path)
+    tmp = f"{path}.tmp.{os.getpid()}"
+    try:
+      with open(tmp, "w") as f:
+        f.writelines(kept)
+      os.replace(tmp, path)
+    except OSError as e:
+      with contextlib.suppress(OSError):
+        os.remove(tmp)
+      raise OSError(e.errno, e.strerror, path) from None
 
 
 class SummaryWriter:
@@ -93,26 +105,58 @@ class SummaryWriter:
     tensorboard: write TensorBoard events (tensorboardX) besides the JSONL.
     enabled: False makes every call a no-op (non-zero processes of a
       multi-host run).
+    flush_secs: the longest TensorBoard events wait in memory.
+
+  Raises (every method):
+    OSError: a write failed; ``filename`` is the file.
   """
 
   def __init__(self, logdir: str, resume_step: Optional[int] = None,
-               tensorboard: bool = True, enabled: bool = True):
+               tensorboard: bool = True, enabled: bool = True,
+               flush_secs: float = 10.0):
     self.logdir = logdir
     self.enabled = enabled
+    self.flush_secs = flush_secs
     self._tb = None
     self._jsonl = None
     if not enabled:
       return
-    os.makedirs(logdir, exist_ok=True)
     self.jsonl_path = os.path.join(logdir, JSONL_NAME)
-    if resume_step is not None:
-      _truncate_jsonl(self.jsonl_path, int(resume_step))
-    self._jsonl = open(self.jsonl_path, "a")
+    with _naming(self.jsonl_path):
+      os.makedirs(logdir, exist_ok=True)
+      if resume_step is not None:
+        _truncate_jsonl(self.jsonl_path, int(resume_step))
+      self._jsonl = open(self.jsonl_path, "a")  # pylint: disable=consider-using-with
     if tensorboard:
       tensorboardX = _import_tensorboardx()
-      purge = int(resume_step) + 1 if resume_step else None
-      self._tb = tensorboardX.SummaryWriter(logdir=logdir, purge_step=purge,
-                                            flush_secs=30)
+      from tensorboardX import event_file_writer  # pylint: disable=g-import-not-at-top
+      with _naming(os.path.join(logdir, "events.out.tfevents.*")):
+        self._tb = event_file_writer.EventsWriter(
+            os.path.join(logdir, "events"))
+      self._flushed = time.time()
+      if resume_step:
+        purge = int(resume_step) + 1
+        Event, SessionLog = tensorboardX.proto.event_pb2.Event, (
+            tensorboardX.proto.event_pb2.SessionLog)
+        self._write_event(Event(step=purge, file_version="brain.Event:2"))
+        self._write_event(Event(step=purge, session_log=SessionLog(
+            status=SessionLog.START)))
+
+  @property
+  def events_path(self) -> Optional[str]:
+    return self._tb._file_name if self._tb is not None else None  # pylint: disable=protected-access
+
+  def _write_event(self, event) -> None:
+    with _naming(self.events_path):
+      self._tb.write_event(event)
+      if time.time() - self._flushed >= self.flush_secs:
+        self._tb.flush()
+        self._flushed = time.time()
+
+  def _summary(self, step: int, summary) -> None:
+    from tensorboardX.proto import event_pb2  # pylint: disable=g-import-not-at-top
+    self._write_event(event_pb2.Event(wall_time=time.time(), step=int(step),
+                                      summary=summary))
 
   def scalars(self, step: int, scalars: Mapping[str, Any],
               prefix: str = "train/") -> dict:
@@ -127,45 +171,75 @@ class SummaryWriter:
       return values
     record = {"step": int(step)}
     record.update(values)
-    self._jsonl.write(json.dumps(record) + "\n")
-    self._jsonl.flush()
+    with _naming(self.jsonl_path):
+      end = self._jsonl.tell()
+      try:
+        self._jsonl.write(json.dumps(record) + "\n")
+        self._jsonl.flush()
+      except OSError:  # no line cut short: back to the last whole record
+        with contextlib.suppress(OSError):
+          self._jsonl.truncate(end)
+        raise
     if self._tb is not None:
+      from tensorboardX import summary as tb_summary  # pylint: disable=g-import-not-at-top
       for name, v in values.items():
-        self._tb.add_scalar(prefix + name, v, int(step))
+        self._summary(step, tb_summary.scalar(prefix + name, v))
     return values
 
   def image(self, step: int, tag: str, picture: np.ndarray) -> None:
     """Writes a uint8 ``[H, W, C]`` (or ``[H, W]``) picture to TensorBoard."""
     if not self.enabled or self._tb is None:
       return
+    from tensorboardX import summary as tb_summary  # pylint: disable=g-import-not-at-top
     picture = np.asarray(picture)
     if picture.ndim == 2:
       picture = picture[..., None]
     if picture.shape[-1] == 1:
       picture = np.repeat(picture, 3, axis=-1)
-    self._tb.add_image(tag, picture, int(step), dataformats="HWC")
+    self._summary(step, tb_summary.image(tag, picture, dataformats="HWC"))
 
   def text(self, step: int, tag: str, text: str) -> None:
     """Writes a text summary (e.g. the config) to TensorBoard."""
     if self.enabled and self._tb is not None:
-      self._tb.add_text(tag, text, int(step))
+      from tensorboardX import summary as tb_summary  # pylint: disable=g-import-not-at-top
+      self._summary(step, tb_summary.text(tag, text))
 
   def flush(self) -> None:
     if self._jsonl is not None:
-      self._jsonl.flush()
+      with _naming(self.jsonl_path):
+        self._jsonl.flush()
     if self._tb is not None:
-      self._tb.flush()
+      with _naming(self.events_path):
+        self._tb.flush()
+      self._flushed = time.time()
 
   def close(self) -> None:
-    if self._jsonl is not None:
-      self._jsonl.close()
-      self._jsonl = None
-    if self._tb is not None:
-      self._tb.close()
-      self._tb = None
+    """Flushes and closes the files (closed even when the flush fails)."""
+    try:
+      self.flush()
+    finally:
+      if self._jsonl is not None:
+        with contextlib.suppress(OSError):
+          self._jsonl.close()
+        self._jsonl = None
+      if self._tb is not None:
+        with contextlib.suppress(OSError):
+          self._tb.close()
+        self._tb = None
 
   def __enter__(self) -> "SummaryWriter":
     return self
 
   def __exit__(self, *exc) -> None:
     self.close()
+
+
+@contextlib.contextmanager
+def _naming(path: Optional[str]):
+  """Re-raises an ``OSError`` without a file name with ``path`` as its name."""
+  try:
+    yield
+  except OSError as e:
+    if e.filename:
+      raise
+    raise OSError(e.errno, e.strerror or str(e), path) from None
