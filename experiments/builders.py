@@ -98,7 +98,8 @@ class Experiment:
 # ----------------------------------------------------------------- checks
 
 
-def _close(name: str, choices: Sequence[str]) -> str:
+def did_you_mean(name: str, choices: Sequence[str]) -> str:
+  """``" Did you mean 'x'?"`` for the choices close to ``name``, or ``""``."""
   close = difflib.get_close_matches(str(name), list(choices), n=2, cutoff=0.6)
   return f" Did you mean {' or '.join(repr(c) for c in close)}?" if close else ""
 
@@ -106,7 +107,7 @@ def _close(name: str, choices: Sequence[str]) -> str:
 def _choose(kind: str, name: str, choices: Sequence[str]) -> str:
   if name not in choices:
     raise ConfigError(
-        f"Unknown {kind} {name!r}.{_close(name, choices)} Choose one of: "
+        f"Unknown {kind} {name!r}.{did_you_mean(name, choices)} Choose one of: "
         f"{', '.join(choices)}.")
   return name
 
@@ -124,7 +125,7 @@ def check_fields(config: Config, reference: Optional[Config] = None) -> None:
   known = set(reference.keys())
   unknown = [key for key in config.keys() if key not in known]
   if unknown:
-    hints = "".join(_close(key, sorted(known)) for key in unknown)
+    hints = "".join(did_you_mean(key, sorted(known)) for key in unknown)
     raise ConfigError(
         f"Unknown config field(s) {', '.join(repr(u) for u in unknown)}.{hints} "
         f"Known fields: {', '.join(sorted(known))}.")
@@ -143,7 +144,7 @@ def check_fields(config: Config, reference: Optional[Config] = None) -> None:
     if unknown:
       raise ConfigError(
           f"Unknown field(s) {', '.join(repr(u) for u in unknown)} in "
-          f"config.{key}.{''.join(_close(u, list(reference[key])) for u in unknown)}"
+          f"config.{key}.{''.join(did_you_mean(u, list(reference[key])) for u in unknown)}"
           f" It takes: {', '.join(reference[key].keys())}.")
 
 
@@ -163,7 +164,7 @@ def _kwargs_for(fn: Callable, kwargs: dict, what: str,
   if unknown:
     raise ConfigError(
         f"{what} does not take {', '.join(repr(u) for u in unknown)}."
-        f"{''.join(_close(u, accepted) for u in unknown)} It accepts: "
+        f"{''.join(did_you_mean(u, accepted) for u in unknown)} It accepts: "
         f"{', '.join(accepted) or 'nothing'}. Remove the field(s) from the "
         "config file; the command line cannot delete fields, so to switch "
         "models or optimizers start from a config file that uses them (e.g. "

@@ -88,11 +88,9 @@ def _field_exists(config, path: str) -> bool:
   return True
 
 
-def override_error(argv, error: Exception, close=None) -> str:
-  """A message for a ``--config.x=...`` override that could not be applied.
-
-  ``close(name, choices)`` gives a "Did you mean ...?" hint.
-  """
+def override_error(argv, error: Exception) -> str:
+  """A message for a ``--config.x=...`` override that could not be applied."""
+  from experiments.builders import did_you_mean  # pylint: disable=g-import-not-at-top
   config = _load_config_file(argv)
   overrides = [a[len("--config."):].split("=", 1)[0]
                for a in argv if a.startswith("--config.")]
@@ -106,7 +104,7 @@ def override_error(argv, error: Exception, close=None) -> str:
         parent = parent[part] if part in parent else parent
       known = sorted(parent.keys()) if isinstance(
           parent, ml_collections.ConfigDict) else []
-      hint = close(leaf, known) if close is not None else ""
+      hint = did_you_mean(leaf, known)
       where = f"config.{parent_path}" if parent_path else "the config"
       return (f"unknown config field '{path}' in --config.{path}=...{hint} "
               f"Fields of {where}: {', '.join(known)}. New fields cannot be "

@@ -127,17 +127,17 @@ def samples_from_workdir(workdir: str, num: int, seed: int):
   """
   from experiments import builders  # pylint: disable=g-import-not-at-top
   from experiments import evaluation  # pylint: disable=g-import-not-at-top
-  from experiments import sample  # pylint: disable=g-import-not-at-top
+  from experiments import resume  # pylint: disable=g-import-not-at-top
   from experiments import workdir as workdir_lib  # pylint: disable=g-import-not-at-top
   try:
-    experiment, state, config = sample.load(workdir)  # falls back like train
-  except (builders.ConfigError, workdir_lib.WorkdirError,
-          FileNotFoundError) as e:
+    run = resume.load(workdir)  # falls back like training
+  except (builders.ConfigError, workdir_lib.WorkdirError) as e:
     raise UsageError(str(e)) from None
+  experiment = run.experiment
   classes = None if experiment.is_toy else evaluation.num_classes(experiment)
   labels = evaluation.balanced_labels(num, classes) if classes else None
-  samples = evaluation.draw(experiment, state, num, seed, labels=labels)
-  return samples, experiment, config.dataset, int(state.step), labels
+  samples = evaluation.draw(experiment, run.state, num, seed, labels=labels)
+  return samples, experiment, run.config.dataset, run.step, labels
 
 
 def toy_result(samples, dataset: str, source: dict, start: float) -> dict:

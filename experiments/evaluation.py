@@ -35,6 +35,7 @@ docs/lpips_weights.md) the mean pairwise LPIPS of the samples is added
 data; ``none`` keeps no best checkpoint.
 """
 
+import contextlib
 import json
 import os
 import sys
@@ -49,9 +50,8 @@ from ganjax import checkpoint as checkpoint_lib
 from ganjax import images as images_lib
 from ganjax import summary as summary_lib
 from experiments import builders
+from experiments import workdir as workdir_lib
 
-BEST_CHECKPOINT_DIR = "checkpoints_best"
-BEST_JSON = "best.json"
 
 # Short metric name -> whether lower is better.
 LOWER_IS_BETTER = {"fid": True, "kid": True, "parzen_ll": False,
@@ -155,75 +155,123 @@ def _short_names(metrics: dict) -> dict:
   return out
 
 
+def check_weights(path: str, kind: str) -> None:
+  """Parses an evaluation weights file (``kind``: ``"inception"`` or
+  ``"lpips"``), so that a wrong one is refused before anything runs.
+
+  Raises:
+    ValueError: the file is missing or does not hold those weights; the
+      message names it and how to make a good one.
+  """
+  from ganjax.metrics import inception, lpips  # pylint: disable=g-import-not-at-top
+  module, what = {"inception": (inception, "FID InceptionV3"),
+                  "lpips": (lpips, "LPIPS")}[kind]
+  try:
+    module.weights_path(path)  # a missing file: its own message
+  except FileNotFoundError as e:
+    raise ValueError(str(e)) from None
+  try:
+    (inception.load_inception if kind == "inception" else lpips.load_lpips)(
+        path)
+  except Exception as e:  # pylint: disable=broad-except
+    reason = str(e).splitlines()[0][:300] if str(e) else type(e).__name__
+    raise ValueError(
+        f"the {what} weights file {path} cannot be used ({reason}). Convert "
+        f"the weights again as docs/{kind}_weights.md says.") from None
+
+
+def check_config(config, experiment: builders.Experiment,
+                 parse_weights: bool = True) -> tuple:
+  """Checks ``config.evaluation`` (metric, sample count, weights files,
+  parsed unless not ``parse_weights``) without writing anything; returns ``(best_short, evaluator)``
+  (``best_short``: None for no best checkpoint; ``evaluator``: the
+  ``ganjax.metrics.Evaluator`` of image data, else None).
+
+  Raises:
+    builders.ConfigError: an unknown ``best_metric``, a metric the data
+      cannot give, a missing or unreadable weights file, or RGB data with
+      no InceptionV3 weights.
+  """
+  spec = config.evaluation
+  if int(spec.num_samples) < 4:
+    raise builders.ConfigError(
+        f"config.evaluation.num_samples must be at least 4, got "
+        f"{spec.num_samples}.")
+  classes = None if experiment.is_toy else num_classes(experiment)
+  choices = _TOY_METRICS if experiment.is_toy else _IMAGE_METRICS + (
+      _CONDITIONAL_METRICS if classes else ())
+  best = spec.best_metric or choices[0]
+  if best != "none" and best not in choices:
+    raise builders.ConfigError(
+        f"config.evaluation.best_metric={best!r} is not a metric of "
+        f"{'toy' if experiment.is_toy else 'image'} data; choose from "
+        f"{', '.join(choices)}, or 'none' to keep no best checkpoint.")
+  if best == "parzen_ll" and not spec.parzen:
+    raise builders.ConfigError(
+        "config.evaluation.best_metric='parzen_ll' needs "
+        "--config.evaluation.parzen=True.")
+  if experiment.is_toy:
+    return (None if best == "none" else best), None
+  networks = tuple(n for n in spec.networks.split(",") if n) or None
+  try:
+    evaluator = gj.metrics.Evaluator(
+        config.dataset, int(spec.num_samples), networks=networks,
+        inception_weights=spec.inception_weights or None,
+        data_dir=builders.data_dir(config), parzen=bool(spec.parzen),
+        seed=int(config.seed), verbose=jax.process_index() == 0,
+        lpips_weights=spec.get("lpips_weights", "") or None)
+  except ValueError as e:
+    raise builders.ConfigError(f"config.evaluation: {e}") from None
+  if "inception" in evaluator.networks and not evaluator.inception_weights:
+    raise builders.ConfigError(
+        f"Evaluating {config.dataset} needs the FID InceptionV3 weights "
+        "(see docs/inception_weights.md): pass "
+        "--config.evaluation.inception_weights=FILE or set "
+        "$GANJAX_INCEPTION_WEIGHTS, or turn evaluation off with "
+        "--config.evaluation.every=0.")
+  try:
+    if "inception" in evaluator.networks and parse_weights:
+      check_weights(evaluator.inception_weights, "inception")
+    if evaluator.lpips_weights and parse_weights:
+      check_weights(evaluator.lpips_weights, "lpips")
+  except ValueError as e:
+    raise builders.ConfigError(
+        f"config.evaluation: {e} Or turn evaluation off with "
+        "--config.evaluation.every=0.") from None
+  return (None if best == "none" else best), evaluator
+
+
 class PeriodicEvaluator:
   """Scores the generator every ``config.evaluation.every`` steps; keeps the best.
 
   Args:
     config: the experiment config (its ``evaluation`` block, ``dataset``,
-      ``seed``, ``data_dir``, ``keep_checkpoints``).
+      ``seed``, ``data_dir``, ``keep_checkpoints``), checked by
+      ``check_config``.
     experiment: what ``builders.build`` made of it.
     workdir: the run's workdir.
     writer: the run's summary writer (TensorBoard + JSONL).
     enabled: whether this process writes logs (process 0); every process
       scores (the same samples and networks give the same numbers) and takes
       part in saving the best checkpoint.
-
-  Raises:
-    builders.ConfigError: an unknown ``best_metric``, a metric the data
-      cannot give, or RGB data with no InceptionV3 weights.
   """
 
   def __init__(self, config, experiment: builders.Experiment, workdir: str,
                writer: summary_lib.SummaryWriter, enabled: bool = True):
-    spec = config.evaluation
-    self.every = int(spec.every)
+    self.best_short, self.evaluator = check_config(config, experiment,
+                                                   parse_weights=False)
+    self.every = int(config.evaluation.every)
     self.experiment, self.writer, self.enabled = experiment, writer, enabled
     self.dataset = config.dataset
-    self.num = int(spec.num_samples)
-    if self.num < 4:
-      raise builders.ConfigError(
-          f"config.evaluation.num_samples must be at least 4, got {self.num}.")
+    self.num = int(config.evaluation.num_samples)
     self.key = gj.streams.run_key(config.seed, gj.streams.EVAL_NOISE)
     self.num_classes = None if experiment.is_toy else num_classes(experiment)
-    choices = _TOY_METRICS if experiment.is_toy else _IMAGE_METRICS + (
-        _CONDITIONAL_METRICS if self.num_classes else ())
-    best = spec.best_metric or choices[0]
-    if best != "none" and best not in choices:
-      raise builders.ConfigError(
-          f"config.evaluation.best_metric={best!r} is not a metric of "
-          f"{'toy' if experiment.is_toy else 'image'} data; choose from "
-          f"{', '.join(choices)}, or 'none' to keep no best checkpoint.")
-    if best == "parzen_ll" and not spec.parzen:
-      raise builders.ConfigError(
-          "config.evaluation.best_metric='parzen_ll' needs "
-          "--config.evaluation.parzen=True.")
-    self.best_short = None if best == "none" else best
-    self.evaluator = None
-    if not experiment.is_toy:
-      networks = tuple(n for n in spec.networks.split(",") if n) or None
-      try:
-        self.evaluator = gj.metrics.Evaluator(
-            config.dataset, self.num, networks=networks,
-            inception_weights=spec.inception_weights or None,
-            data_dir=builders.data_dir(config), parzen=bool(spec.parzen),
-            seed=int(config.seed), verbose=enabled,
-            lpips_weights=spec.get("lpips_weights", "") or None)
-      except ValueError as e:
-        raise builders.ConfigError(f"config.evaluation: {e}") from None
-      if ("inception" in self.evaluator.networks
-          and not self.evaluator.inception_weights):
-        raise builders.ConfigError(
-            f"Evaluating {config.dataset} needs the FID InceptionV3 weights "
-            "(see docs/inception_weights.md): pass "
-            "--config.evaluation.inception_weights=FILE or set "
-            "$GANJAX_INCEPTION_WEIGHTS, or turn evaluation off with "
-            "--config.evaluation.every=0.")
-    self.best_path = os.path.join(workdir, BEST_JSON)
+    self.best_path = os.path.join(workdir, workdir_lib.BEST_JSON)
     self.best = self._read_best()
     self._best_ckpt = None
     if self.best_short is not None:
       self._best_ckpt = checkpoint_lib.Checkpointer(
-          os.path.join(workdir, BEST_CHECKPOINT_DIR), keep=1,
+          os.path.join(workdir, workdir_lib.BEST_CHECKPOINT_DIR), keep=1,
           async_save=False)
 
   def is_due(self, step: int, last: int) -> bool:
@@ -263,12 +311,21 @@ class PeriodicEvaluator:
       return True
     return rank(metrics) > rank(self.best["metrics"])
 
-  def __call__(self, step: int, state) -> dict:
+  def __call__(self, step: int, state, interruptible=contextlib.nullcontext
+               ) -> dict:
     """Scores ``state`` (one copy, not replicated) at ``step``, logs the
-    scores, and saves it as the best checkpoint when it is."""
+    scores, and saves it as the best checkpoint when it is.
+
+    ``interruptible()``: the context the scoring (which writes nothing)
+    runs in (``guards.Signals.interruptible``).
+
+    Raises:
+      OSError: a write failed (``filename`` names the file).
+    """
     start = time.time()
     try:
-      metrics = self.scores(state)
+      with interruptible():
+        metrics = self.scores(state)
     except gj.metrics.InvalidSamplesError as e:  # e.g. NaN samples from G
       print(f"[eval] step {step}: not scored: {e}", file=sys.stderr)
       return {"eval_seconds": time.time() - start}
@@ -277,15 +334,16 @@ class PeriodicEvaluator:
     if self.best_short is not None:
       name = _short_names(metrics).get(self.best_short)
       if name is not None and self._improved(name, metrics):
-        self._best_ckpt.save(step, state, force=True)
+        try:
+          self._best_ckpt.save(step, state, force=True)
+        except OSError as e:
+          raise OSError(e.errno, e.strerror, e.filename or
+                        self._best_ckpt.directory) from None
         self.best = {"metric": name, "value": metrics[name], "step": int(step),
                      "mode": "min" if LOWER_IS_BETTER[self.best_short]
                      else "max", "metrics": metrics}
         if self.enabled:
-          tmp = self.best_path + ".tmp"
-          with open(tmp, "w") as f:
-            json.dump(self.best, f, indent=2, sort_keys=True)
-          os.replace(tmp, self.best_path)
+          workdir_lib.write_json(self.best_path, self.best)
     if self.enabled:
       shown = {k: v for k, v in metrics.items()
                if k in _short_names(metrics).values()}

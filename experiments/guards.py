@@ -3,22 +3,28 @@
 Finiteness. ``guard_step`` wraps the GAN step so that it also returns, per
 step and on the device, whether each player's metrics (losses, gradient
 norms) AND each player's new state (parameters, optimizer state, batch
-statistics, G's EMA) are finite. The runner checks these flags whenever it
-fetches the metrics anyway, before any sample or checkpoint is written, and
-``state_is_finite`` checks the very state a checkpoint is about to hold.
-A learning rate of NaN gives finite losses at the step that applies it but
-NaN parameters after it: the state flags catch that step, the metric flags
-alone would not.
+statistics, G's EMA) are finite (``players_finite``). The runner checks
+these flags whenever it fetches the metrics, before any sample or
+checkpoint is written, and ``nonfinite_players`` checks the very state a
+checkpoint is about to hold. A learning rate of NaN gives finite losses at
+the step that applies it but NaN parameters after it: the state flags
+catch that step, the metric flags alone would not. A step that reports
+labels out of range (the step's ``label_out_of_range`` metric) is stopped
+the same way, naming the label range.
 
 Blame. The step updates D first (k times) and then G against the new D, so
 a non-finite discriminator (metrics or state) is named as the cause even
 when G's values went non-finite with it; G is named only when D is finite.
 
-Signals. ``SignalFlag`` turns SIGTERM/SIGINT into a flag the loop polls, so
-that the runner saves a checkpoint of the current step and stops
-(``Preempted``, exit code 128 + the signal's number).
+Signals. ``Signals`` turns SIGTERM/SIGINT into a flag the loop checks
+between compiled calls: it then saves a checkpoint of the last finished
+step and stops (``Preempted``, exit code 128 + the signal's number). Inside
+``Signals.interruptible`` (sample grids and scoring, which write nothing)
+the signal also ends that work at once; a second signal also ends the final
+checkpoint write (exit code 130: the save itself hangs).
 """
 
+import contextlib
 import math
 import signal
 import threading
@@ -29,49 +35,79 @@ import jax.numpy as jnp
 import numpy as np
 
 # State fields (``ganjax.GANState``) of each player; the others (step, rng,
-# augment_p) belong to neither.
-_D_PREFIXES = ("d_",)
-_G_PREFIXES = ("g_", "ema_g")
+# augment_p) belong to neither. Metrics: ``g_*`` are G's, the others D's.
+_D_FIELDS = ("d_",)
+_G_FIELDS = ("g_", "ema_g")
 FLAG_NAMES = ("finite_d", "finite_g", "finite_d_state", "finite_g_state")
+LABEL_FLAG = "label_out_of_range"
 
 
 class DivergenceError(RuntimeError):
-  """A step's losses, gradient norms or new state are NaN or Inf; the message says which."""
+  """A step's losses, gradient norms or new state are NaN or Inf, or its labels
+  are out of range; the message says which."""
 
 
 class Preempted(Exception):
-  """SIGTERM or SIGINT stopped the run after a checkpoint of the current step."""
+  """SIGTERM or SIGINT stopped the run; the message says what was saved."""
 
-  def __init__(self, signum: int, step: int, saved_step):
+  def __init__(self, signum: int, step: int, saved_step, finished=False):
     self.signum, self.step, self.saved_step = signum, step, saved_step
     name = signal.Signals(signum).name
-    super().__init__(
-        f"{name} received: stopped at step {step} and saved its checkpoint; "
-        "run the same command again to resume from it."
-        if saved_step == step else
-        f"{name} received: stopped at step {step}; the latest checkpoint is "
-        f"of step {saved_step}.")
+    if saved_step == step:
+      what = f"stopped at step {step} and saved its checkpoint"
+    elif saved_step is None:
+      what = f"stopped at step {step}; no checkpoint was saved"
+    else:
+      what = (f"stopped at step {step}; the latest checkpoint is of step "
+              f"{saved_step}")
+    super().__init__(f"{name} received: {what}; run the same command again "
+                     "to resume from it.")
 
 
-class SignalFlag:
+def signal_name(signum: int):
+  """``"SIGTERM"`` for 15, ...; None for 0 (no signal)."""
+  return signal.Signals(signum).name if signum else None
+
+
+class Interrupted(BaseException):
+  """Raised by ``Signals`` inside an interruptible section."""
+
+
+class Signals:
   """Within ``with``: SIGTERM/SIGINT set ``signum`` instead of killing.
 
-  The loop checks ``signum`` after every step (or chunk), saves a checkpoint
-  and stops. A second signal while it saves raises ``KeyboardInterrupt``.
-  Handlers are installed only in the main thread (elsewhere it is a no-op).
+  The loop checks ``signum`` between calls. Inside ``interruptible(n)``, the
+  signal that brings the count above ``n`` raises ``Interrupted`` there
+  (``n=0``: the first signal ends sample grids and scoring; ``n=1``: a second
+  one ends the final checkpoint write). Handlers are installed only in the
+  main thread (elsewhere it is a no-op).
   """
 
   SIGNALS = (signal.SIGTERM, signal.SIGINT)
 
   def __init__(self):
     self.signum = 0
+    self.count = 0
+    self._after = None  # raise once count > _after (None: never)
     self._previous = {}
 
   def _handle(self, signum, frame):
     del frame
-    if self.signum:
-      raise KeyboardInterrupt
-    self.signum = signum
+    self.count += 1
+    self.signum = self.signum or signum
+    if self._after is not None and self.count > self._after:
+      raise Interrupted
+
+  @contextlib.contextmanager
+  def interruptible(self, after: int = 0):
+    """Signals beyond the ``after``-th raise ``Interrupted`` in this block."""
+    previous, self._after = self._after, after
+    try:
+      if self.count > after:
+        raise Interrupted
+      yield
+    finally:
+      self._after = previous
 
   def __enter__(self):
     if threading.current_thread() is threading.main_thread():
@@ -93,46 +129,35 @@ def _all_finite(leaves) -> jax.Array:
   return jnp.stack(flags).all() if flags else jnp.bool_(True)
 
 
-def _player_leaves(state, prefixes):
-  if not hasattr(state, "__dataclass_fields__"):
-    return jax.tree.leaves(state)  # not a GANState: every leaf counts
-  return [leaf for name in state.__dataclass_fields__
-          if name.startswith(prefixes)
-          for leaf in jax.tree.leaves(getattr(state, name))]
+def players_finite(tree):
+  """``(finite_d, finite_g)``: every float leaf of D's / G's part of ``tree``
+  is finite. Jittable; scalars on the device.
+
+  ``tree``: a ``GANState`` (D's fields ``d_*``; G's ``g_*`` and the EMA
+  ``ema_g*``; the others belong to neither) or a metrics dict (G's metrics
+  are ``g_*``: ``g_loss``, ``g_grad_norm``; every other one is D's).
+  """
+  if hasattr(tree, "__dataclass_fields__"):
+    parts = {name: getattr(tree, name) for name in tree.__dataclass_fields__}
+    d = [v for n, v in parts.items() if n.startswith(_D_FIELDS)]
+    g = [v for n, v in parts.items() if n.startswith(_G_FIELDS)]
+  elif isinstance(tree, dict):
+    d = [v for n, v in tree.items() if not n.startswith("g_")]
+    g = [v for n, v in tree.items() if n.startswith("g_")]
+  else:  # any other pytree: every leaf counts for both
+    d = g = [tree]
+  return _all_finite(jax.tree.leaves(d)), _all_finite(jax.tree.leaves(g))
 
 
-def state_finite(state):
-  """``(finite_d, finite_g)``: every float leaf of D's / G's part of ``state``
-  is finite (parameters, optimizer states, batch statistics; G's EMA counts
-  as G's). Jittable; scalars on the device."""
-  return (_all_finite(_player_leaves(state, _D_PREFIXES)),
-          _all_finite(_player_leaves(state, _G_PREFIXES)))
-
-
-_state_finite_jit = jax.jit(state_finite)
+_players_finite_jit = jax.jit(players_finite)
 
 
 def nonfinite_players(state) -> list[str]:
   """The players (``"discriminator"``, ``"generator"``) whose part of
   ``state`` holds a NaN or Inf; empty when the state may be saved."""
-  finite_d, finite_g = jax.device_get(_state_finite_jit(state))
+  finite_d, finite_g = jax.device_get(_players_finite_jit(state))
   return [name for name, ok in (("discriminator", finite_d),
                                 ("generator", finite_g)) if not ok]
-
-
-def finite_flags(metrics: dict):
-  """``(finite_d, finite_g)``: all of D's / G's metrics are finite (on device).
-
-  G's metrics are the ones named ``g_*`` (``g_loss``, ``g_grad_norm``); every
-  other one (losses, logits, penalty, ``d_grad_norm``) is D's.
-  """
-  def all_finite(names):
-    flags = [jnp.all(jnp.isfinite(metrics[name])) for name in names]
-    return jnp.stack(flags).all() if flags else jnp.bool_(True)
-
-  g_names = [name for name in metrics if name.startswith("g_")]
-  d_names = [name for name in metrics if not name.startswith("g_")]
-  return all_finite(d_names), all_finite(g_names)
 
 
 def guard_step(step_fn, skip_nonfinite: bool = False):
@@ -151,8 +176,9 @@ def guard_step(step_fn, skip_nonfinite: bool = False):
 
   def guarded(state, batch):
     new_state, metrics = step_fn(state, batch)
-    metrics_d, metrics_g = finite_flags(metrics)
-    state_d, state_g = state_finite(new_state)
+    metrics_d, metrics_g = players_finite(
+        {k: v for k, v in metrics.items() if k != LABEL_FLAG})
+    state_d, state_g = players_finite(new_state)
     finite_d, finite_g = metrics_d & state_d, metrics_g & state_g
     if skip_nonfinite:
       ok = finite_d & finite_g
@@ -230,63 +256,81 @@ def too_many_skipped_message(first, last, flags, saved_step,
           "updates in a row stop a run.")
 
 
-class MetricsMonitor:
-  """The host side of the guard: per-step metrics of the calls, fetched in
-  batches, checked for non-finite steps, and averaged for the logs.
+def label_message(step, num_classes, saved_step, checkpoint_dir) -> str:
+  """The error of a run stopped at a step whose labels are out of range."""
+  kept = (f"The checkpoint of step {saved_step} in {checkpoint_dir} is "
+          "intact; nothing after it was saved." if saved_step is not None
+          else "No checkpoint was saved.")
+  return (f"training stopped at step {step}: its batch holds class labels "
+          f"outside [0, {num_classes}) (num_classes={num_classes}); the "
+          f"losses of such a step are meaningless. {kept} Check the data "
+          "set's labels, or set --config.num_classes to the data set's "
+          "number of classes (-1: read from the data set).")
 
-  ``add`` keeps a call's stacked metrics on the device; ``fetch`` brings
-  them to the host (one transfer) and raises ``DivergenceError`` at the
-  first non-finite step (or after ``max_skipped`` skipped updates in a
-  row); ``scalars`` averages the fetched steps for one log record.
+
+class MetricsMonitor:
+  """The host side of the guard: per-step metrics of each call, checked for
+  non-finite steps (or labels out of range), and averaged for the logs.
+
+  ``check`` brings a finished call's metrics to the host and raises
+  ``DivergenceError`` at the first bad step (or after ``max_skipped``
+  skipped updates in a row); ``scalars`` averages the steps checked since
+  the last log record. ``pending`` are those steps' records, stored with a
+  checkpoint off a log step so that a resumed run logs the same window
+  means (``pending=`` of the resumed monitor).
   """
 
   def __init__(self, to_host, skip: bool, max_skipped: int,
-               last_finite=(), step: int = 0):
+               num_classes=None, last_finite=(), step: int = 0,
+               pending=()):
     self.to_host = to_host
     self.skip = skip
     self.max_skipped = max_skipped
-    self.window = []       # (first step, stacked metrics) on the device
-    self.fetched = []      # {name: value} per fetched step, not yet logged
+    self.num_classes = num_classes
+    self.fetched = list(pending)  # {name: value} per step, not yet logged
     self.last_finite = last_finite  # (step, metrics) of the newest finite step
     self.skipped_total = 0
     self.skipped_run = []  # steps of the skipped updates in a row so far
-    self.fetched_until = step  # the step of the newest fetched record
+    self.checked_until = step  # the step of the newest checked record
     self.t_log, self.step_log = time.time(), step
 
-  def add(self, first_step: int, metrics) -> None:
-    self.window.append((first_step, metrics))
+  def check(self, first: int, metrics, num_steps: int, saved_step,
+            checkpoint_dir: str) -> None:
+    """Checks steps ``first + 1 .. first + num_steps`` of a finished call
+    (its metrics stacked to at least ``num_steps``); keeps their records."""
+    per_step = {name: np.reshape(v, (-1,))[:num_steps]
+                for name, v in self.to_host(metrics).items()}
+    for i in range(num_steps):
+      record = {name: float(v[i]) for name, v in per_step.items()}
+      step = first + i + 1
+      flags = {name: bool(record.pop(name)) for name in FLAG_NAMES}
+      if record.pop(LABEL_FLAG, 0.0):
+        raise DivergenceError(label_message(step, self.num_classes,
+                                            saved_step, checkpoint_dir))
+      if flags["finite_d"] and flags["finite_g"]:
+        self.last_finite = (step, record)
+        self.skipped_run = []
+      elif self.skip and len(self.skipped_run) + 1 < self.max_skipped:
+        self.skipped_total += 1
+        self.skipped_run.append(step)
+        record["skipped"] = 1.0
+      elif self.skip:
+        raise DivergenceError(too_many_skipped_message(
+            (self.skipped_run or [step])[0], step, flags, saved_step,
+            checkpoint_dir))
+      else:
+        raise DivergenceError(divergence_message(
+            step, flags, record, self.last_finite, saved_step,
+            checkpoint_dir))
+      self.fetched.append(record)
+      self.checked_until = step
 
-  def fetch(self, saved_step, checkpoint_dir: str) -> None:
-    """Checks every step of the window; keeps the finite (or skipped) ones."""
-    window, self.window = self.window, []
-    if not window:
-      return
-    for (first, _), m in zip(window, self.to_host([m for _, m in window])):
-      per_step = {name: np.reshape(v, (-1,)) for name, v in m.items()}
-      for i in range(len(per_step["finite_d"])):
-        record = {name: float(v[i]) for name, v in per_step.items()}
-        step = first + i + 1
-        flags = {name: bool(record.pop(name)) for name in FLAG_NAMES}
-        if flags["finite_d"] and flags["finite_g"]:
-          self.last_finite = (step, record)
-          self.skipped_run = []
-        elif self.skip and len(self.skipped_run) + 1 < self.max_skipped:
-          self.skipped_total += 1
-          self.skipped_run.append(step)
-          record["skipped"] = 1.0
-        elif self.skip:
-          raise DivergenceError(too_many_skipped_message(
-              (self.skipped_run or [step])[0], step, flags, saved_step,
-              checkpoint_dir))
-        else:
-          raise DivergenceError(divergence_message(
-              step, flags, record, self.last_finite, saved_step,
-              checkpoint_dir))
-        self.fetched.append(record)
-        self.fetched_until = step
+  def pending(self) -> list[dict]:
+    """The records checked since the last log record."""
+    return list(self.fetched)
 
   def scalars(self, step: int) -> dict:
-    """Means of the fetched steps up to ``step`` (skipped ones left out),
+    """Means of the checked steps up to ``step`` (skipped ones left out),
     skip counts and steps/s since the last record; {} when none."""
     records, self.fetched = self.fetched, []
     if not records:

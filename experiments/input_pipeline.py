@@ -10,15 +10,18 @@ count sees the same data. Three feeds, chosen by ``feed``:
   (the default) takes this path when the split is at most
   ``DEVICE_MEMORY_FRACTION`` of one device's memory (every device holds a
   copy), ``true`` always, ``false`` never.
-* ``host``: the split in host memory; each call gets exactly the examples of
-  its steps (``on_device.take``), put on the device while the previous call
+* ``host``: the split in host memory; each call gets the examples of the
+  next ``max_steps`` steps (``on_device.take``; at most ``HOST_CHUNK_BYTES``,
+  whatever ``steps_per_call``), put on the device while the previous call
   runs. The same batches as ``device``; resuming reads one chunk.
 * ``toy``: toy distributions, sampled in the call from a key folded with the
   step (the global batch, of which each device takes its slice).
 
-``feed.data(first_step, num_steps)`` is the data argument of the call that
-runs those steps, and ``feed.batch_at(data, step, axis_name)`` what the call
-traces to draw a step's batch.
+A run compiles one call (``train_call``) and runs any number of steps up to
+``feed.max_steps`` with it. ``feed.data_for(first_step)`` is the data
+argument of the call that starts at ``first_step``, and
+``feed.batch_at(data, step, axis_name)`` what the call traces to draw a
+step's batch.
 """
 
 import dataclasses
@@ -26,6 +29,7 @@ import sys
 from typing import Any, Callable, Optional
 
 import jax
+import jax.numpy as jnp
 import numpy as np
 
 import ganjax as gj
@@ -37,6 +41,8 @@ DEVICE_MEMORY_FRACTION = 0.25
 # Without memory statistics (CPU), data sets up to this size go on the device.
 _DEFAULT_DEVICE_BUDGET = 2 * 1024 ** 3
 DATA_ON_DEVICE = ("auto", "true", "false")
+# The host path sends at most this many bytes of examples per call.
+HOST_CHUNK_BYTES = 256 * 1024 ** 2
 
 
 @dataclasses.dataclass
@@ -46,24 +52,28 @@ class Feed:
   Attributes:
     kind: ``"device"``, ``"host"`` or ``"toy"``.
     batch_at: ``(data, step, axis_name) -> batch``, traced in the call.
-    data: ``(first_step, num_steps) -> data``, placed for the call.
+    data: ``first_step -> data``, placed for the call (on the host path:
+      the examples of ``max_steps`` steps from ``first_step``).
+    max_steps: the most steps one call runs: ``config.steps_per_call``, and
+      on the host path at most ``HOST_CHUNK_BYTES`` of examples.
   """
   kind: str
   batch_at: Callable[[Any, jax.Array, Optional[str]], Any]
-  data: Callable[[int, int], Any]
+  data: Callable[[int], Any]
+  max_steps: int
   prefetched: dict = dataclasses.field(default_factory=dict)
 
-  def prefetch(self, first_step: int, num_steps: int) -> None:
-    """Starts putting the data of the next call on the device (host feed)."""
-    if self.kind == "host" and num_steps > 0:
-      self.prefetched = {(first_step, num_steps): self.data(first_step,
-                                                            num_steps)}
+  def prefetch(self, first_step: int) -> None:
+    """Starts putting the data of the call from ``first_step`` on the device
+    (host path), while the current call runs."""
+    if self.kind == "host":
+      self.prefetched = {first_step: self.data(first_step)}
 
-  def data_for(self, first_step: int, num_steps: int):
-    key = (first_step, num_steps)
-    if key in self.prefetched:
-      return self.prefetched.pop(key)
-    return self.data(first_step, num_steps)
+  def data_for(self, first_step: int):
+    """The data argument of the call that starts at ``first_step``."""
+    if first_step in self.prefetched:
+      return self.prefetched.pop(first_step)
+    return self.data(first_step)
 
 
 def data_key(config) -> jax.Array:
@@ -76,13 +86,18 @@ def _device_budget() -> int:
   return int(DEVICE_MEMORY_FRACTION * memory) if memory else _DEFAULT_DEVICE_BUDGET
 
 
-def on_device_wanted(config, nbytes: int) -> bool:
-  """``config.data_on_device`` resolved for a split of ``nbytes``."""
-  choice = str(config.data_on_device).lower()
-  if choice not in DATA_ON_DEVICE:
+def check_config(config) -> None:
+  """Raises ``builders.ConfigError`` for a ``data_on_device`` it does not know."""
+  if str(config.data_on_device).lower() not in DATA_ON_DEVICE:
     raise builders.ConfigError(
         f"config.data_on_device must be one of {', '.join(DATA_ON_DEVICE)}, "
         f"got {config.data_on_device!r}.")
+
+
+def on_device_wanted(config, nbytes: int) -> bool:
+  """``config.data_on_device`` resolved for a split of ``nbytes``."""
+  check_config(config)
+  choice = str(config.data_on_device).lower()
   if choice == "auto":
     return nbytes <= _device_budget()
   return choice == "true"
@@ -91,9 +106,10 @@ def on_device_wanted(config, nbytes: int) -> bool:
 def feed(config, experiment: builders.Experiment, placement) -> Feed:
   """The feed of ``config``'s data for ``placement`` (see the module docstring)."""
   k, batch_size = int(config.k), int(config.batch_size)
+  max_steps = int(config.steps_per_call)
   labelled = experiment.num_classes is not None
   if experiment.is_toy:
-    return _toy_feed(config, experiment, k, batch_size, labelled)
+    return _toy_feed(config, experiment, k, batch_size, labelled, max_steps)
   from ganjax.data import pipeline  # pylint: disable=g-import-not-at-top
   size = builders.image_size(config)
   images, labels, maxval = pipeline.load_split(
@@ -107,10 +123,15 @@ def feed(config, experiment: builders.Experiment, placement) -> Feed:
     return Feed("device",
                 lambda data, step, axis: on_device.batch_at(
                     data, key, step, k, batch_size, axis),
-                lambda first, num: dataset)
+                lambda first: dataset, max_steps)
 
-  def chunk(first, num):
-    taken = on_device.take(host, key, first, num, k * batch_size)
+  per_step = k * batch_size
+  max_steps = max(1, min(max_steps, HOST_CHUNK_BYTES //
+                         (per_step * host.images[0].nbytes)))
+
+  def chunk(first):
+    """The examples of steps [first, first + max_steps)."""
+    taken = on_device.take(host, key, first, max_steps, per_step)
     return placement.put_state((taken, np.int32(first)))
 
   def batch_at(data, step, axis):
@@ -118,10 +139,10 @@ def feed(config, experiment: builders.Experiment, placement) -> Feed:
     return on_device.sequential_batch_at(taken, step - first, k, batch_size,
                                          axis)
 
-  return Feed("host", batch_at, chunk)
+  return Feed("host", batch_at, chunk, max_steps)
 
 
-def _toy_feed(config, experiment, k, batch_size, labelled) -> Feed:
+def _toy_feed(config, experiment, k, batch_size, labelled, max_steps) -> Feed:
   sampler = samples.toy_sampler(config.dataset)
   key = gj.streams.run_key(config.seed, gj.streams.TOY_DATA)
   shape = (k, batch_size) + experiment.data_shape
@@ -138,19 +159,38 @@ def _toy_feed(config, experiment, k, batch_size, labelled) -> Feed:
       batch = sampler(draw, k * batch_size).reshape(shape)
     return gj.parallel.local_slice(batch, axis)
 
-  return Feed("toy", batch_at, lambda first, num: ())
+  return Feed("toy", batch_at, lambda first: (), max_steps)
 
 
-def train_call(step_fn: Callable, feed_: Feed, placement, num_steps: int):
-  """``call(state, data) -> (state, metrics [num_steps])``: ``num_steps``
-  steps of ``step_fn`` in one compiled call, placed by ``placement``."""
+def train_call(step_fn: Callable, feed_: Feed, placement):
+  """``call(state, data, num_steps) -> (state, metrics [max_steps])``: the
+  next ``num_steps`` (at most ``feed_.max_steps``) steps of ``step_fn`` in
+  one call, compiled once for every ``num_steps`` and placed by
+  ``placement``; metrics beyond ``num_steps`` are zeros.
+
+  ``num_steps`` is an argument (``placement.put_state(np.int32(n))``), so
+  that calls cut at a log step or shortened to bound their time need no
+  other compilation.
+  """
   axis = placement.axis_name
+  max_steps = feed_.max_steps
 
-  def run(state, data):
-    return gj.loops.scan_steps_at(
-        step_fn, lambda step: feed_.batch_at(data, step, axis), num_steps)(state)
+  def run(state, data, num_steps):
+    def step(state):
+      return step_fn(state, feed_.batch_at(data, state.step, axis))
 
-  return placement.wrap(run, replicated_args=2)
+    def body(i, carry):
+      state, stacked = carry
+      state, metrics = step(state)
+      return state, jax.tree.map(lambda all_, m: all_.at[i].set(m), stacked,
+                                 metrics)
+
+    shapes = jax.eval_shape(step, state)[1]
+    stacked = jax.tree.map(
+        lambda m: jnp.zeros((max_steps,) + m.shape, m.dtype), shapes)
+    return jax.lax.fori_loop(0, num_steps, body, (state, stacked))
+
+  return placement.wrap(run, replicated_args=3)
 
 
 def split_size(config):

@@ -1,47 +1,131 @@
-"""Resuming a work directory: its config record, the config check, the newest usable state, the lock.
+"""Resuming a run: its config record, the compatibility check, and its checkpoints.
 
 Every reader of a work directory (training, ``experiments.sample``,
-``experiments.evaluate``) goes through here, so they all fall back from a
+``experiments.evaluate``) restores through ``restore`` (``load`` for the
+readers), so they all build the same state template and fall back from a
 broken checkpoint the same way.
+
+The run record (``run_record``): the config plus what was resolved from it
+(data shape, pixel range, classes, device count). It is written to
+``config.json`` once training starts, and saved with every checkpoint, so
+that a lost or corrupt ``config.json`` is rebuilt from the newest
+checkpoint (``recorded_config``). A workdir whose record differs from a new
+config in a field that changes what a checkpoint means
+(``STRUCTURAL_FIELDS``) is refused unless ``config.override_config``.
+
+``CheckpointSaver`` writes the checkpoints of a run: a finite state only,
+in the background while training goes on, and a write that failed stops
+the run with ``CheckpointWriteError`` at the next check.
 """
 
-import contextlib
+import dataclasses
 import json
 import os
 import sys
+from typing import Optional
 
 import jax
+import jax.numpy as jnp
 import ml_collections
-import numpy as np
-from absl import logging
 
+import ganjax as gj
 from ganjax import checkpoint as checkpoint_lib
 from experiments import builders
 from experiments import guards
 from experiments import workdir as workdir_lib
 
-CONFIG_JSON = workdir_lib.CONFIG_JSON
+# Fields whose change makes a checkpoint mean something else (or not load):
+# the data, the models, the latent space, the game and the optimizers' kinds.
+STRUCTURAL_FIELDS = ("dataset", "image_size", "model", "latent_dim",
+                     "latent_distribution", "loss", "k", "g_optimizer.name",
+                     "d_optimizer.name", "ema_decay", "weight_clip",
+                     "penalty.name", "resolved.data_shape",
+                     "resolved.value_range", "resolved.num_classes",
+                     "resolved.ada")
 
 
-def resolved(experiment: builders.Experiment) -> dict:
-  """What ``config.json`` records beside the config (devices, processes)."""
-  record = experiment.resolved()
+class CheckpointWriteError(RuntimeError):
+  """A checkpoint could not be written (disk full, permissions); exit code 2."""
+
+
+# ------------------------------------------------------------ the record
+
+
+def run_record(config: ml_collections.ConfigDict,
+               experiment: builders.Experiment) -> dict:
+  """``config.json``'s record: the config and ``"resolved"`` (data shape,
+  pixel range, classes, devices and processes)."""
+  record = json.loads(config.to_json_best_effort())
+  record["resolved"] = experiment.resolved()
   if jax.process_count() > 1:
-    record["num_devices"] = jax.device_count()
-    record["num_processes"] = jax.process_count()
+    record["resolved"]["num_devices"] = jax.device_count()
+    record["resolved"]["num_processes"] = jax.process_count()
   return record
 
 
-def write_config(workdir: str, config: ml_collections.ConfigDict,
-                 experiment: builders.Experiment) -> None:
-  """Writes ``config.json`` atomically; warns when it differs from an earlier run's.
+def config_of(record: dict):
+  """``(config, resolved)`` of a run record."""
+  record = dict(record)
+  resolved = record.pop("resolved", {})
+  return builders.config_from_dict(record), resolved
 
-  Called only once training starts with ``config`` (not by a run that is
-  refused, fails before its first step or has nothing to do).
+
+def checkpoint_dir(workdir: str) -> str:
+  return os.path.join(workdir, workdir_lib.CHECKPOINT_DIR)
+
+
+def _checkpointer(workdir: str, **kwargs) -> Optional[checkpoint_lib.Checkpointer]:
+  """The workdir's checkpoints, or None when it has none (nothing created)."""
+  directory = checkpoint_dir(workdir)
+  if not os.path.isdir(directory):
+    return None
+  return checkpoint_lib.Checkpointer(directory, **kwargs)
+
+
+def recorded_config(workdir: str, ckpt=None, quiet: bool = False):
+  """``(record, source)``: the record of ``config.json``, or, when that is
+  missing or corrupt, the one saved with the newest checkpoint (``source``
+  says which); ``(None, None)`` when there is neither.
+
+  Raises:
+    workdir_lib.WorkdirError: ``config.json`` is unreadable and no
+      checkpoint holds a record.
   """
-  path = os.path.join(workdir, CONFIG_JSON)
-  record = json.loads(config.to_json_best_effort())
-  record["resolved"] = resolved(experiment)
+  try:
+    record = workdir_lib.read_config_record(workdir)
+    error = None
+  except workdir_lib.WorkdirError as e:
+    record, error = None, e
+  if record is not None:
+    return record, workdir_lib.CONFIG_JSON
+  own = ckpt is None
+  ckpt = ckpt or _checkpointer(workdir, keep=None, async_save=False)
+  try:
+    for step in reversed(ckpt.all_steps() if ckpt else []):
+      saved = (ckpt.record(step) or {}).get("config")
+      if saved is not None:
+        if not quiet:
+          print(f"warning: {os.path.join(workdir, workdir_lib.CONFIG_JSON)} "
+                f"is {'unreadable' if error else 'missing'}; using the config "
+                f"saved with the checkpoint of step {step}.", file=sys.stderr)
+        return saved, f"the checkpoint of step {step}"
+  finally:
+    if own and ckpt is not None:
+      ckpt.close()
+  if error is not None:
+    raise error
+  return None, None
+
+
+def write_config(workdir: str, record: dict) -> None:
+  """Writes ``config.json``; warns when it differs from an earlier run's.
+
+  Called only once training starts (not by a run that is refused, fails
+  before its first step or has nothing to do).
+
+  Raises:
+    OSError: the write failed (named in ``filename``); nothing is left.
+  """
   try:
     old = workdir_lib.read_config_record(workdir) or {}
   except workdir_lib.WorkdirError:
@@ -49,33 +133,10 @@ def write_config(workdir: str, config: ml_collections.ConfigDict,
   changed = sorted(k for k in set(old) | set(record)
                    if old and old.get(k) != record.get(k))
   if changed:
-    logging.warning("The config differs from the previous run in this "
-                    "workdir in: %s", ", ".join(changed))
-  workdir_lib.write_json(path, record)
-
-
-def read_config(workdir: str):
-  """``(config, resolved)`` from a workdir's ``config.json``.
-
-  Raises:
-    builders.ConfigError: no ``config.json`` (not a run's workdir).
-    workdir_lib.WorkdirError: a ``config.json`` that does not read.
-  """
-  record = workdir_lib.read_config_record(workdir)
-  if record is None:
-    raise builders.ConfigError(
-        f"{workdir} has no {CONFIG_JSON}: it is not the workdir of a "
-        "training run (python -m experiments.train --workdir=...).")
-  resolved = record.pop("resolved", {})
-  return builders.config_from_dict(record), resolved
-
-
-# Fields whose change makes a checkpoint mean something else (or not load):
-# the data, the models, the latent space, the game and the optimizers' kinds.
-STRUCTURAL_FIELDS = ("dataset", "image_size", "model", "latent_dim",
-                     "latent_distribution", "loss", "k", "g_optimizer.name",
-                     "d_optimizer.name", "ema_decay", "weight_clip",
-                     "penalty.name")
+    print("warning: the config differs from the previous run in this "
+          f"workdir in: {', '.join(changed)}", file=sys.stderr)
+  workdir_lib.write_json(os.path.join(workdir, workdir_lib.CONFIG_JSON),
+                         record)
 
 
 def _get(record: dict, path: str):
@@ -87,68 +148,68 @@ def _get(record: dict, path: str):
   return node
 
 
-def config_changes(workdir: str, config, experiment) -> list[str]:
-  """``"field: old -> new"`` for the ``STRUCTURAL_FIELDS`` (and the resolved
-  data shape, pixel range...) where ``config`` differs from the workdir's
-  ``config.json`` (none when it has no readable one)."""
-  try:
-    old = workdir_lib.read_config_record(workdir)
-  except workdir_lib.WorkdirError:
-    old = None
+def config_changes(old: Optional[dict], new: dict) -> list[str]:
+  """``"field: old -> new"`` for the ``STRUCTURAL_FIELDS`` where run record
+  ``new`` differs from ``old`` (none when there is no ``old``)."""
   if old is None:
     return []
-  new = json.loads(config.to_json_best_effort())
-  new["resolved"] = resolved(experiment)
-  fields = STRUCTURAL_FIELDS + ("resolved.data_shape", "resolved.value_range",
-                                 "resolved.num_classes", "resolved.ada")
-  return [f"{f}: {_get(old, f)!r} -> {_get(new, f)!r}" for f in fields
-          if _get(old, f) != _get(new, f)]
+  return [f"{f}: {_get(old, f)!r} -> {_get(new, f)!r}"
+          for f in STRUCTURAL_FIELDS if _get(old, f) != _get(new, f)]
 
 
-def check_config_matches(workdir: str, config, experiment) -> None:
-  """Refuses to resume a checkpoint written under a different config.
+def check_config_matches(workdir: str, record: dict, override: bool) -> None:
+  """Refuses a workdir whose checkpoints come from another config.
 
-  Compares ``STRUCTURAL_FIELDS`` (and the resolved data shape / pixel range)
-  of ``config`` with the workdir's ``config.json``, unless
-  ``config.override_config`` (the checkpoint must still fit the new
-  config's state; see ``restore_state``).
+  Reads only (a refused run changes nothing). Compares the
+  ``STRUCTURAL_FIELDS`` of ``record`` with the workdir's recorded config
+  (``recorded_config``), unless ``override`` (the checkpoint must still fit
+  the new config's state; see ``restore``).
+
+  Raises:
+    builders.ConfigError: the configs differ.
   """
-  if config.override_config:
+  if override or not os.path.isdir(checkpoint_dir(workdir)):
     return
-  changed = config_changes(workdir, config, experiment)
+  ckpt = _checkpointer(workdir, keep=None, async_save=False)
+  try:
+    if not ckpt.all_steps():
+      return
+    old, source = recorded_config(workdir, ckpt, quiet=True)
+  except workdir_lib.WorkdirError:
+    return  # restored with a message by the run (recorded_config again)
+  finally:
+    ckpt.close()
+  changed = config_changes(old, record)
   if changed:
     raise builders.ConfigError(
         f"{workdir} holds checkpoints of a run with a different config "
-        f"({'; '.join(changed)}). Use a new --workdir for this config, or "
-        "pass --config.override_config=True to resume these checkpoints "
-        "anyway.")
+        f"({'; '.join(changed)}; recorded in {source}). Use a new --workdir "
+        "for this config, or pass --config.override_config=True to resume "
+        "these checkpoints anyway.")
 
 
-@contextlib.contextmanager
-def exclusive(workdir: str):
-  """Holds the workdir's lock (process 0 takes it; every process stops when
-  it cannot)."""
-  lock = workdir_lib.Lock(workdir, enabled=jax.process_index() == 0)
-  error = None
-  try:
-    lock.acquire()
-  except workdir_lib.WorkdirError as e:
-    error = e
-  if jax.process_count() > 1:
-    from jax.experimental import multihost_utils  # pylint: disable=g-import-not-at-top
-    if multihost_utils.broadcast_one_to_all(np.int32(error is not None)):
-      error = error or workdir_lib.WorkdirError(
-          f"process 0 cannot lock the workdir {workdir}; see its message.")
-  if error is not None:
-    raise error
-  try:
-    yield
-  finally:
-    lock.release()
+# ------------------------------------------------------------- the state
 
 
-def restore_state(ckpt: checkpoint_lib.Checkpointer, template, workdir: str,
-                  config, experiment, move_aside: bool = True):
+def init_key(config) -> jax.Array:
+  """The key ``GAN.init`` draws a run's initial state from."""
+  return gj.streams.run_key(config.seed, gj.streams.INIT)
+
+
+def example_batch(config, experiment: builders.Experiment):
+  """A zero batch ``[k, 1, ...]`` of the data's shape, for ``GAN.init``."""
+  return jnp.zeros((config.k, 1) + experiment.data_shape, jnp.float32)
+
+
+def template(config, experiment: builders.Experiment):
+  """The shapes and dtypes of the run's state, to restore a checkpoint into."""
+  return jax.eval_shape(experiment.gan.init, init_key(config),
+                        example_batch(config, experiment))
+
+
+def restore(ckpt: checkpoint_lib.Checkpointer, config,
+            experiment: builders.Experiment, old_record: Optional[dict],
+            move_aside: bool = True):
   """``(state, step)`` of the newest usable checkpoint, or ``(None, None)``.
 
   Every reader of a workdir (training, sampling, evaluation) falls back the
@@ -156,7 +217,8 @@ def restore_state(ckpt: checkpoint_lib.Checkpointer, template, workdir: str,
   NaN/Inf, is skipped with one line on stderr (and, when training, moved to
   ``checkpoints.unreadable/``). A checkpoint that reads but does not fit the
   config's state (another model, latent size, EMA...) is never set aside:
-  ``builders.ConfigError`` says what differs.
+  ``builders.ConfigError`` says what differs from ``old_record`` (the
+  recorded config).
   """
 
   def check(step, state):
@@ -175,13 +237,15 @@ def restore_state(ckpt: checkpoint_lib.Checkpointer, template, workdir: str,
           + "falling back to the previous checkpoint.", file=sys.stderr)
 
   try:
-    state, step = ckpt.restore_newest_readable(template, check, on_failure,
-                                               move_aside=move_aside)
+    state, step = ckpt.restore_newest_readable(
+        template(config, experiment), check, on_failure,
+        move_aside=move_aside)
   except checkpoint_lib.CheckpointMismatchError as e:
-    changes = config_changes(workdir, config, experiment)
+    changes = config_changes(old_record, run_record(config, experiment))
     raise builders.ConfigError(
-        f"{workdir} holds checkpoints that do not fit this config: {e} "
-        + (f"The config differs from the run's config.json in: "
+        f"{os.path.dirname(ckpt.directory)} holds checkpoints that do not "
+        f"fit this config: {e} "
+        + (f"The config differs from the run's recorded config in: "
            f"{'; '.join(changes)}. " if changes else "")
         + "Nothing was moved or overwritten. Use a new --workdir for this "
         "config, or the config the checkpoints were written with "
@@ -192,23 +256,106 @@ def restore_state(ckpt: checkpoint_lib.Checkpointer, template, workdir: str,
   return state, step
 
 
-class CheckpointWriteError(RuntimeError):
-  """A checkpoint could not be written (disk full, permissions); exit code 2."""
+@dataclasses.dataclass
+class Run:
+  """A run's generator as the readers use it: ``load``'s result."""
+  experiment: builders.Experiment
+  state: gj.GANState
+  config: ml_collections.ConfigDict
+  step: int
+
+
+def load(workdir: str, step: Optional[int] = None) -> Run:
+  """The checkpoint ``step`` of a run (default: its newest usable one).
+
+  Without ``step``, falls back from checkpoints that cannot be used (broken,
+  NaN) to the previous one like training does, with one warning line each,
+  but moves nothing. A lost or corrupt ``config.json`` is replaced by the
+  config saved with the checkpoints (with a warning).
+
+  Raises:
+    builders.ConfigError: when the workdir has no run, no usable checkpoint
+      or no checkpoint ``step``; workdir_lib.WorkdirError: an unreadable
+      ``config.json`` and no checkpoint holding the config.
+  """
+  ckpt = _checkpointer(workdir, keep=None, async_save=False)
+  try:
+    record, _ = recorded_config(workdir, ckpt)
+    if record is None:
+      raise builders.ConfigError(
+          f"{workdir} has no {workdir_lib.CONFIG_JSON}: it is not the workdir "
+          "of a training run (python -m experiments.train --workdir=...).")
+    config, resolved = config_of(record)
+    experiment = builders.build(
+        config, data_shape=resolved.get("data_shape"), num_devices=1,
+        dataset_classes=resolved.get("num_classes", -1))
+    steps = ckpt.all_steps() if ckpt is not None else []
+    if not steps:
+      raise builders.ConfigError(
+          f"{workdir} has no checkpoint yet; train first (python -m "
+          f"experiments.train --workdir={workdir} --config=...).")
+    if step is None:
+      state, step = restore(ckpt, config, experiment, record,
+                            move_aside=False)
+      if step is None:
+        raise builders.ConfigError(
+            f"none of the checkpoints of {ckpt.directory} (steps "
+            f"{', '.join(map(str, steps))}) can be used; see the warnings "
+            "above.")
+      return Run(experiment, state, config, step)
+    if step not in steps:
+      raise builders.ConfigError(
+          f"--step={step}: {ckpt.directory} has no checkpoint of that step; "
+          f"it has steps {', '.join(map(str, steps))} (or --step=-1 for the "
+          "newest usable one).")
+    try:
+      ckpt.check_fits(template(config, experiment), step)
+      state = ckpt.restore(template(config, experiment), step,
+                           missing_ok=False)
+    except checkpoint_lib.CheckpointMismatchError as e:
+      raise builders.ConfigError(f"{e} Its recorded config does not describe "
+                                 "it.") from None
+    except Exception as e:  # pylint: disable=broad-except
+      raise builders.ConfigError(
+          f"the checkpoint of step {step} in {ckpt.directory} cannot be read "
+          f"({type(e).__name__}: {str(e).splitlines()[0][:300]}); the other "
+          f"steps: {', '.join(str(s) for s in steps if s != step) or 'none'}."
+      ) from None
+    bad = guards.nonfinite_players(state)
+    if bad:
+      raise builders.ConfigError(
+          f"the checkpoint of step {step} in {ckpt.directory} holds NaN or Inf "
+          f"values (the {' and '.join(bad)}); its samples would be NaN.")
+    return Run(experiment, state, config, step)
+  finally:
+    if ckpt is not None:
+      ckpt.close()
+
+
+# -------------------------------------------------------------- the saver
 
 
 class CheckpointSaver:
-  """Saves checked states and stops at the first write that fails.
+  """Saves checked states in the background; a failed write stops the run.
+
+  ``save`` starts a write and returns while it goes on (the state is on the
+  host by then); the next ``save``, ``check`` and ``finish`` raise
+  ``CheckpointWriteError`` for a write that failed.
 
   Attributes:
-    saved_step: the step of the newest checkpoint (None before any).
+    saved_step: the step of the newest checkpoint started (None before any).
   """
 
-  def __init__(self, ckpt: checkpoint_lib.Checkpointer, saved_step):
+  def __init__(self, ckpt: checkpoint_lib.Checkpointer, saved_step,
+               record: dict):
     self.ckpt = ckpt
     self.saved_step = saved_step
+    self.record = record
 
-  def save(self, step: int, state) -> None:
-    """Saves ``state`` (one copy, on device or host) as step ``step``."""
+  def save(self, step: int, state, pending=()) -> None:
+    """Starts writing ``state`` (one copy, on device or host) as step
+    ``step``, with the run record and the log records ``pending`` since the
+    last log step."""
     bad = guards.nonfinite_players(state)
     if bad:  # the guard's flags make this unreachable; never save it anyway
       raise guards.DivergenceError(
@@ -216,34 +363,45 @@ class CheckpointSaver:
           f"{' and '.join(bad)}'s parameters or optimizer state; it was not "
           f"saved. The checkpoint of step {self.saved_step} in "
           f"{self.ckpt.directory} is the newest.")
+    self.check()
     try:
-      started = self.ckpt.save(step, state, force=True)
-      self.ckpt.wait()  # a failed write stops the run at its step
+      if self.ckpt.save(step, state, force=True,
+                        record={"config": self.record, "step": int(step),
+                                "pending": list(pending)}):
+        self.saved_step = step
     except Exception as e:  # pylint: disable=broad-except
       raise self._write_error(step, e) from None
-    self.check_writes(step)
-    if started:
-      self.saved_step = step
 
-  def check_writes(self, step=None) -> None:
-    """Raises ``CheckpointWriteError`` for a checkpoint write that failed."""
+  def check(self) -> None:
+    """Raises ``CheckpointWriteError`` for a finished write that failed."""
     try:
       self.ckpt.check_for_errors()
     except Exception as e:  # pylint: disable=broad-except
-      raise self._write_error(step if step is not None else self.saved_step,
-                              e) from None
+      raise self._write_error(self.saved_step, e) from None
+
+  def finish(self) -> None:
+    """Waits for the write in progress; raises ``CheckpointWriteError`` when
+    it failed."""
+    try:
+      self.ckpt.wait()
+    except Exception as e:  # pylint: disable=broad-except
+      raise self._write_error(self.saved_step, e) from None
 
   def _write_error(self, step, e) -> CheckpointWriteError:
     directory = self.ckpt.directory
+    try:  # an earlier write still in progress decides what is the newest
+      self.ckpt.wait()
+    except Exception:  # pylint: disable=broad-except
+      pass
     try:  # the committed checkpoints (orbax renames a step's folder last)
       good = max((int(d) for d in os.listdir(directory) if d.isdigit()),
                  default=None)
     except OSError:
       good = None
+    reason = str(e).splitlines()[0][:300] if str(e) else ""
     return CheckpointWriteError(
         f"cannot write the checkpoint of step {step} to {directory} "
-        f"({type(e).__name__}: "
-        f"{str(e).splitlines()[0][:300] if str(e) else ''}). The run stopped; "
+        f"({type(e).__name__}: {reason}). The run stopped; "
         + (f"the checkpoint of step {good} is the newest one. "
            if good is not None else "no checkpoint was saved. ")
         + "Free disk space or fix the directory's permissions, then run the "

@@ -25,12 +25,10 @@ import jax  # noqa: E402
 import jax.numpy as jnp  # noqa: E402
 import numpy as np  # noqa: E402
 
-from ganjax import checkpoint as checkpoint_lib  # noqa: E402
 from ganjax import images as images_lib  # noqa: E402
 from experiments import builders  # noqa: E402
-from experiments import evaluation  # noqa: E402
-from experiments import guards  # noqa: E402
 from experiments import cli  # noqa: E402
+from experiments import evaluation  # noqa: E402
 from experiments import resume  # noqa: E402
 from experiments import samples as samples_lib  # noqa: E402
 from experiments import workdir as workdir_lib  # noqa: E402
@@ -50,69 +48,6 @@ def define_flags():
   flags.DEFINE_bool("ema", True, "Use the EMA weights when the run has them.")
   flags.DEFINE_integer("grid", 100, "Samples shown in the PNG grid.")
   flags.mark_flags_as_required(["workdir"])
-
-
-def load(workdir: str, step=None):
-  """``(experiment, state, config)`` of the checkpoint ``step`` (default latest).
-
-  Without ``step``, falls back from checkpoints that cannot be used (broken,
-  NaN) to the previous one like training does (``resume.restore_state``),
-  with one warning line each, but moves nothing.
-
-  Raises:
-    builders.ConfigError: when the workdir has no run, no usable checkpoint
-      or no checkpoint ``step``; workdir_lib.WorkdirError: an unreadable
-      ``config.json``.
-  """
-  config, resolved = resume.read_config(workdir)
-  data_shape = resolved.get("data_shape")
-  experiment = builders.build(config, data_shape=data_shape, num_devices=1,
-                              dataset_classes=resolved.get("num_classes", -1))
-  directory = os.path.join(workdir, workdir_lib.CHECKPOINT_DIR)
-  no_checkpoint = builders.ConfigError(
-      f"{workdir} has no checkpoint yet; train first (python -m "
-      f"experiments.train --workdir={workdir} --config=...).")
-  if not os.path.isdir(directory):
-    raise no_checkpoint
-  example = jnp.zeros((config.k, 1) + experiment.data_shape, jnp.float32)
-  template = jax.eval_shape(experiment.gan.init, jax.random.key(0), example)
-  with checkpoint_lib.Checkpointer(directory, keep=None,
-                                   async_save=False) as ckpt:
-    steps = ckpt.all_steps()
-    if not steps:
-      raise no_checkpoint
-    if step is None:
-      state, latest = resume.restore_state(ckpt, template, workdir, config,
-                                          experiment, move_aside=False)
-      if latest is None:
-        raise builders.ConfigError(
-            f"none of the checkpoints of {directory} (steps "
-            f"{', '.join(map(str, steps))}) can be used; see the warnings "
-            "above.")
-      return experiment, state, config
-    if step not in steps:
-      raise builders.ConfigError(
-          f"--step={step}: {directory} has no checkpoint of that step; it "
-          f"has steps {', '.join(map(str, steps))} (or --step=-1 for the "
-          "newest usable one).")
-    try:
-      ckpt.check_fits(template, step)
-      state = ckpt.restore(template, step, missing_ok=False)
-    except checkpoint_lib.CheckpointMismatchError as e:
-      raise builders.ConfigError(f"{e} Its config.json does not describe "
-                                 "it.") from None
-    except Exception as e:  # pylint: disable=broad-except
-      raise builders.ConfigError(
-          f"the checkpoint of step {step} in {directory} cannot be read "
-          f"({type(e).__name__}: {str(e).splitlines()[0][:300]}); the other "
-          f"steps: {', '.join(str(s) for s in steps if s != step) or 'none'}."
-      ) from None
-    bad = guards.nonfinite_players(state)
-    if bad:
-      raise builders.ConfigError(
-          f"the checkpoint of step {step} in {directory} holds NaN or Inf "
-          f"values (the {' and '.join(bad)}); its samples would be NaN.")
-  return experiment, state, config
 
 
 def picture(experiment, config, samples: np.ndarray, num: int) -> np.ndarray:
@@ -142,12 +77,10 @@ def main(argv):
                f"{os.path.dirname(out)} ({e.strerror or e}; is a part of the "
                "path a file?).")
   try:
-    experiment, state, config = load(
-        FLAGS.workdir, None if FLAGS.step < 0 else FLAGS.step)
-  except FileNotFoundError as e:
-    cli.fail(str(e))
+    run = resume.load(FLAGS.workdir, None if FLAGS.step < 0 else FLAGS.step)
   except (builders.ConfigError, workdir_lib.WorkdirError) as e:
     cli.fail(str(e))
+  experiment, state, config = run.experiment, run.state, run.config
   samples = evaluation.draw(experiment, state, FLAGS.num, FLAGS.seed, FLAGS.batch_size,
                  FLAGS.ema)
   try:

@@ -4,11 +4,14 @@ Used by the training loop (``samples/step_XXXXXX.png`` and TensorBoard) and
 by ``experiments.sample``.
 """
 
+import contextlib
+import io
 import os
 
 import jax
 import jax.numpy as jnp
 import numpy as np
+from PIL import Image
 
 import ganjax as gj
 from ganjax import images as images_lib
@@ -86,10 +89,32 @@ class SampleWriter:
       return images_lib.histogram(samples, self.real)
     return images_lib.scatter(samples, self.real)
 
-  def __call__(self, step: int, state) -> str:
-    picture = self.picture(state)
+  def __call__(self, step: int, state, interruptible=contextlib.nullcontext
+               ) -> str:
+    """Writes the grid of ``state`` at ``step``; returns its path.
+
+    ``interruptible()``: the context the drawing (which writes nothing)
+    runs in (``guards.Signals.interruptible``).
+
+    Raises:
+      OSError: the write failed (``filename`` names the file); no partial
+        PNG is left.
+    """
+    with interruptible():
+      picture = self.picture(state)
     if not self.enabled:  # another process of a multi-process run writes
       return ""
-    path = images_lib.save_png(sample_path(self.workdir, step), picture)
+    path = sample_path(self.workdir, step)
+    workdir_lib.write_bytes(path, png_bytes(picture))
     self.writer.image(step, "samples", picture)
     return path
+
+
+def png_bytes(picture: np.ndarray) -> bytes:
+  """The PNG file of a uint8 ``[H, W]`` / ``[H, W, 1 or 3]`` picture."""
+  picture = np.asarray(picture, np.uint8)
+  if picture.ndim == 3 and picture.shape[-1] == 1:
+    picture = picture[..., 0]
+  buffer = io.BytesIO()
+  Image.fromarray(picture).save(buffer, format="PNG")
+  return buffer.getvalue()

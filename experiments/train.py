@@ -3,10 +3,11 @@ r"""Trains a GAN from a config file; resumes from the workdir's latest checkpoin
     python -m experiments.train --config=experiments/configs/dcgan_digits.py \
         --workdir=/tmp/digits [--config.k=5 --config.num_steps=2000 ...]
 
-The workdir receives:
+The workdir (experiments/workdir.py) receives:
   config.json            the config, plus what was resolved from it ("resolved":
                          data shape, pixel range, device count)
-  checkpoints/<step>/    orbax checkpoints of the whole GANState
+  checkpoints/<step>/    orbax checkpoints of the whole GANState, each with
+                         the config record
   events.out.tfevents.*  TensorBoard: losses, D(x), D(G(z)), gradient norms,
                          steps/s, sample grids
   metrics.jsonl          the same scalars, one JSON object per logged step
@@ -15,62 +16,46 @@ The workdir receives:
                          (scatter plots over the real data for toy data)
   checkpoints_best/<step>/, best.json
                          with ``--config.evaluation.every=N``: the state
-                         with the best sample-quality metric so far (FID,
-                         mode coverage...; experiments/evaluation.py), whose
-                         scores also go to TensorBoard and metrics.jsonl
+                         with the best sample-quality metric so far
+                         (experiments/evaluation.py)
 
 Running the same command again continues from the latest checkpoint exactly as
-an uninterrupted run would: the state (parameters, optimizer states, EMA, step,
-rng) is restored, and the data need no replay: the batch of step s is a pure
-function of (seed, s) (experiments/input_pipeline.py).
+an uninterrupted run would: the state is restored (experiments/resume.py),
+the batch of step s is a pure function of (seed, s) (experiments/input_pipeline.py),
+and a checkpoint off a log step holds the records of its unfinished log
+window.
 
-Speed. ``config.steps_per_call`` steps run in one compiled call
-(``ganjax.loops.scan_steps_at``), cut at every step that logs, samples, scores
-or saves; metrics are fetched once per call. The data are on the device
-(``config.data_on_device``: auto when the split takes at most a quarter of a
-device's memory: every data set of the configs), or sent from the host one
-call's examples at a time while the previous call runs, or (toy
-distributions) drawn in the call. ``ganjax.parallel`` places the state, the
-data and the call on one device, the local devices (pmap) or a mesh.
+The loop. One compiled call runs up to ``config.steps_per_call`` steps, cut
+at every step that logs, samples, scores or saves, and shortened so that a
+call takes at most half of ``config.preempt_grace_s`` (``CallLengths``).
+One call is in flight at a time: the loop waits for it, checks its metrics
+(experiments/guards.py), counts its steps in the progress bar, then looks
+at the stop flag, the logs and the checkpoint; meanwhile the next call's
+data go to the device (host path) and the last checkpoint is written in the
+background.
 
-Failures (experiments/guards.py, experiments/workdir.py; the README's
-Reliability table lists every case and its exit code). The step also returns
-per-step finiteness flags of D's and G's metrics (losses, gradient norms) and
-of each player's new state (parameters, optimizer state, statistics, EMA),
-checked on the host whenever the metrics are fetched anyway, before any
-sample or checkpoint is written: a NaN/Inf stops the run with exit code 3,
-naming the step, the player and the last finite values; the last checkpoint
-stays the newest, and the state is checked again before every save
-(``--config.skip_nonfinite_updates=True`` keeps the previous state for such
-steps instead and logs ``skipped_steps``; ``max_consecutive_skipped`` of them
-in a row stop the run). SIGTERM / SIGINT save a checkpoint of the current
-step and exit with 128 + the signal's number (143, 130): the run is not
-finished, so ``train && evaluate`` must not go on. Checkpoints are committed
-atomically by orbax (a write killed midway leaves a
-``*.orbax-checkpoint-tmp-*`` folder that is never restored) and waited for: a
-failed write (disk full) stops the run at its step. One that does not read
-back is moved to ``checkpoints.unreadable/`` and the previous one is used
-(``experiments.sample`` and ``evaluate`` skip it the same way, moving
-nothing). A workdir whose checkpoints come from a config with another model,
-data, latent space, loss or optimizer kind is refused
-(``--config.override_config=True`` resumes it anyway where the state keeps
-its shapes; a checkpoint that does not fit is never set aside). One run at a
-time: an exclusive lock on ``<workdir>/.lock`` refuses a second one (exit
-code 2). ``config.json`` is written, atomically, only once training starts.
-A workdir with logs but no checkpoint (``checkpoints/`` deleted) starts from
-step 0 with fresh logs; the old ones go to ``previous-<time>/``.
+Failures (the README's Reliability table lists every case and its exit
+code). A NaN/Inf or a label out of range stops the run with exit code 3,
+naming the step; the last checkpoint stays the newest. SIGTERM / SIGINT:
+the call in flight finishes, its state is saved, and the run exits with 128
++ the signal's number (143, 130) (0 when that was the last step); a second
+signal ends the save itself. A file of the run that cannot be written
+(checkpoint, metrics, events, grid, config.json, best.json, lock) stops the
+run with one message naming it and the fix (exit code 2), after a
+checkpoint of the current step when one can still be written. Everything a
+run checks (config fields, data, weights files, the workdir's config) is
+checked before the workdir is touched: a refused run changes nothing.
 
 Several processes (TPU pod slices, multi-node GPU): the same command on every
 host with ``--distributed`` (Cloud TPU, SLURM: detected), or
 ``--coordinator_address=HOST:PORT --num_processes=N --process_id=I``. Every
-process draws the same global batch of each step (input_pipeline.py) and its
-devices compute on their slices, under ``jax.shard_map`` on the mesh of all
-devices; process 0 writes the logs,
-samples and config, orbax writes the checkpoints. (Signals in a
-multi-process run must reach every process, as they do on Cloud TPU and
-SLURM; the processes do not agree on a stop step otherwise.)
+process draws the same global batch of each step and its devices compute on
+their slices, under ``jax.shard_map`` on the mesh of all devices; process 0
+writes the logs, samples and config, orbax writes the checkpoints. The
+processes agree after every call on whether a signal arrived.
 """
 
+import math
 import os
 import sys
 import time
@@ -82,9 +67,9 @@ from absl import app  # noqa: E402
 from absl import flags  # noqa: E402
 from absl import logging  # noqa: E402
 import jax  # noqa: E402
-import jax.numpy as jnp  # noqa: E402
 import ml_collections  # noqa: E402
 from ml_collections import config_flags  # noqa: E402
+import numpy as np  # noqa: E402
 import tqdm  # noqa: E402
 
 import ganjax as gj  # noqa: E402
@@ -99,32 +84,11 @@ from experiments import resume  # noqa: E402
 from experiments import samples  # noqa: E402
 from experiments import workdir as workdir_lib  # noqa: E402
 
-CONFIG_JSON = workdir_lib.CONFIG_JSON
-CHECKPOINT_DIR = workdir_lib.CHECKPOINT_DIR
-SAMPLE_DIR = workdir_lib.SAMPLE_DIR
-# What the runner's modules hold, importable from here too.
-read_config, write_config = resume.read_config, resume.write_config
-restore_state, check_config_matches = (resume.restore_state,
-                                       resume.check_config_matches)
-class_grid_samples, SampleWriter = (samples.class_grid_samples,
-                                    samples.SampleWriter)
-real_points = samples.real_points
-warn_if_batch_exceeds_split = input_pipeline.warn_if_batch_exceeds_split
+# A steps/s figure needs at least this long after the first (compiling) call.
+MIN_TIMED_SECONDS = 0.5
 
 
-# DivergenceError, Preempted, the signal flag and the finiteness guards live
-# in experiments/guards.py; these names stay importable from here.
-DivergenceError = guards.DivergenceError
-Preempted = guards.Preempted
-_SignalFlag = guards.SignalFlag
-
-
-CheckpointWriteError = resume.CheckpointWriteError
-finite_flags = guards.finite_flags
-guard_step = guards.guard_step
-
-
-# ------------------------------------------------------------------- loop
+# ------------------------------------------------------------ call lengths
 
 
 def _is_due(step: int, every: int, last: int) -> bool:
@@ -132,13 +96,75 @@ def _is_due(step: int, every: int, last: int) -> bool:
 
 
 def call_length(config, step: int, num_steps: int) -> int:
-  """Steps in the compiled call from ``step``: ``config.steps_per_call``, cut
-  at the next step that logs, samples, scores or saves (and at the end)."""
+  """Steps in the call from ``step``: ``config.steps_per_call``, cut at the
+  next step that logs, samples, scores or saves (and at the end)."""
   cadences = [c for c in (config.log_every, config.eval_every,
                           config.checkpoint_every, config.evaluation.every)
               if c > 0]
   boundary = min([(step // c + 1) * c for c in cadences] + [num_steps])
   return max(0, min(int(config.steps_per_call), boundary - step))
+
+
+class CallLengths:
+  """How many steps each call runs: ``call_length``, at most ``max_steps``,
+  and at most half of ``preempt_grace_s`` of training at the measured speed.
+
+  The first calls run one step (the first compiles); then each call may run
+  four times the steps of the last, up to the time bound, so that a call's
+  length follows the measured seconds per step.
+  """
+
+  def __init__(self, config, num_steps: int, max_steps: int):
+    self.config, self.num_steps, self.max_steps = config, num_steps, max_steps
+    self.seconds = float(config.preempt_grace_s) / 2
+    self.per_step = None  # seconds per step of the last timed call
+    self.last = 0
+
+  def next(self, step: int) -> int:
+    n = min(call_length(self.config, step, self.num_steps), self.max_steps)
+    if self.per_step is None:
+      limit = 1
+    else:
+      limit = min(max(1, int(self.seconds / self.per_step)), 4 * self.last)
+    self.last = min(n, limit)
+    return self.last
+
+  def observe(self, num_steps: int, seconds: float, compiled: bool) -> None:
+    """Records a finished call (``compiled``: it included compilation)."""
+    if not compiled:
+      self.per_step = seconds / num_steps
+
+
+# ------------------------------------------------------------------ the run
+
+
+def check(config, experiment: builders.Experiment):
+  """Everything a run checks before it touches its workdir: the feed's
+  fields, the device layout, the evaluation's fields and weights files.
+
+  Returns:
+    the run's ``ganjax.parallel`` placement.
+
+  Raises:
+    builders.ConfigError: with the fix.
+  """
+  input_pipeline.check_config(config)
+  value = config.preempt_grace_s
+  if (not isinstance(value, (int, float)) or isinstance(value, bool)
+      or not math.isfinite(value) or value <= 0):
+    raise builders.ConfigError(
+        f"config.preempt_grace_s must be a number of seconds > 0, got "
+        f"{value!r} (a signal is answered with a checkpoint within about "
+        "that time).")
+  placement = gj.parallel.make(experiment.num_devices)
+  try:
+    gj.parallel.check_divisible(config.batch_size, placement.num_devices,
+                                "config.batch_size")
+  except ValueError as e:
+    raise builders.ConfigError(str(e)) from None
+  if config.evaluation.every > 0:
+    evaluation.check_config(config, experiment)
+  return placement
 
 
 def train_and_evaluate(config: ml_collections.ConfigDict, workdir: str,
@@ -154,190 +180,282 @@ def train_and_evaluate(config: ml_collections.ConfigDict, workdir: str,
   Returns:
     a summary dict: ``steps`` (the final step), ``steps_run`` (in this call),
     ``wall_s`` (everything, compilation included), ``steps_per_s`` (after
-    the first, compiling, call), ``metrics`` (the last logged scalars),
-    ``workdir``, ``evaluation`` (the last scores, with
-    ``config.evaluation.every``), ``best`` (``best.json``'s record).
+    the first, compiling, call; None when too short to measure),
+    ``metrics`` (the last logged scalars), ``workdir``, ``evaluation`` (the
+    last scores, with ``config.evaluation.every``), ``best``
+    (``best.json``'s record), ``signal`` (the name of a signal that came
+    as the run finished, else None).
 
   Raises:
     builders.ConfigError (and the pipeline's UnknownDatasetError,
     DatasetNotFoundError), workdir_lib.WorkdirError (the workdir is not
     usable, or another run holds it): user errors, with a message saying
-    what to fix. DivergenceError: a non-finite step (exit code 3).
+    what to fix, raised before the workdir is touched.
+    resume.CheckpointWriteError, workdir_lib.RunWriteError: a file could
+    not be written (exit code 2). guards.DivergenceError: a non-finite step
+    or labels out of range (exit code 3). guards.Preempted: a signal
+    (128 + its number).
   """
   t_start = time.time()
-  experiment = builders.build(config)  # config errors touch no workdir
+  experiment = builders.build(config)
+  placement = check(config, experiment)
+  workdir = workdir_lib.check_path(workdir)
+  record = resume.run_record(config, experiment)
+  resume.check_config_matches(workdir, record, config.override_config)
   workdir = workdir_lib.prepare(workdir)
-  with resume.exclusive(workdir):
-    return _train(config, experiment, workdir, progress, t_start)
+  with workdir_lib.locked(workdir) as lock:
+    return _Run(config, experiment, placement, workdir, record, lock,
+                progress, t_start).train()
 
 
-def _train(config, experiment: builders.Experiment, workdir: str,
-           progress: bool, t_start: float) -> dict:
+class _Run:
   """``train_and_evaluate`` in its locked workdir."""
-  gan = experiment.gan
-  is_main = jax.process_index() == 0
 
-  num_steps = int(config.num_steps)
-  ckpt = checkpoint_lib.Checkpointer(
-      os.path.join(workdir, CHECKPOINT_DIR),
-      save_every=config.checkpoint_every, keep=config.keep_checkpoints)
+  def __init__(self, config, experiment, placement, workdir, record, lock,
+               progress, t_start):
+    self.config, self.experiment, self.placement = config, experiment, placement
+    self.workdir, self.record, self.lock = workdir, record, lock
+    self.progress, self.t_start = progress, t_start
+    self.is_main = jax.process_index() == 0
+    self.num_steps = int(config.num_steps)
+    self.stop = guards.Signals()
+    self.saver = None
 
-  # --- the state: restored (the newest readable checkpoint), or initialised
-  init_key = gj.streams.run_key(config.seed, gj.streams.INIT)
-  example = jnp.zeros((config.k, 1) + experiment.data_shape, jnp.float32)
-  state = latest = None
-  if ckpt.all_steps():
-    check_config_matches(workdir, config, experiment)
-    template = jax.eval_shape(gan.init, init_key, example)
-    try:
-      state, latest = restore_state(ckpt, template, workdir, config,
-                                    experiment)
-    except builders.ConfigError:
-      ckpt.close()
-      raise
-    if latest is None:
+  def restore(self):
+    """``(state, step, pending)`` of the newest usable checkpoint, or
+    ``(None, None, ())``; rebuilds a lost or corrupt ``config.json``."""
+    if not os.path.isdir(resume.checkpoint_dir(self.workdir)):
+      return None, None, ()
+    with checkpoint_lib.Checkpointer(resume.checkpoint_dir(self.workdir),
+                                     keep=None, async_save=False) as ckpt:
+      if not ckpt.all_steps():
+        return None, None, ()
+      old, source = resume.recorded_config(self.workdir, ckpt)
+      if source not in (None, workdir_lib.CONFIG_JSON) and self.is_main:
+        self.write(resume.write_config, self.workdir, old)
+        print(f"Rebuilt {workdir_lib.CONFIG_JSON} from {source}.",
+              file=sys.stderr)
+      state, step = resume.restore(ckpt, self.config, self.experiment, old)
+      saved = ckpt.record(step) if step is not None else None
+    if step is None:
       print("warning: no checkpoint could be read; starting from step 0.",
             file=sys.stderr)
-  if latest is None and is_main and workdir_lib.has_logs(workdir):
-    moved = workdir_lib.set_aside_logs(workdir)
-    print(f"warning: {workdir} holds the logs of an earlier run but no "
-          "usable checkpoint: starting from step 0 with fresh logs; the "
-          f"earlier logs and config.json are in {moved}.", file=sys.stderr)
-  start_step = latest or 0
-  if start_step >= num_steps:
-    ckpt.close()
+      return None, None, ()
+    return state, step, (saved or {}).get("pending", ())
+
+  def write(self, fn, *args):
+    """``fn(*args)``, a write of the run; a failure stops the run (exit
+    code 2) with one message naming the file."""
+    try:
+      return fn(*args)
+    except OSError as e:
+      raise workdir_lib.RunWriteError(workdir_lib.write_error(e)) from None
+
+  def train(self) -> dict:
+    with self.stop:
+      return self._train()
+
+  def _train(self) -> dict:
+    config, experiment, placement = self.config, self.experiment, self.placement
+    gan = experiment.gan
+    state, latest, pending = self.restore()
+    if latest is None and self.is_main and workdir_lib.has_logs(self.workdir):
+      moved = workdir_lib.set_aside_logs(self.workdir)
+      print(f"warning: {self.workdir} holds the logs of an earlier run but no "
+            "usable checkpoint: starting from step 0 with fresh logs; the "
+            f"earlier logs and config.json are in {moved}.", file=sys.stderr)
+    start_step = latest or 0
+    if start_step >= self.num_steps:
+      return self.nothing_to_do(start_step)
+    if self.progress and latest is not None:
+      print(f"Resuming from the checkpoint of step {start_step} in "
+            f"{resume.checkpoint_dir(self.workdir)}.", file=sys.stderr)
+
+    # --- the data, the state, the writers
+    if self.is_main:
+      input_pipeline.warn_if_batch_exceeds_split(config)
+    feed = input_pipeline.feed(config, experiment, placement)
+    if state is None:
+      state = jax.jit(gan.init)(resume.init_key(config),
+                                resume.example_batch(config, experiment))
+    if self.is_main:  # training starts with this config: record it
+      self.write(resume.write_config, self.workdir, self.record)
+    writer = self.write(summary_lib.SummaryWriter, self.workdir,
+                        start_step if latest is not None else None, True,
+                        self.is_main)
+    ckpt = checkpoint_lib.Checkpointer(
+        resume.checkpoint_dir(self.workdir),
+        save_every=config.checkpoint_every, keep=config.keep_checkpoints)
+    self.saver = resume.CheckpointSaver(ckpt, latest, self.record)
+    sampler = samples.SampleWriter(config, experiment, self.workdir, writer,
+                                   enabled=self.is_main)
+    scorer = (evaluation.PeriodicEvaluator(config, experiment, self.workdir,
+                                           writer, enabled=self.is_main)
+              if config.evaluation.every > 0 else None)
+    if self.lock is not None:
+      self.lock.check()
+    try:
+      return self.loop(state, start_step, latest, pending, feed, writer,
+                       sampler, scorer)
+    finally:
+      self.close(ckpt, scorer, writer)
+
+  def loop(self, state, start_step, latest, pending, feed, writer, sampler,
+           scorer) -> dict:
+    config, placement = self.config, self.placement
+    num_steps, stop, saver = self.num_steps, self.stop, self.saver
+    skip = bool(config.skip_nonfinite_updates)
+    pgan = (self.experiment.gan.parallel(placement.axis_name,
+                                         config.sync_batch_norm)
+            if placement.axis_name else self.experiment.gan)
+    call = input_pipeline.train_call(
+        guards.guard_step(pgan.step, skip), feed, placement)
+    lengths = CallLengths(config, num_steps, feed.max_steps)
+    monitor = guards.MetricsMonitor(
+        placement.to_host, skip, int(config.max_consecutive_skipped),
+        self.experiment.num_classes, last_finite_record(self.workdir, latest),
+        start_step, pending)
+    bar = tqdm.tqdm(total=num_steps, initial=start_step,
+                    disable=not self.progress, unit="step", dynamic_ncols=True,
+                    file=sys.stderr)
+    last_metrics, last_scores = {}, {}
+    t_compiled = step_compiled = None
+
+    def log(step):
+      scalars = monitor.scalars(step)
+      if scalars:
+        last_metrics.clear()
+        last_metrics.update(writer.scalars(step, scalars))
+      if "d_loss" in scalars:
+        bar.set_postfix(d_loss=f"{scalars['d_loss']:.3f}",
+                        g_loss=f"{scalars['g_loss']:.3f}", refresh=False)
+
+    if start_step == 0:
+      if self.is_main:
+        self.write(writer.text, 0, "config", "```\n" + str(config) + "\n```")
+      try:
+        self.write(sampler, 0, state, stop.interruptible)
+      except guards.Interrupted:
+        pass
+    state = placement.put_state(state)
+    step = start_step
+    try:
+      while step < num_steps and not stop.signum:
+        n = lengths.next(step)
+        started = time.time()
+        state, metrics = call(state, feed.data_for(step),
+                              placement.put_state(np.int32(n)))
+        if step + n < num_steps:
+          feed.prefetch(step + n)
+        jax.block_until_ready(metrics)  # one call in flight
+        lengths.observe(n, time.time() - started, t_compiled is None)
+        monitor.check(step, metrics, n, saver.saved_step, saver.ckpt.directory)
+        step += n
+        bar.update(n)
+        if t_compiled is None:  # the first call compiles: time from its end
+          t_compiled, step_compiled = time.time(), step
+        self.agree_on_stop()
+        try:
+          if _is_due(step, config.log_every, num_steps):
+            self.write(log, step)
+          if _is_due(step, config.eval_every, num_steps) and not stop.signum:
+            self.write(sampler, step, placement.unreplicate(state), stop.interruptible)
+          if (scorer is not None and scorer.is_due(step, num_steps)
+              and not stop.signum):
+            last_scores = self.write(scorer, step, placement.unreplicate(state),
+                                     stop.interruptible)
+            monitor.pause(last_scores["eval_seconds"])  # steps/s: training
+        except guards.Interrupted:
+          pass
+        except workdir_lib.RunWriteError as e:
+          self.save_then_raise(e, step, placement.unreplicate(state), monitor)
+        if _is_due(step, config.checkpoint_every, num_steps) or stop.signum:
+          saver.save(step, placement.unreplicate(state), monitor.pending())
+        else:
+          saver.check()
+        if self.lock is not None:
+          self.write(self.lock.check)
+    except guards.DivergenceError:
+      self.write(log, monitor.checked_until)  # the finite steps before it
+      raise
+    finally:
+      bar.close()
+    if stop.signum:
+      if saver.saved_step != step:  # never written: nothing finished after
+        saver.save(step, placement.unreplicate(state), monitor.pending())
+      with stop.interruptible(after=stop.count):  # a signal during the write
+        saver.finish()
+      if step < num_steps:
+        raise guards.Preempted(stop.signum, step, saver.saved_step)
+    timed = step - (step_compiled or step)
+    seconds = time.time() - t_compiled if t_compiled is not None else 0.0
+    return {"steps": max(num_steps, start_step),
+            "steps_run": max(0, num_steps - start_step),
+            "wall_s": time.time() - self.t_start,
+            "steps_per_s": (timed / seconds if timed > 0 and
+                            seconds >= MIN_TIMED_SECONDS else None),
+            "metrics": last_metrics, "workdir": self.workdir,
+            "skipped_steps": monitor.skipped_total, "evaluation": last_scores,
+            "best": scorer.best if scorer is not None else None,
+            "signal": guards.signal_name(stop.signum)}
+
+  def agree_on_stop(self) -> None:
+    """Every process of a multi-process run stops after the same call."""
+    if jax.process_count() > 1:
+      from jax.experimental import multihost_utils  # pylint: disable=g-import-not-at-top
+      signums = multihost_utils.process_allgather(np.int32(self.stop.signum))
+      self.stop.signum = self.stop.signum or int(np.max(signums))
+
+  def save_then_raise(self, error, step, state, monitor):
+    """Saves the checkpoint of ``step`` when it can still be written, then
+    raises ``error`` (a failed write of the logs), saying what was saved."""
+    try:
+      if self.saver.saved_step != step:
+        self.saver.save(step, state, monitor.pending())
+      self.saver.finish()
+      saved = f"The checkpoint of step {self.saver.saved_step} was saved."
+    except resume.CheckpointWriteError as e:
+      saved = f"The checkpoint of step {step} could not be saved either: {e}"
+    raise workdir_lib.RunWriteError(f"{error} {saved}") from None
+
+  def close(self, ckpt, scorer, writer) -> None:
+    """Waits for the last checkpoint write and closes the writers; errors
+    here are raised only when nothing else is."""
+    errors = []
+    for close in (ckpt.close,
+                  scorer.close if scorer is not None else None,
+                  writer.close):
+      if close is None:
+        continue
+      try:
+        close()
+      except Exception as e:  # pylint: disable=broad-except
+        errors.append(e)
+    if errors and sys.exc_info()[0] is None:
+      error = errors[0]
+      if isinstance(error, OSError):
+        raise workdir_lib.RunWriteError(workdir_lib.write_error(error))
+      raise self.saver._write_error(self.saver.saved_step, error)  # pylint: disable=protected-access
+
+  def nothing_to_do(self, step: int) -> dict:
+    """The summary of a run already at ``num_steps``; with
+    ``override_config``, ``config.json`` takes this config."""
+    if self.config.override_config and self.is_main:
+      self.write(resume.write_config, self.workdir, self.record)
+      print(f"Wrote this config to {workdir_lib.CONFIG_JSON} "
+            "(--config.override_config=True).", file=sys.stderr)
     records = workdir_lib.read_records(
-        os.path.join(workdir, summary_lib.JSONL_NAME))
+        os.path.join(self.workdir, workdir_lib.METRICS_JSONL))
     metrics = {k: v for k, v in (records[-1] if records else {}).items()
                if k != "step"}
-    return {"steps": start_step, "steps_run": 0,
-            "wall_s": time.time() - t_start, "steps_per_s": 0.0,
-            "metrics": metrics, "workdir": workdir}
-  if progress and latest is not None:
-    print(f"Resuming from the checkpoint of step {start_step} in "
-          f"{ckpt.directory}.", file=sys.stderr)
-
-  # --- the data and the step: chunks of steps in one compiled call each
-  if is_main:
-    warn_if_batch_exceeds_split(config)
-  placement = gj.parallel.make(experiment.num_devices)
-  try:
-    gj.parallel.check_divisible(config.batch_size, placement.num_devices,
-                                "config.batch_size")
-  except ValueError as e:
-    raise builders.ConfigError(str(e)) from None
-  feed = input_pipeline.feed(config, experiment, placement)
-  if state is None:
-    state = jax.jit(gan.init)(init_key, example)
-  if is_main:  # training starts with this config: record it (atomically)
-    write_config(workdir, config, experiment)
-  writer = summary_lib.SummaryWriter(
-      workdir, resume_step=start_step if latest is not None else None,
-      enabled=is_main)
-  sampler = SampleWriter(config, experiment, workdir, writer, enabled=is_main)
-  scorer = (evaluation.PeriodicEvaluator(config, experiment, workdir, writer,
-                                         enabled=is_main)
-            if config.evaluation.every > 0 else None)
-  last_scores = {}
-  if start_step == 0:
-    if is_main:
-      writer.text(0, "config", "```\n" + str(config) + "\n```")
-    sampler(0, state)
-
-  skip = bool(config.skip_nonfinite_updates)
-  pgan = (gan.parallel(placement.axis_name, config.sync_batch_norm)
-          if placement.axis_name else gan)
-  guarded = guard_step(pgan.step, skip)
-  calls = {}  # one compiled call per chunk length
-
-  def run_chunk(state, first, length):
-    if length not in calls:
-      calls[length] = input_pipeline.train_call(guarded, feed, placement,
-                                                length)
-    out = calls[length](state, feed.data_for(first, length))
-    nxt = first + length
-    feed.prefetch(nxt, call_length(config, nxt, num_steps))
-    return out
-
-  state = placement.put_state(state)
-
-  # --- the loop
-  bar = tqdm.tqdm(total=num_steps, initial=start_step, disable=not progress,
-                  unit="step", dynamic_ncols=True, file=sys.stderr)
-  monitor = guards.MetricsMonitor(
-      placement.to_host, skip, int(config.max_consecutive_skipped),
-      last_finite_record(workdir, latest), start_step)
-  saver = resume.CheckpointSaver(ckpt, latest)
-  last_metrics = {}
-  t_compiled, step_compiled = None, start_step
-  step = start_step
-
-  def log(step):
-    scalars = monitor.scalars(step)
-    if scalars:
-      last_metrics.clear()
-      last_metrics.update(writer.scalars(step, scalars))
-    if "d_loss" in scalars:
-      bar.set_postfix(d_loss=f"{scalars['d_loss']:.3f}",
-                      g_loss=f"{scalars['g_loss']:.3f}", refresh=False)
-
-  stop = _SignalFlag()
-  try:
-    with stop:
-      while step < num_steps:
-        length = call_length(config, step, num_steps)
-        state, metrics = run_chunk(state, step, length)
-        monitor.add(step, metrics)
-        if t_compiled is None:  # the first call compiles: time from its end
-          jax.block_until_ready(state)
-          t_compiled, step_compiled = time.time(), step + length
-        step += length
-        bar.update(length)
-
-        log_due = _is_due(step, config.log_every, num_steps)
-        eval_due = _is_due(step, config.eval_every, num_steps)
-        ckpt_due = _is_due(step, config.checkpoint_every, num_steps)
-        score_due = scorer is not None and scorer.is_due(step, num_steps)
-        if log_due or eval_due or ckpt_due or score_due or stop.signum:
-          saver.check_writes()  # a background checkpoint write that failed
-          try:  # finiteness is checked before anything is written
-            monitor.fetch(saver.saved_step, ckpt.directory)
-          except guards.DivergenceError:
-            log(monitor.fetched_until)  # the finite steps before it
-            raise
-        if log_due:
-          log(step)
-        if eval_due:
-          sampler(step, placement.unreplicate(state))
-        if score_due:
-          last_scores = scorer(step, placement.unreplicate(state))
-          monitor.pause(last_scores["eval_seconds"])  # steps/s: training only
-        if ckpt_due or stop.signum:
-          saver.save(step, placement.unreplicate(state))
-        if stop.signum:
-          ckpt.wait()
-          raise Preempted(stop.signum, step, saver.saved_step)
-  finally:
-    bar.close()
-    ckpt.close()
-    if scorer is not None:
-      scorer.close()
-    writer.close()
-
-  timed = step - step_compiled  # steps after the first (compiling) call
-  steps_per_s = (timed / max(time.time() - t_compiled, 1e-9)
-                 if t_compiled is not None and timed > 0 else 0.0)
-  return {"steps": max(num_steps, start_step),
-          "steps_run": max(0, num_steps - start_step),
-          "wall_s": time.time() - t_start, "steps_per_s": steps_per_s,
-          "metrics": last_metrics, "workdir": workdir,
-          "skipped_steps": monitor.skipped_total, "evaluation": last_scores,
-          "best": scorer.best if scorer is not None else None}
+    return {"steps": step, "steps_run": 0,
+            "wall_s": time.time() - self.t_start, "steps_per_s": None,
+            "metrics": metrics, "workdir": self.workdir, "signal": None}
 
 
 def last_finite_record(workdir: str, latest):
   """``(step, metrics)`` logged at the resumed checkpoint's step, or ()."""
-  jsonl = os.path.join(workdir, summary_lib.JSONL_NAME)
+  jsonl = os.path.join(workdir, workdir_lib.METRICS_JSONL)
   if latest is None or not os.path.exists(jsonl):
     return ()
   return next(((r["step"], r) for r in reversed(workdir_lib.read_records(jsonl))
@@ -351,14 +469,18 @@ def format_summary(summary: dict) -> str:
   if not summary["steps_run"]:
     return (f"Nothing to do: the run in {summary['workdir']} is already at step "
             f"{summary['steps']} (raise --config.num_steps to go on).")
-  return (f"Done: step {summary['steps']} ({summary['steps_run']} steps run) "
-          f"in {summary['wall_s']:.1f}s wall, {summary['steps_per_s']:.1f} "
-          f"steps/s after compilation; "
+  speed = (f"{summary['steps_per_s']:.1f} steps/s after compilation"
+           if summary["steps_per_s"] is not None else
+           "too short to measure steps/s after compilation")
+  return ((f"{summary['signal']} received as the run finished; "
+           if summary.get("signal") else "")
+          + f"Done: step {summary['steps']} ({summary['steps_run']} steps "
+          f"run) in {summary['wall_s']:.1f}s wall, {speed}; "
           + (f"final {losses}; " if losses else "")
           + (f"{summary['skipped_steps']} non-finite updates skipped; "
              if summary.get("skipped_steps") else "")
           + (f"best {best['metric']}={best['value']:.4g} at step "
-             f"{best['step']} ({evaluation.BEST_CHECKPOINT_DIR}/); "
+             f"{best['step']} ({workdir_lib.BEST_CHECKPOINT_DIR}/); "
              if (best := summary.get("best")) else "")
           + f"workdir {summary['workdir']}")
 
@@ -397,65 +519,63 @@ def initialize_distributed() -> None:
   try:
     jax.distributed.initialize(**kwargs)
   except (RuntimeError, ValueError) as e:
-    fail(f"jax.distributed.initialize({', '.join(f'{k}={v!r}' for k, v in kwargs.items())}) "
-         f"failed: {e}. Pass --coordinator_address=HOST:PORT (process 0's), "
-         "--num_processes and --process_id, or run where JAX detects them "
-         "(Cloud TPU, SLURM).")
-
-
-fail = cli.fail
+    cli.fail(f"jax.distributed.initialize({', '.join(f'{k}={v!r}' for k, v in kwargs.items())}) "
+             f"failed: {e}. Pass --coordinator_address=HOST:PORT (process 0's), "
+             "--num_processes and --process_id, or run where JAX detects them "
+             "(Cloud TPU, SLURM).")
 
 
 def parse_flags(argv):
   """absl flag parsing, with clear messages for bad config files and overrides."""
   problem = cli.config_file_problem(argv)
   if problem:
-    fail(problem)
+    cli.fail(problem)
   try:
     return FLAGS(argv)
   except flags.Error as e:
-    fail(f"{str(e).rstrip('.')}. Usage: python -m experiments.train "
-         "--config=experiments/configs/NAME.py --workdir=DIR "
-         "[--config.FIELD=VALUE ...]")
+    cli.fail(f"{str(e).rstrip('.')}. Usage: python -m experiments.train "
+             "--config=experiments/configs/NAME.py --workdir=DIR "
+             "[--config.FIELD=VALUE ...]")
   except Exception as e:  # pylint: disable=broad-except
-    fail(cli.override_error(argv, e, builders._close))  # pylint: disable=protected-access
+    cli.fail(cli.override_error(argv, e))
 
 
 def main(argv):
   if not FLAGS["verbosity"].present:  # orbax logs every save at INFO
     logging.set_verbosity(logging.WARNING)
   if len(argv) > 1:
-    fail(f"unexpected arguments {argv[1:]}; every option is a flag "
-         "(--config=..., --workdir=..., --config.FIELD=VALUE).")
+    cli.fail(f"unexpected arguments {argv[1:]}; every option is a flag "
+             "(--config=..., --workdir=..., --config.FIELD=VALUE).")
   try:
     config = FLAGS.config
     config.keys()  # a config file that failed to load raises here
   except Exception as e:  # pylint: disable=broad-except
     path = FLAGS["config"].config_filename
     if not os.path.exists(path.split(":")[0]):
-      fail(f"the config file {path!r} does not exist (configs are in "
-           "experiments/configs/).")
-    fail(f"cannot load the config file {path!r}: {e}")
+      cli.fail(f"the config file {path!r} does not exist (configs are in "
+               "experiments/configs/).")
+    cli.fail(f"cannot load the config file {path!r}: {e}")
   initialize_distributed()
   from ganjax.data import pipeline  # pylint: disable=g-import-not-at-top
   user_errors = (builders.ConfigError, pipeline.UnknownDatasetError,
                  pipeline.DatasetNotFoundError, workdir_lib.WorkdirError,
-                 CheckpointWriteError)
+                 workdir_lib.RunWriteError, resume.CheckpointWriteError)
   try:
     summary = train_and_evaluate(config, FLAGS.workdir)
   except user_errors as e:
-    fail(str(e))
-  except DivergenceError as e:
-    fail(str(e), code=3)
-  except Preempted as e:
+    cli.fail(str(e))
+  except guards.DivergenceError as e:
+    cli.fail(str(e), code=3)
+  except guards.Preempted as e:
     # 128 + the signal's number, as a shell reports a process the signal
     # killed: schedulers and retry loops see an unfinished run (0 would let
     # `train && evaluate` go on), and the checkpoint is already saved.
     print(str(e), file=sys.stderr)
     sys.exit(128 + e.signum)
-  except KeyboardInterrupt:
-    fail("interrupted; run the same command again to resume from the latest "
-         "checkpoint.", code=130)
+  except (guards.Interrupted, KeyboardInterrupt):
+    cli.fail("interrupted again while the checkpoint was written: it may be "
+             "incomplete (it is then skipped); run the same command again to "
+             "resume from the newest complete checkpoint.", code=130)
   print(format_summary(summary))
 
 

@@ -14,7 +14,7 @@ import sys
 
 import chex
 
-from tests import test_train as tt
+from tests import helpers as tt
 
 STEPS = 3
 

@@ -21,29 +21,13 @@ import pytest
 from ganjax import checkpoint
 from ganjax import summary
 from experiments import builders
-from experiments import train
+from experiments import guards
+from experiments import input_pipeline
+from experiments import resume
+from experiments import workdir as workdir_lib
 from experiments.configs import diverge
-from tests import test_train as tt
-
-REPO = tt.REPO
-TINY_ARGS = ("--config=experiments/configs/dcgan_digits.py",
-             "--config.image_size=0", "--config.model.base_features=4",
-             "--config.latent_dim=8", "--config.batch_size=8",
-             "--config.log_every=1", "--config.num_eval_samples=4")
-
-
-def popen(workdir, *args):
-  return subprocess.Popen(
-      [sys.executable, "-m", "experiments.train", f"--workdir={workdir}",
-       *TINY_ARGS, *args], cwd=REPO, stdout=subprocess.PIPE,
-      stderr=subprocess.PIPE, text=True,
-      env={**os.environ, "PYTHONPATH": REPO})
-
-
-def steps_on_disk(workdir):
-  d = os.path.join(workdir, "checkpoints")
-  return sorted(int(s) for s in os.listdir(d) if s.isdigit()) if os.path.isdir(
-      d) else []
+from tests import helpers as tt
+from tests.helpers import REPO, TINY_ARGS, all_finite, popen, steps_on_disk
 
 
 def logged_steps(workdir):
@@ -326,17 +310,12 @@ def nan_sgd(monkeypatch):
   return builders.Config({"name": "nan_sgd", "learning_rate": 1.0})
 
 
-def all_finite(state):
-  return all(np.isfinite(x).all() for x in jax.tree.leaves(state)
-             if np.issubdtype(x.dtype, np.floating))
-
-
 def test_nonfinite_state_is_never_saved_and_the_right_player_is_named(
     tmp_path, nan_sgd):
   """G's NaN learning rate: finite losses at step 1, NaN parameters after it."""
   c = tt.tiny_config(num_steps=4, checkpoint_every=1, eval_every=4)
   c.g_optimizer = nan_sgd
-  with pytest.raises(train.DivergenceError) as info:
+  with pytest.raises(guards.DivergenceError) as info:
     tt.run(c, tmp_path / "g")
   message = str(info.value)
   assert message.startswith("training diverged at step 1: the update of the "
@@ -351,7 +330,7 @@ def test_nonfinite_state_is_never_saved_and_the_right_player_is_named(
                      skip_nonfinite_updates=True, max_consecutive_skipped=3,
                      ema_decay=0.0)
   c.d_optimizer = nan_sgd
-  with pytest.raises(train.DivergenceError) as info:
+  with pytest.raises(guards.DivergenceError) as info:
     tt.run(c, tmp_path / "d")
   message = str(info.value)
   assert message.startswith("training stopped at step 3: the 3 updates of "
@@ -386,7 +365,6 @@ def test_a_second_run_in_the_same_workdir_is_refused(tmp_path):
   finally:
     holder.kill()  # kill -9: the kernel releases the lock
     holder.wait()
-  from experiments import workdir as workdir_lib  # pylint: disable=g-import-not-at-top
   with workdir_lib.Lock(str(workdir)):
     with pytest.raises(workdir_lib.WorkdirError, match="in use by another"):
       workdir_lib.Lock(str(workdir)).acquire()  # also within one process
@@ -402,7 +380,6 @@ def corrupt(step_dir):
 
 def test_finished_run_with_a_corrupt_latest_checkpoint_falls_back_everywhere(
     six_steps, tmp_path, capsys):
-  from experiments import sample  # pylint: disable=g-import-not-at-top
   c, full = six_steps
   workdir = tmp_path / "w"
   shutil.copytree(full, workdir)
@@ -411,8 +388,7 @@ def test_finished_run_with_a_corrupt_latest_checkpoint_falls_back_everywhere(
     f.write('{"step": 7, "d_lo')  # a line cut short by a kill
   capsys.readouterr()
   # Readers fall back and move nothing.
-  _, state, _ = sample.load(str(workdir))
-  assert int(state.step) == 4
+  assert resume.load(str(workdir)).step == 4
   err = capsys.readouterr().err
   assert err.count("warning: the checkpoint of step 6 cannot be used") == 1
   assert "Event loop is closed" not in err and "Traceback" not in err
@@ -428,7 +404,6 @@ def test_finished_run_with_a_corrupt_latest_checkpoint_falls_back_everywhere(
 
 def test_config_json_is_written_only_by_a_run_that_trains(six_steps,
                                                           tmp_path):
-  from experiments import sample  # pylint: disable=g-import-not-at-top
   c, full = six_steps
   workdir = tmp_path / "w"
   shutil.copytree(full, workdir)
@@ -441,7 +416,7 @@ def test_config_json_is_written_only_by_a_run_that_trains(six_steps,
   assert tt.run(changed, workdir)["steps_run"] == 0  # "Nothing to do"
   assert (workdir / "config.json").read_bytes() == config_json
   assert tt.run(c, workdir)["steps_run"] == 0  # the original command works
-  assert int(sample.load(str(workdir))[1].step) == 6
+  assert resume.load(str(workdir)).step == 6
 
 
 def test_deleted_checkpoints_restart_with_fresh_logs(six_steps, tmp_path,
@@ -467,7 +442,6 @@ def test_deleted_checkpoints_restart_with_fresh_logs(six_steps, tmp_path,
 
 
 def test_workdir_that_is_a_file_or_empty_is_one_clear_error(tmp_path):
-  from experiments import workdir as workdir_lib  # pylint: disable=g-import-not-at-top
   (tmp_path / "f").write_text("")
   with pytest.raises(workdir_lib.WorkdirError, match="is a file"):
     tt.run(tt.tiny_config(), tmp_path / "f")
@@ -524,14 +498,14 @@ def test_a_failed_checkpoint_write_stops_the_run_there(six_steps, tmp_path,
   import errno  # pylint: disable=g-import-not-at-top
   real_save = checkpoint.Checkpointer.save
 
-  def save(self, step, state, force=False):
+  def save(self, step, state, **kwargs):
     if step == 4:
       raise OSError(errno.ENOSPC, "No space left on device")
-    return real_save(self, step, state, force)
+    return real_save(self, step, state, **kwargs)
 
   monkeypatch.setattr(checkpoint.Checkpointer, "save", save)
   c = tt.tiny_config(num_steps=8, ema_decay=0.0, eval_every=8)
-  with pytest.raises(train.CheckpointWriteError) as info:
+  with pytest.raises(resume.CheckpointWriteError) as info:
     tt.run(c, tmp_path)
   assert "cannot write the checkpoint of step 4" in str(info.value)
   assert "No space left on device" in str(info.value)
@@ -586,25 +560,25 @@ def test_negative_or_nan_learning_rate_is_refused(tmp_path, learning_rate):
 
 
 def test_batch_larger_than_the_split_warns(capsys):
-  train.warn_if_batch_exceeds_split(tt.tiny_config(batch_size=2000))
+  input_pipeline.warn_if_batch_exceeds_split(tt.tiny_config(batch_size=2000))
   assert ("batch_size=2000 is larger than the 1500 examples of digits:train"
           in capsys.readouterr().err)
-  train.warn_if_batch_exceeds_split(tt.tiny_config())
+  input_pipeline.warn_if_batch_exceeds_split(tt.tiny_config())
   assert not capsys.readouterr().err
 
 
 def test_sample_names_a_missing_step_and_a_corrupt_config_json(six_steps,
-                                                               tmp_path):
-  from experiments import sample  # pylint: disable=g-import-not-at-top
-  from experiments import workdir as workdir_lib  # pylint: disable=g-import-not-at-top
+                                                               tmp_path,
+                                                               capsys):
   _, full = six_steps
   workdir = tmp_path / "w"
   shutil.copytree(full, workdir)
   with pytest.raises(builders.ConfigError,
                      match="--step=5: .* has steps 2, 4, 6"):
-    sample.load(str(workdir), step=5)
-  assert int(sample.load(str(workdir), step=4)[1].step) == 4
+    resume.load(str(workdir), step=5)
+  assert resume.load(str(workdir), step=4).step == 4
+  # A corrupt config.json: the config saved with the checkpoints is used.
   (workdir / "config.json").write_text('{"dataset": "dig')
-  with pytest.raises(workdir_lib.WorkdirError, match="config.json cannot be "
-                     "read"):
-    sample.load(str(workdir))
+  assert resume.load(str(workdir)).step == 6
+  assert "config.json is unreadable; using the config saved with the " \
+      "checkpoint of step 6" in capsys.readouterr().err

@@ -7,8 +7,6 @@ in well under a minute on two CPU cores.
 import json
 import os
 import shutil
-import subprocess
-import sys
 
 import chex
 import jax
@@ -19,56 +17,12 @@ from ganjax import checkpoint
 from ganjax import summary
 from experiments import builders
 from experiments import evaluation
-from experiments import sample
+from experiments import resume
 from experiments import train
 from experiments.configs import base
-from experiments.configs import dcgan_digits
 from experiments.configs import toy_ring8
-
-REPO = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
-LOSS_KEYS = ("d_loss", "g_loss", "d_real", "d_fake", "real_logit",
-             "fake_logit", "d_grad_norm", "g_grad_norm")
-
-
-def tiny_config(**overrides):
-  c = dcgan_digits.get_config()
-  c.image_size = 0
-  c.model.base_features = 4
-  c.latent_dim = 8
-  c.batch_size = 8
-  c.num_steps = 4
-  c.ema_decay = 0.9
-  c.log_every = 1
-  c.eval_every = 2
-  c.checkpoint_every = 2
-  c.num_eval_samples = 4
-  for key, value in overrides.items():
-    c[key] = value
-  return c
-
-
-def run(config, workdir):
-  return train.train_and_evaluate(config, str(workdir), progress=False)
-
-
-def final_state(workdir, config):
-  experiment = builders.build(config)
-  example = np.zeros((config.k, 1) + experiment.data_shape, np.float32)
-  template = jax.eval_shape(experiment.gan.init, jax.random.key(0), example)
-  return checkpoint.restore(os.path.join(workdir, train.CHECKPOINT_DIR),
-                            template)
-
-
-def losses_by_step(workdir):
-  return {r["step"]: {k: r[k] for k in LOSS_KEYS if k in r}
-          for r in summary.read_jsonl(str(workdir))}
-
-
-def cli(module, *args, env=None, timeout=120):
-  return subprocess.run(
-      [sys.executable, "-m", module, *args], cwd=REPO, capture_output=True,
-      text=True, timeout=timeout,
-      env={**os.environ, "PYTHONPATH": REPO, **(env or {})})
+from tests.helpers import (LOSS_KEYS, REPO, cli, final_state, losses_by_step,
+                           run, tiny_config)
 
 
 @pytest.fixture(scope="module")
@@ -180,10 +134,11 @@ def test_sample_cli_writes_npy_in_unit_range_and_png(full_run, tmp_path):
   assert 0.0 <= x.min() and x.max() <= 1.0 and x.std() > 0
   assert os.path.exists(tmp_path / "s" / "samples.png")
   # In-process: the same seed gives the same samples, EMA weights by default.
-  experiment, state, _ = sample.load(str(workdir))
-  assert state.ema_g_params is not None and int(state.step) == 4
-  np.testing.assert_allclose(evaluation.draw(experiment, state, 37, batch_size=16),
-                             x, atol=1e-6)
+  loaded = resume.load(str(workdir))
+  assert loaded.state.ema_g_params is not None and loaded.step == 4
+  np.testing.assert_allclose(
+      evaluation.draw(loaded.experiment, loaded.state, 37, batch_size=16), x,
+      atol=1e-6)
 
 
 # --------------------------------------------------------------- the CLI

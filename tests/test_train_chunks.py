@@ -5,10 +5,12 @@ import jax.numpy as jnp
 import pytest
 
 import chex
+from experiments import guards
 from experiments import input_pipeline
 from experiments import train
+from experiments import workdir as workdir_lib
 from ganjax import checkpoint
-from tests import test_train as tt
+from tests import helpers as tt
 
 
 def _chunked(**overrides):
@@ -37,7 +39,7 @@ def test_steps_per_call_and_the_data_path_do_not_change_the_run(tmp_path):
 
 def test_a_nonfinite_step_inside_a_call_is_named_and_the_last_save_kept(
     tmp_path, monkeypatch):
-  guard = train.guard_step
+  guard = guards.guard_step
 
   def poisoned(step_fn, skip=False):  # D's loss turns NaN in step 17 only
     def step(state, batch):
@@ -47,10 +49,10 @@ def test_a_nonfinite_step_inside_a_call_is_named_and_the_last_save_kept(
                                                        metrics["d_loss"]))
     return guard(step, skip)
 
-  monkeypatch.setattr(train, "guard_step", poisoned)
-  with pytest.raises(train.DivergenceError, match="step 17"):
+  monkeypatch.setattr(guards, "guard_step", poisoned)
+  with pytest.raises(guards.DivergenceError, match="step 17"):
     tt.run(_chunked(), tmp_path)
-  assert checkpoint.latest_step(str(tmp_path / train.CHECKPOINT_DIR)) == 10
+  assert checkpoint.latest_step(str(tmp_path / workdir_lib.CHECKPOINT_DIR)) == 10
 
 
 def test_resume_on_the_host_path_reads_one_chunk(tmp_path, monkeypatch):

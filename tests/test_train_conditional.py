@@ -17,11 +17,11 @@ from PIL import Image
 
 from ganjax import summary
 from experiments import builders
-from experiments import train
+from experiments import samples
 from experiments.configs import cdcgan_fashion_mnist
 from experiments.configs import toy_ring8
-from tests import test_train as tt
-from tests.test_train import final_state, run
+from tests import helpers as tt
+from tests.helpers import final_state, run
 
 
 def tiny_config(**overrides):
@@ -134,7 +134,7 @@ def test_class_grid_samples_share_noise_down_each_column(conditional_run):
   experiment = builders.build(config)
   state = final_state(workdir, config)
   gan, key = experiment.gan, jax.random.key(3)
-  rows = np.asarray(train.class_grid_samples(gan, state, key, 3))
+  rows = np.asarray(samples.class_grid_samples(gan, state, key, 3))
   assert rows.shape == (30, 8, 8, 1)
   for c in (0, 7):  # row c: class c, the latents of sample(key, 3)
     np.testing.assert_allclose(

@@ -12,7 +12,9 @@ from ganjax import summary
 from experiments import builders
 from experiments import evaluate
 from experiments import evaluation
+from experiments import resume
 from experiments import train
+from experiments import workdir as workdir_lib
 from experiments.configs import dcgan_digits
 from experiments.configs import toy_ring8
 
@@ -39,9 +41,8 @@ def eval_records(workdir, name):
 
 def restore(directory, config):
   experiment = builders.build(config)
-  example = np.zeros((config.k, 1) + experiment.data_shape, np.float32)
-  template = jax.eval_shape(experiment.gan.init, jax.random.key(0), example)
-  return experiment, checkpoint.restore(directory, template)
+  return experiment, checkpoint.restore(directory,
+                                        resume.template(config, experiment))
 
 
 def test_scores_are_logged_and_the_best_state_is_kept_across_a_resume(
@@ -60,7 +61,7 @@ def test_scores_are_logged_and_the_best_state_is_kept_across_a_resume(
                "recall64_digits_cnn", "classes_covered64_digits_cnn"):
     assert all(name in r for r in records)
   best_step = min(scores, key=scores.get)
-  with open(tmp_path / evaluation.BEST_JSON) as f:
+  with open(tmp_path / workdir_lib.BEST_JSON) as f:
     best = json.load(f)
   assert best["metric"] == fid and best["mode"] == "min"
   assert best["step"] == best_step and best["value"] == pytest.approx(
@@ -69,7 +70,7 @@ def test_scores_are_logged_and_the_best_state_is_kept_across_a_resume(
   assert result["evaluation"][fid] == pytest.approx(scores[8])
   assert f"best {fid}=" in train.format_summary(result)
   # One best checkpoint, holding the state that was scored at that step.
-  best_dir = str(tmp_path / evaluation.BEST_CHECKPOINT_DIR)
+  best_dir = str(tmp_path / workdir_lib.BEST_CHECKPOINT_DIR)
   assert checkpoint.Checkpointer(best_dir).all_steps() == [best_step]
   experiment, state = restore(best_dir, config)
   assert int(state.step) == best_step
@@ -80,7 +81,7 @@ def test_scores_are_logged_and_the_best_state_is_kept_across_a_resume(
   assert scorer.scores(state)[fid] == pytest.approx(scores[best_step], rel=1e-4)
   scorer.close()
   # The regular checkpoints are untouched by it.
-  assert checkpoint.latest_step(str(tmp_path / train.CHECKPOINT_DIR)) == 8
+  assert checkpoint.latest_step(str(tmp_path / workdir_lib.CHECKPOINT_DIR)) == 8
 
 
 def test_toy_runs_score_mode_coverage(tmp_path):
@@ -99,10 +100,10 @@ def test_toy_runs_score_mode_coverage(tmp_path):
   assert 0 <= result["evaluation"]["high_quality_fraction"] <= 1
   # The evaluation command scores a toy run's samples the same way, also
   # for a workdir written before config.evaluation existed.
-  with open(tmp_path / train.CONFIG_JSON) as f:
+  with open(tmp_path / workdir_lib.CONFIG_JSON) as f:
     record = json.load(f)
   del record["evaluation"]
-  with open(tmp_path / train.CONFIG_JSON, "w") as f:
+  with open(tmp_path / workdir_lib.CONFIG_JSON, "w") as f:
     json.dump(record, f)
   printed = evaluate.run(evaluate._parser().parse_args(
       [f"--workdir={tmp_path}", "--num=500"]))
@@ -136,8 +137,8 @@ def test_bad_evaluation_configs_fail_before_training(tmp_path, fields,
   with pytest.raises(builders.ConfigError, match=message):
     train.train_and_evaluate(digits_config(2, **fields), str(tmp_path),
                              progress=False)
-  assert not os.path.exists(tmp_path / train.CHECKPOINT_DIR) or not os.listdir(
-      tmp_path / train.CHECKPOINT_DIR)
+  assert not os.path.exists(tmp_path / workdir_lib.CHECKPOINT_DIR) or not os.listdir(
+      tmp_path / workdir_lib.CHECKPOINT_DIR)
 
 
 def test_a_run_at_another_image_size_is_scored_at_the_data_size(

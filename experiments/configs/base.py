@@ -97,7 +97,13 @@ def get_config() -> ml_collections.ConfigDict:
   # at most a quarter of one device's memory, "true" / "false" force it; off
   # the device, each call's examples are sent while the previous call runs.
   # Either way the batch of step s depends on (seed, s) only.
+  # preempt_grace_s: SIGTERM/SIGINT is answered with a checkpoint of the
+  # last finished step within about this time: a call runs at most half of
+  # it (fewer steps than steps_per_call when steps are slow), the other half
+  # is left for the write. Schedulers of pre-emptible machines send SIGTERM
+  # and kill after a grace period (often 30 s): keep it below that.
   c.steps_per_call = 100
+  c.preempt_grace_s = 10.0
   c.data_on_device = "auto"
   # Mixed precision: "float32", or "bfloat16" (G and D compute in bfloat16;
   # parameters, optimizer states, statistics and losses stay float32). How
