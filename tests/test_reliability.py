@@ -541,7 +541,7 @@ def test_broken_config_file_is_named_before_absl_loads_it(tmp_path, source,
 
 @pytest.mark.parametrize("change, message", [
     (dict(num_eval_samples=0), "config.num_eval_samples must be a positive"),
-    (dict(num_devices=0), "num_devices must be >= 1 or -1"),
+    (dict(num_devices=0), "config.num_devices=0, but this machine has"),
     (dict(max_consecutive_skipped=0), "config.max_consecutive_skipped must"),
 ])
 def test_more_bad_config_values_are_one_clear_error(tmp_path, change, message):
