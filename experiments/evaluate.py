@@ -126,27 +126,27 @@ def samples_from_workdir(workdir: str, num: int, seed: int):
   labels (conditional image runs: every class equally often) or None.
   """
   from experiments import builders  # pylint: disable=g-import-not-at-top
-  from experiments import evaluation  # pylint: disable=g-import-not-at-top
   from experiments import resume  # pylint: disable=g-import-not-at-top
+  from experiments import sample  # pylint: disable=g-import-not-at-top
   from experiments import workdir as workdir_lib  # pylint: disable=g-import-not-at-top
   try:
     run = resume.load(workdir)  # falls back like training
   except (builders.ConfigError, workdir_lib.WorkdirError) as e:
     raise UsageError(str(e)) from None
   experiment = run.experiment
-  classes = None if experiment.is_toy else evaluation.num_classes(experiment)
-  labels = evaluation.balanced_labels(num, classes) if classes else None
-  samples = evaluation.draw(experiment, run.state, num, seed, labels=labels)
+  classes = None if experiment.is_toy else sample.num_classes(experiment)
+  labels = sample.balanced_labels(num, classes) if classes else None
+  samples = sample.draw(experiment, run.state, num, seed, labels=labels)
   return samples, experiment, run.config.dataset, run.step, labels
 
 
 def toy_result(samples, dataset: str, source: dict, start: float) -> dict:
   """Mode coverage of toy points, in ``run``'s JSON layout."""
-  from experiments import evaluation  # pylint: disable=g-import-not-at-top
+  from experiments import periodic_eval  # pylint: disable=g-import-not-at-top
   from ganjax.data import pipeline  # pylint: disable=g-import-not-at-top
   sampler_name, _ = pipeline.TOY_SOURCES[dataset]
   return {"dataset": dataset, "num_samples": len(samples), "source": source,
-          "metrics": evaluation.toy_scores(dataset, samples),
+          "metrics": periodic_eval.toy_scores(dataset, samples),
           "protocol": {
               "modes_captured": (
                   f"modes of {dataset} ({sampler_name} mixture) receiving >= "
@@ -201,8 +201,8 @@ def run(args: argparse.Namespace) -> dict:
         data_dir=args.data_dir, parzen=not args.no_parzen, seed=args.seed,
         verbose=True, lpips_weights=args.lpips_weights)
     if "workdir" in source:  # a run trained at another image_size
-      from experiments import evaluation  # pylint: disable=g-import-not-at-top
-      samples = evaluation.at_data_size(samples, evaluator.data_shape)
+      from experiments import periodic_eval  # pylint: disable=g-import-not-at-top
+      samples = periodic_eval.at_data_size(samples, evaluator.data_shape)
     # Refuse bad samples before any expensive preparation.
     checked = metrics.check_samples(samples, evaluator.data_shape,
                                     min_count=evaluator.k + 1)

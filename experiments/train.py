@@ -17,11 +17,11 @@ The workdir (experiments/workdir.py) receives:
   checkpoints_best/<step>/, best.json
                          with ``--config.evaluation.every=N``: the state
                          with the best sample-quality metric so far
-                         (experiments/evaluation.py)
+                         (experiments/periodic_eval.py)
 
 Running the same command again continues from the latest checkpoint exactly as
 an uninterrupted run would: the state is restored (experiments/resume.py),
-the batch of step s is a pure function of (seed, s) (experiments/input_pipeline.py),
+the batch of step s is a pure function of (seed, s) (experiments/feeds.py),
 and a checkpoint off a log step holds the records of its unfinished log
 window.
 
@@ -77,11 +77,11 @@ from ganjax import checkpoint as checkpoint_lib  # noqa: E402
 from ganjax import summary as summary_lib  # noqa: E402
 from experiments import builders  # noqa: E402
 from experiments import cli  # noqa: E402
-from experiments import evaluation  # noqa: E402
 from experiments import guards  # noqa: E402
-from experiments import input_pipeline  # noqa: E402
+from experiments import periodic_eval  # noqa: E402
+from experiments import feeds  # noqa: E402
 from experiments import resume  # noqa: E402
-from experiments import samples  # noqa: E402
+from experiments import grids  # noqa: E402
 from experiments import workdir as workdir_lib  # noqa: E402
 
 # A steps/s figure needs at least this long after the first (compiling) call.
@@ -148,7 +148,7 @@ def check(config, experiment: builders.Experiment):
   Raises:
     builders.ConfigError: with the fix.
   """
-  input_pipeline.check_config(config)
+  feeds.check_config(config)
   value = config.preempt_grace_s
   if (not isinstance(value, (int, float)) or isinstance(value, bool)
       or not math.isfinite(value) or value <= 0):
@@ -163,7 +163,7 @@ def check(config, experiment: builders.Experiment):
   except ValueError as e:
     raise builders.ConfigError(str(e)) from None
   if config.evaluation.every > 0:
-    evaluation.check_config(config, experiment)
+    periodic_eval.check_config(config, experiment)
   return placement
 
 
@@ -273,8 +273,8 @@ class _Run:
 
     # --- the data, the state, the writers
     if self.is_main:
-      input_pipeline.warn_if_batch_exceeds_split(config)
-    feed = input_pipeline.feed(config, experiment, placement)
+      feeds.warn_if_batch_exceeds_split(config)
+    feed = feeds.feed(config, experiment, placement)
     if state is None:
       state = jax.jit(gan.init)(resume.init_key(config),
                                 resume.example_batch(config, experiment))
@@ -287,9 +287,9 @@ class _Run:
         resume.checkpoint_dir(self.workdir),
         save_every=config.checkpoint_every, keep=config.keep_checkpoints)
     self.saver = resume.CheckpointSaver(ckpt, latest, self.record)
-    sampler = samples.SampleWriter(config, experiment, self.workdir, writer,
+    sampler = grids.GridWriter(config, experiment, self.workdir, writer,
                                    enabled=self.is_main)
-    scorer = (evaluation.PeriodicEvaluator(config, experiment, self.workdir,
+    scorer = (periodic_eval.PeriodicEvaluator(config, experiment, self.workdir,
                                            writer, enabled=self.is_main)
               if config.evaluation.every > 0 else None)
     if self.lock is not None:
@@ -308,7 +308,7 @@ class _Run:
     pgan = (self.experiment.gan.parallel(placement.axis_name,
                                          config.sync_batch_norm)
             if placement.axis_name else self.experiment.gan)
-    call = input_pipeline.train_call(
+    call = feeds.train_call(
         guards.guard_step(pgan.step, skip), feed, placement)
     lengths = CallLengths(config, num_steps, feed.max_steps)
     monitor = guards.MetricsMonitor(

@@ -250,7 +250,8 @@ def locked(workdir: str):
 # ---------------------------------------------------------------- writes
 
 
-def write_error(error: OSError, what: str = "") -> str:
+def write_error(error: OSError,
+                then: str = "run the same command again to resume") -> str:
   """One message for a failed write: the file, the reason, the fix."""
   path = error.filename or "a file of the run"
   fix = {errno.ENOSPC: "Free disk space",
@@ -263,8 +264,7 @@ def write_error(error: OSError, what: str = "") -> str:
                        "expected",
          errno.EROFS: "Use a writable file system"}.get(
              error.errno, "Fix the permissions of the file and its folder")
-  return (f"cannot write {path}{what} ({error.strerror or error}). {fix}, "
-          "then run the same command again to resume.")
+  return f"cannot write {path} ({error.strerror or error}). {fix}, then {then}."
 
 
 def write_bytes(path: str, data: bytes) -> None:

@@ -137,7 +137,7 @@ def test_evaluator_refuses_bad_labels(evaluator):
 
 
 def test_periodic_evaluation_draws_every_class_equally():
-  from experiments import evaluation  # pylint: disable=g-import-not-at-top
+  from experiments import sample  # pylint: disable=g-import-not-at-top
 
   class _Gan:  # the sampling contract: gan.sample(state, key, num, labels=)
     num_classes = 3
@@ -151,11 +151,11 @@ def test_periodic_evaluation_draws_every_class_equally():
   class _Experiment:
     gan, value_range, num_classes, is_toy = _Gan(), (0.0, 1.0), 3, False
 
-  assert evaluation.num_classes(_Experiment()) == 3
-  labels = evaluation.balanced_labels(10, 3)
+  assert sample.num_classes(_Experiment()) == 3
+  labels = sample.balanced_labels(10, 3)
   np.testing.assert_array_equal(labels, [0, 1, 2, 0, 1, 2, 0, 1, 2, 0])
-  samples = evaluation.draw(_Experiment(), jnp.float32(0.0), 10,
+  samples = sample.draw(_Experiment(), jnp.float32(0.0), 10,
                             batch_size=4, labels=labels)
   np.testing.assert_allclose(samples[:, 0, 0, 0], labels / 4.0)
   with pytest.raises(ValueError, match=r"labels of shape \[10\]"):
-    evaluation.draw(_Experiment(), jnp.float32(0.0), 10, labels=labels[:9])
+    sample.draw(_Experiment(), jnp.float32(0.0), 10, labels=labels[:9])

@@ -2,7 +2,7 @@
 
 ``python -m experiments.train --coordinator_address=localhost:PORT
 --num_processes=2 --process_id=I`` twice: every process draws the same global
-batch of each step from the index stream (experiments/input_pipeline.py) and
+batch of each step from the index stream (experiments/feeds.py) and
 the step runs under ``jax.shard_map`` on the global mesh, each device on its
 half. The reference: the same run in one process on two devices.
 """

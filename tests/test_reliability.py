@@ -22,7 +22,7 @@ from ganjax import checkpoint
 from ganjax import summary
 from experiments import builders
 from experiments import guards
-from experiments import input_pipeline
+from experiments import feeds
 from experiments import resume
 from experiments import workdir as workdir_lib
 from experiments.configs import diverge
@@ -560,10 +560,10 @@ def test_negative_or_nan_learning_rate_is_refused(tmp_path, learning_rate):
 
 
 def test_batch_larger_than_the_split_warns(capsys):
-  input_pipeline.warn_if_batch_exceeds_split(tt.tiny_config(batch_size=2000))
+  feeds.warn_if_batch_exceeds_split(tt.tiny_config(batch_size=2000))
   assert ("batch_size=2000 is larger than the 1500 examples of digits:train"
           in capsys.readouterr().err)
-  input_pipeline.warn_if_batch_exceeds_split(tt.tiny_config())
+  feeds.warn_if_batch_exceeds_split(tt.tiny_config())
   assert not capsys.readouterr().err
 
 

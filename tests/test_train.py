@@ -16,8 +16,8 @@ import pytest
 from ganjax import checkpoint
 from ganjax import summary
 from experiments import builders
-from experiments import evaluation
 from experiments import resume
+from experiments import sample
 from experiments import train
 from experiments.configs import base
 from experiments.configs import toy_ring8
@@ -137,7 +137,7 @@ def test_sample_cli_writes_npy_in_unit_range_and_png(full_run, tmp_path):
   loaded = resume.load(str(workdir))
   assert loaded.state.ema_g_params is not None and loaded.step == 4
   np.testing.assert_allclose(
-      evaluation.draw(loaded.experiment, loaded.state, 37, batch_size=16), x,
+      sample.draw(loaded.experiment, loaded.state, 37, batch_size=16), x,
       atol=1e-6)
 
 

@@ -17,7 +17,7 @@ from PIL import Image
 
 from ganjax import summary
 from experiments import builders
-from experiments import samples
+from experiments import grids
 from experiments.configs import cdcgan_fashion_mnist
 from experiments.configs import toy_ring8
 from tests import helpers as tt
@@ -134,7 +134,7 @@ def test_class_grid_samples_share_noise_down_each_column(conditional_run):
   experiment = builders.build(config)
   state = final_state(workdir, config)
   gan, key = experiment.gan, jax.random.key(3)
-  rows = np.asarray(samples.class_grid_samples(gan, state, key, 3))
+  rows = np.asarray(grids.class_grid_samples(gan, state, key, 3))
   assert rows.shape == (30, 8, 8, 1)
   for c in (0, 7):  # row c: class c, the latents of sample(key, 3)
     np.testing.assert_allclose(

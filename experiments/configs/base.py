@@ -119,7 +119,7 @@ def get_config() -> ml_collections.ConfigDict:
   c.checkpoint_every = 1000
   c.keep_checkpoints = 3
 
-  # Sample-quality metrics during training (experiments/evaluation.py): every
+  # Sample-quality metrics during training (experiments/periodic_eval.py): every
   # `every` steps (0: off) score `num_samples` samples of G (its EMA weights
   # when ema_decay > 0) with ganjax.metrics.Evaluator (FID/KID/IS/precision/
   # recall with the data set's CNN; Parzen when `parzen`) or, for toy data,

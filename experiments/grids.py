@@ -1,7 +1,8 @@
-"""Sample grids of a run: fixed noise, one row per class for conditional runs.
+"""Pictures of a run's samples: grids from fixed noise (one row per class for
+conditional runs), scatter plots and histograms of toy points.
 
-Used by the training loop (``samples/step_XXXXXX.png`` and TensorBoard) and
-by ``experiments.sample``.
+Used by the training loop (``GridWriter``: ``samples/step_XXXXXX.png`` and
+TensorBoard) and by ``experiments.sample`` (``picture``, ``class_picture``).
 """
 
 import contextlib
@@ -52,7 +53,33 @@ def class_grid_samples(gan, state, key, per_class: int,
   return rows.reshape((-1,) + rows.shape[2:])
 
 
-class SampleWriter:
+def picture(experiment: builders.Experiment, config, samples: np.ndarray,
+            num: int) -> np.ndarray:
+  """A PNG-ready picture of the first ``num`` samples (in [0, 1]; toy data:
+  up to 2,000 points over as many real ones)."""
+  if not experiment.is_toy:
+    return images_lib.make_grid(samples[:num],
+                                scale=max(1, 32 // samples.shape[1]))
+  samples = samples[:2000]
+  real = real_points(config, len(samples))
+  if samples.shape[-1] == 1:
+    return images_lib.histogram(samples, real)
+  return images_lib.scatter(samples, real)
+
+
+def class_picture(experiment: builders.Experiment, state, num: int, key,
+                  use_ema: bool = True) -> np.ndarray:
+  """One row per class, ``num // num_classes`` samples each (at least one),
+  the same latent down each column."""
+  per_class = max(1, num // experiment.num_classes)
+  rows = np.asarray(jax.jit(lambda s, k: class_grid_samples(
+      experiment.gan, s, k, per_class, use_ema))(state, key))
+  return images_lib.make_class_grid(
+      images_lib.to_unit_range(rows, experiment.value_range),
+      experiment.num_classes, scale=max(1, 32 // rows.shape[1]))
+
+
+class GridWriter:
   """Writes samples from fixed noise as PNGs (and to TensorBoard).
 
   Conditional runs: one row per class, ``num_eval_samples // num_classes``
@@ -101,12 +128,12 @@ class SampleWriter:
         PNG is left.
     """
     with interruptible():
-      picture = self.picture(state)
+      grid = self.picture(state)
     if not self.enabled:  # another process of a multi-process run writes
       return ""
     path = sample_path(self.workdir, step)
-    workdir_lib.write_bytes(path, png_bytes(picture))
-    self.writer.image(step, "samples", picture)
+    workdir_lib.write_bytes(path, png_bytes(grid))
+    self.writer.image(step, "samples", grid)
     return path
 
 

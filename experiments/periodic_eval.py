@@ -20,7 +20,7 @@ features). Toy mixtures are scored by ``ganjax.metrics.mode_coverage``
 protocol).
 
 Conditional runs (``config.num_classes``) draw the samples for labels that
-cover every class equally (``arange(num) % num_classes``, ``balanced_labels``)
+cover every class equally (``sample.balanced_labels``)
 and pass them to the evaluator, which adds the CNN's accuracy on the samples
 of each requested class (``class_accuracy``, mean over classes), its worst
 class (``min_class_accuracy``) and the mean per-class FID (``intra_fid``).
@@ -47,9 +47,9 @@ import numpy as np
 
 import ganjax as gj
 from ganjax import checkpoint as checkpoint_lib
-from ganjax import images as images_lib
 from ganjax import summary as summary_lib
 from experiments import builders
+from experiments import sample
 from experiments import workdir as workdir_lib
 
 
@@ -61,57 +61,6 @@ LOWER_IS_BETTER = {"fid": True, "kid": True, "parzen_ll": False,
 _IMAGE_METRICS = ("fid", "kid", "parzen_ll", "precision", "recall", "is")
 _CONDITIONAL_METRICS = ("class_accuracy", "intra_fid")
 _TOY_METRICS = ("modes_captured", "high_quality_fraction")
-
-
-def num_classes(experiment: builders.Experiment) -> Optional[int]:
-  """The classes of a conditional run, None for an unconditional one."""
-  classes = getattr(experiment, "num_classes", None) or getattr(
-      experiment.gan, "num_classes", None)
-  return int(classes) if classes else None
-
-
-def balanced_labels(num: int, classes: int) -> np.ndarray:
-  """``arange(num) % classes`` as int32: every class equally often (+-1)."""
-  return (np.arange(num) % classes).astype(np.int32)
-
-
-def draw(experiment: builders.Experiment, state, num: int, seed: int = 0,
-         batch_size: int = 1000, use_ema: bool = True,
-         key: Optional[jax.Array] = None,
-         labels: Optional[np.ndarray] = None) -> np.ndarray:
-  """``num`` samples: images float32 ``[N, H, W, C]`` in [0, 1], or points ``[N, d]``.
-
-  Drawn ``batch_size`` at a time (memory-bounded), from ``key`` (default
-  ``jax.random.key(seed)``); the same key gives the same samples.
-  ``labels`` (int ``[num]``, conditional runs): the class of each sample;
-  without them a conditional GAN draws classes uniformly.
-  """
-  gan = experiment.gan
-  if labels is not None:
-    labels = np.asarray(labels, np.int32)
-    if labels.shape != (num,):
-      raise ValueError(f"draw() needs labels of shape [{num}], got "
-                       f"{labels.shape}.")
-  sample = jax.jit(lambda state, key, n: gan.sample(state, key, n,
-                                                    use_ema=use_ema),
-                   static_argnums=2)
-  sample_labelled = jax.jit(lambda state, key, y: gan.sample(
-      state, key, y.shape[0], labels=y, use_ema=use_ema))
-  key = jax.random.key(seed) if key is None else key
-  chunks, done = [], 0
-  while done < num:
-    n = min(batch_size, num - done)
-    chunk_key = jax.random.fold_in(key, done)
-    if labels is None:
-      chunks.append(np.asarray(sample(state, chunk_key, n)))
-    else:
-      chunks.append(np.asarray(sample_labelled(
-          state, chunk_key, jax.numpy.asarray(labels[done:done + n]))))
-    done += n
-  samples = np.concatenate(chunks).astype(np.float32)
-  if experiment.value_range is not None:
-    samples = images_lib.to_unit_range(samples, experiment.value_range)
-  return samples
 
 
 def at_data_size(samples: np.ndarray, data_shape) -> np.ndarray:
@@ -197,7 +146,7 @@ def check_config(config, experiment: builders.Experiment,
     raise builders.ConfigError(
         f"config.evaluation.num_samples must be at least 4, got "
         f"{spec.num_samples}.")
-  classes = None if experiment.is_toy else num_classes(experiment)
+  classes = None if experiment.is_toy else sample.num_classes(experiment)
   choices = _TOY_METRICS if experiment.is_toy else _IMAGE_METRICS + (
       _CONDITIONAL_METRICS if classes else ())
   best = spec.best_metric or choices[0]
@@ -265,7 +214,8 @@ class PeriodicEvaluator:
     self.dataset = config.dataset
     self.num = int(config.evaluation.num_samples)
     self.key = gj.streams.run_key(config.seed, gj.streams.EVAL_NOISE)
-    self.num_classes = None if experiment.is_toy else num_classes(experiment)
+    self.num_classes = (None if experiment.is_toy
+                        else sample.num_classes(experiment))
     self.best_path = os.path.join(workdir, workdir_lib.BEST_JSON)
     self.best = self._read_best()
     self._best_ckpt = None
@@ -288,9 +238,9 @@ class PeriodicEvaluator:
 
   def scores(self, state) -> dict:
     """Every metric of ``num_samples`` samples of ``state``'s generator."""
-    labels = (balanced_labels(self.num, self.num_classes)
+    labels = (sample.balanced_labels(self.num, self.num_classes)
               if self.num_classes else None)
-    samples = draw(self.experiment, state, self.num, key=self.key,
+    samples = sample.draw(self.experiment, state, self.num, key=self.key,
                    labels=labels)
     if self.experiment.is_toy:
       return toy_scores(self.dataset, samples)

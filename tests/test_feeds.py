@@ -1,12 +1,13 @@
-"""The runner at accelerator speed: many steps per call, data on the device or
-sent in chunks, the same run whatever the chunking, resume without replay."""
+"""The feeds (experiments/feeds.py): one compiled call for any number of steps,
+data on the device or sent in chunks, the same run whatever the chunking,
+resume without replay."""
 
 import jax.numpy as jnp
 import pytest
 
 import chex
 from experiments import guards
-from experiments import input_pipeline
+from experiments import feeds
 from experiments import train
 from experiments import workdir as workdir_lib
 from ganjax import checkpoint
@@ -59,13 +60,13 @@ def test_resume_on_the_host_path_reads_one_chunk(tmp_path, monkeypatch):
   config = _chunked(data_on_device="false")
   tt.run(_chunked(data_on_device="false", num_steps=10), tmp_path)
   taken = []
-  take = input_pipeline.on_device.take
+  take = feeds.on_device.take
 
   def spy(dataset, key, first, num, per_step):
     taken.append((first, num))
     return take(dataset, key, first, num, per_step)
 
-  monkeypatch.setattr(input_pipeline.on_device, "take", spy)
+  monkeypatch.setattr(feeds.on_device, "take", spy)
   tt.run(config, tmp_path)
   # Resumed at step 10: the examples of steps 10..19, nothing before them.
   assert taken[0] == (10, 10) and all(first >= 10 for first, _ in taken)
@@ -85,4 +86,4 @@ def test_call_lengths_stop_at_every_cadence():
 def test_bad_data_on_device_values_are_refused():
   config = tt.tiny_config(data_on_device="maybe")
   with pytest.raises(Exception, match="data_on_device must be one of"):
-    input_pipeline.on_device_wanted(config, 10)
+    feeds.on_device_wanted(config, 10)

@@ -34,7 +34,7 @@ import numpy as np
 
 import ganjax as gj
 from experiments import builders
-from experiments import samples
+from experiments import grids
 from ganjax.data import on_device
 
 DEVICE_MEMORY_FRACTION = 0.25
@@ -143,7 +143,7 @@ def feed(config, experiment: builders.Experiment, placement) -> Feed:
 
 
 def _toy_feed(config, experiment, k, batch_size, labelled, max_steps) -> Feed:
-  sampler = samples.toy_sampler(config.dataset)
+  sampler = grids.toy_sampler(config.dataset)
   key = gj.streams.run_key(config.seed, gj.streams.TOY_DATA)
   shape = (k, batch_size) + experiment.data_shape
 

@@ -1,4 +1,4 @@
-"""Sample-quality metrics during training, and the best checkpoint (experiments/evaluation.py)."""
+"""Sample-quality metrics during training, and the best checkpoint (experiments/periodic_eval.py)."""
 
 import json
 import os
@@ -11,7 +11,7 @@ from ganjax import checkpoint
 from ganjax import summary
 from experiments import builders
 from experiments import evaluate
-from experiments import evaluation
+from experiments import periodic_eval
 from experiments import resume
 from experiments import train
 from experiments import workdir as workdir_lib
@@ -74,7 +74,7 @@ def test_scores_are_logged_and_the_best_state_is_kept_across_a_resume(
   assert checkpoint.Checkpointer(best_dir).all_steps() == [best_step]
   experiment, state = restore(best_dir, config)
   assert int(state.step) == best_step
-  scorer = evaluation.PeriodicEvaluator(config, experiment, str(tmp_path / "x"),
+  scorer = periodic_eval.PeriodicEvaluator(config, experiment, str(tmp_path / "x"),
                                         summary.SummaryWriter(
                                             str(tmp_path / "x"), enabled=False),
                                         enabled=False)
@@ -117,13 +117,13 @@ def test_toy_runs_score_mode_coverage(tmp_path):
 def test_toy_scores_of_the_data_itself_capture_every_mode():
   from ganjax.data import toy
   points = np.asarray(toy.grid(jax.random.key(0), 2500))
-  scores = evaluation.toy_scores("toy_grid25", points)
+  scores = periodic_eval.toy_scores("toy_grid25", points)
   assert scores["modes_captured"] == 25 and scores["num_modes"] == 25
   # within 3 std of a 2-D Gaussian: 1 - exp(-9 / 2) = 0.989
   assert scores["high_quality_fraction"] == pytest.approx(0.989, abs=0.006)
   centers, _ = toy.modes("grid")
   collapsed = np.repeat(np.asarray(centers[:1]), 2500, axis=0)
-  assert evaluation.toy_scores("toy_grid25", collapsed)["modes_captured"] == 1
+  assert periodic_eval.toy_scores("toy_grid25", collapsed)["modes_captured"] == 1
 
 
 @pytest.mark.parametrize("fields, message", [
