@@ -141,9 +141,10 @@ class GAN:
       per example, in the step) or ``'real'`` (the labels of that update's
       real minibatch: the data's class frequencies, paired fake and real).
     penalty: None, a penalty ``(d_fn, real, fake, keys) -> scalar``
-      (``ganjax.penalties.GradientPenalty``, ``R1``, any of them wrapped in
-      ``Lazy``), or a sequence of them, all added to D's loss (metric
-      ``d_penalty``, the sum; ``d_penalty_<i>`` each when several).
+      (``ganjax.penalties.GradientPenalty``, ``R1``, ``R2``, any of them
+      wrapped in ``Lazy`` or ``Scheduled``), or a sequence of them, all
+      added to D's loss (metric ``d_penalty``, the sum; ``d_penalty_<i>``
+      each when several).
     instance_noise: optional ``ganjax.penalties.InstanceNoise`` added to every
       input of the discriminator.
     augment: optional ``ganjax.augment.DiffAugment`` (or any ``(x [B, ...],
@@ -424,7 +425,8 @@ class GAN:
       total = d_loss
       if self.penalties:
         total = total + self._penalty(params, stats, real_in, fake_in,
-                                      real_labels, keys, update, metrics)
+                                      real_labels, fake_labels, keys, update,
+                                      metrics)
       outputs = terms_lib.UpdateOutputs(
           state.step, real_logits, fake_logits, real_aux, fake_aux,
           real_labels, fake_labels, self.axis_name)
@@ -551,20 +553,20 @@ class GAN:
         loss = loss + value
     return loss
 
-  def _penalty(self, params, stats, real_in, fake_in, real_labels, keys,
-               update, metrics):
+  def _penalty(self, params, stats, real_in, fake_in, real_labels,
+               fake_labels, keys, update, metrics):
     """The sum of the penalties (each in ``metrics`` when several)."""
-    d_fn = lambda x: self._discriminate(
-        params, stats, x, real_labels, keys[:, DROPOUT_REAL])[0][0]
+    score = lambda labels, stream: lambda x: self._discriminate(
+        params, stats, x, labels, keys[:, stream])[0][0]
+    d_fn = penalties_lib.Critic(real=score(real_labels, DROPOUT_REAL),
+                                fake=score(fake_labels, DROPOUT_FAKE))
     total = jnp.zeros((), jnp.float32)
     for i, penalty in enumerate(self.penalties):
       penalty_keys = keys[:, PENALTY]
       if i:  # penalty i > 0 folds i into the stream (streams.PENALTY)
         penalty_keys = jax.vmap(lambda k: jax.random.fold_in(k, i))(penalty_keys)
-      if isinstance(penalty, penalties_lib.Lazy):
-        value = penalty(d_fn, real_in, fake_in, penalty_keys, update)
-      else:
-        value = penalty(d_fn, real_in, fake_in, penalty_keys)
+      value = penalties_lib.evaluate(penalty, d_fn, real_in, fake_in,
+                                     penalty_keys, update)
       if len(self.penalties) > 1:
         metrics[f"d_penalty_{i}"] = value
       total = total + value

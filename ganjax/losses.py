@@ -147,12 +147,47 @@ def least_squares(real_logits: chex.Array, fake_logits: chex.Array):
   return d_loss, g_loss
 
 
+def rpgan(real_logits: chex.Array, fake_logits: chex.Array):
+  """The relativistic pairing GAN loss (RpGAN) with ``f = softplus``.
+
+  Each real example is paired with the fake example of the same index:
+  D learns to score the real one above its fake partner, G the other way
+  round. With R1 and R2 (``ganjax.penalties.R1``, ``R2``) it is the loss
+  of R3GAN, locally convergent where the unpaired losses are not. Pairs
+  never cross example indices, so the loss is a plain batch mean of
+  per-pair terms: on several devices each pair is on one device and the
+  step computes what one device computes.
+
+  References:
+    Jolicoeur-Martineau, 2019, The relativistic discriminator: a key element
+    missing from standard GAN, Eq. 8 (https://arxiv.org/abs/1807.00734);
+    Huang et al., 2024, The GAN is dead; long live the GAN! A Modern GAN
+    Baseline, Eq. 2 (https://arxiv.org/abs/2501.05441).
+
+  Args:
+    real_logits: ``[B]`` critic scores on real data.
+    fake_logits: ``[B]`` critic scores on generated data; ``fake_logits[i]``
+      is paired with ``real_logits[i]``.
+
+  Returns:
+    ``(d_loss, g_loss)``: ``E[softplus(D(G(z)) - D(x))]`` and
+    ``E[softplus(D(x) - D(G(z)))]``.
+  """
+  _check(real_logits, fake_logits)
+  chex.assert_equal_shape([real_logits, fake_logits])
+  # softplus(-(r - f)) = -log sigmoid(r - f): finite for any logits.
+  d_loss = jnp.mean(jax.nn.softplus(fake_logits - real_logits))
+  g_loss = jnp.mean(jax.nn.softplus(real_logits - fake_logits))
+  return d_loss, g_loss
+
+
 LOSSES: dict[str, LossFn] = {
     "minimax": minimax,
     "non_saturating": non_saturating,
     "wasserstein": wasserstein,
     "hinge": hinge,
     "least_squares": least_squares,
+    "rpgan": rpgan,
 }
 
 # Losses whose discriminator output is a probability through a sigmoid, so

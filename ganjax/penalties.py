@@ -1,8 +1,10 @@
 """Regularisers of the discriminator: gradient penalties, weight clipping, instance noise.
 
 Penalties are small frozen dataclasses passed to ``ganjax.GAN`` (``penalty=``,
-one or a sequence, each optionally ``Lazy``; ``instance_noise=``,
-``weight_clip=``). A penalty is ``(d_fn, real, fake, keys) -> scalar``. Each is called with per-example random
+one or a sequence, each optionally ``Lazy`` or ``Scheduled``;
+``instance_noise=``, ``weight_clip=``). A penalty is ``(d_fn, real, fake,
+keys) -> scalar``; ``GAN`` passes a ``Critic`` as ``d_fn`` (callable on real
+inputs, ``.fake`` for generated ones). Each is called with per-example random
 keys, so that what it draws does not depend on how a batch is split across
 devices. ``d_fn`` below is the discriminator as a function ``[B, ...] -> [B]``
 that treats examples independently (no batch statistics), so that the gradient
@@ -87,6 +89,50 @@ def r1_penalty(d_fn: DiscriminatorFn, real: chex.Array) -> chex.Array:
   return jnp.mean(jnp.sum(jnp.square(grads.astype(jnp.float32)), axis=-1))
 
 
+def r2_penalty(d_fn: DiscriminatorFn, fake: chex.Array) -> chex.Array:
+  """The R2 penalty: squared gradient norm of D on generated data.
+
+  R1's twin on the other distribution: together they keep D flat on both,
+  which the relativistic pairing loss needs to converge locally.
+
+  References:
+    Mescheder et al., 2018, Which Training Methods for GANs do actually
+    Converge?, Eq. 10 (https://arxiv.org/abs/1801.04406); Huang et al.,
+    2024, A Modern GAN Baseline, Eq. 4 (https://arxiv.org/abs/2501.05441).
+
+  Args:
+    d_fn: the discriminator as it scores fake examples, ``[B, ...] -> [B]``.
+    fake: ``[B, ...]`` generated examples (treated as constants).
+
+  Returns:
+    scalar ``E[||grad D(G(z))||^2]`` (multiply by ``gamma / 2``).
+  """
+  return r1_penalty(d_fn, jax.lax.stop_gradient(fake))
+
+
+@dataclasses.dataclass(frozen=True)
+class Critic:
+  """The discriminator as penalties see it, for real and for fake inputs.
+
+  ``critic(x)`` (or ``critic.real(x)``) scores ``x`` as D scores real
+  examples, ``critic.fake(x)`` as it scores fake ones: a conditional D gets
+  the real examples' labels in the first and the fake examples' labels in
+  the second (the same function for an unconditional D). Each is
+  ``[B, ...] -> [B]``, per example. ``GAN`` passes one to every penalty;
+  penalties written for a plain ``d_fn`` call it as before.
+  """
+  real: DiscriminatorFn
+  fake: DiscriminatorFn
+
+  def __call__(self, x: chex.Array) -> chex.Array:
+    return self.real(x)
+
+
+def fake_scorer(d_fn) -> DiscriminatorFn:
+  """``d_fn.fake`` of a ``Critic``; a plain function scores both alike."""
+  return getattr(d_fn, "fake", d_fn)
+
+
 def _uniform_per_example(keys: chex.PRNGKey) -> chex.Array:
   return jax.vmap(lambda k: jax.random.uniform(k, ()))(keys)
 
@@ -111,6 +157,56 @@ class R1:
   def __call__(self, d_fn, real, fake, keys):
     del fake, keys  # R1 looks at real data only.
     return 0.5 * self.gamma * r1_penalty(d_fn, real)
+
+
+@dataclasses.dataclass(frozen=True)
+class R2:
+  """R2: ``gamma / 2 * E[||grad D(G(z))||^2]`` on generated data added to D's loss.
+
+  Composes with ``R1`` in a penalty list (``penalty=[R1(g), R2(g)]`` is
+  R3GAN's regulariser), and with ``Lazy`` and ``Scheduled``. A conditional
+  D scores the fakes with their own labels (``Critic.fake``).
+  """
+  gamma: float = 10.0
+
+  def __call__(self, d_fn, real, fake, keys):
+    del real, keys  # R2 looks at generated data only.
+    return 0.5 * self.gamma * r2_penalty(fake_scorer(d_fn), fake)
+
+
+def evaluate(penalty: Callable, d_fn, real, fake, keys,
+             update: chex.Numeric) -> chex.Array:
+  """``penalty``'s value at discriminator update ``update``.
+
+  Penalties that depend on the update count (``Lazy``, ``Scheduled``) get
+  it; every other penalty is called as ``penalty(d_fn, real, fake, keys)``.
+  """
+  if isinstance(penalty, (Lazy, Scheduled)):
+    return penalty(d_fn, real, fake, keys, update)
+  return penalty(d_fn, real, fake, keys)
+
+
+@dataclasses.dataclass(frozen=True)
+class Scheduled:
+  """A penalty whose weight follows a schedule of the discriminator update count.
+
+  ``schedule(update) * penalty(...)``: with the penalty's own weight 1 the
+  schedule is the weight itself, e.g. R3GAN's gamma decayed from 0.05 to
+  0.005 over training (``ganjax.optim.cosine_schedule``).
+
+  Attributes:
+    penalty: any penalty ``(d_fn, real, fake, keys) -> scalar`` (``Lazy``
+      inside or outside composes: both see the same update count).
+    schedule: ``update (int32 scalar) -> weight``, e.g. an optax schedule;
+      the update count is ``step * k + i`` for the i-th update of a step.
+  """
+  penalty: Callable
+  schedule: Callable
+
+  def __call__(self, d_fn, real, fake, keys, update: chex.Numeric):
+    """``schedule(update) * penalty(...)``, float32."""
+    weight = jnp.asarray(self.schedule(update), jnp.float32)
+    return weight * evaluate(self.penalty, d_fn, real, fake, keys, update)
 
 
 @dataclasses.dataclass(frozen=True)
@@ -143,8 +239,8 @@ class Lazy:
     """``every * penalty(...)`` when ``update % every == 0``, else 0 (not computed)."""
     return jax.lax.cond(
         update % self.every == 0,
-        lambda: (self.every * self.penalty(d_fn, real, fake, keys)
-                 ).astype(jnp.float32),
+        lambda: (self.every * evaluate(self.penalty, d_fn, real, fake, keys,
+                                       update)).astype(jnp.float32),
         lambda: jnp.zeros((), jnp.float32))
 
 

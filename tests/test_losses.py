@@ -28,6 +28,9 @@ def _closed_form(name, real, fake):
                 -np.mean(fake)),
       "least_squares": (0.5 * np.mean((real - 1) ** 2) + 0.5 * np.mean(fake ** 2),
                         0.5 * np.mean((fake - 1) ** 2)),
+      # Pairs (real i, fake i): -log sigmoid of the pair's difference.
+      "rpgan": (-np.mean(np.log(_sigmoid(real - fake))),
+                -np.mean(np.log(_sigmoid(fake - real)))),
   }[name]
 
 

@@ -13,12 +13,14 @@ from ganjax.models.dcgan import DCGANDiscriminator, DCGANGenerator, dcgan
 from ganjax.models.layers import ConvTranspose
 from ganjax.models.mlp import (Maxout, MLPDiscriminator, MLPGenerator,
                                goodfellow_mlp, small_mlp, toy_mlp)
+from ganjax.models.r3gan import R3GANDiscriminator, R3GANGenerator, r3gan
 from ganjax.models.resnet import (ResNetDiscriminator, ResNetGenerator,
                                   resnet)
 
 __all__ = [
     "ConditionalBatchNorm", "ConvTranspose", "DCGANDiscriminator",
     "DCGANGenerator", "MLPDiscriminator", "MLPGenerator", "Maxout",
-    "ResNetDiscriminator", "ResNetGenerator", "dcgan", "goodfellow_mlp",
-    "resnet", "small_mlp", "toy_mlp",
+    "R3GANDiscriminator", "R3GANGenerator", "ResNetDiscriminator",
+    "ResNetGenerator", "dcgan", "goodfellow_mlp", "r3gan", "resnet",
+    "small_mlp", "toy_mlp",
 ]
