@@ -206,6 +206,35 @@ def data_dir(config: Config) -> Optional[str]:
   return config.data_dir or None
 
 
+def data_source(config: Config):
+  """What the pipeline and the metrics read for ``config.dataset``: an
+  ``ImageFolder`` at ``config.image_size`` / ``image_fit`` / ``channels`` for
+  a folder or zip, the dataset name itself otherwise."""
+  from ganjax.data import folder  # pylint: disable=g-import-not-at-top
+  dataset = str(config.dataset)
+  if folder.is_path(dataset):
+    try:
+      return folder.ImageFolder(dataset, image_size=image_size(config),
+                                fit=config.image_fit,
+                                channels=config.channels)
+    except ValueError as e:
+      raise ConfigError(f"config.dataset={dataset!r}: {e}") from None
+  if config.image_fit != "center_crop" or config.channels != 0:
+    raise ConfigError(
+        "config.image_fit and config.channels apply to image folders and "
+        f"zips; {dataset!r} is read as it is stored (leave them at "
+        "center_crop and 0).")
+  return dataset
+
+
+def class_names(config: Config) -> Optional[list]:
+  """The name of each class of ``config``'s data (a folder's label
+  sub-folders in sorted order, TFDS's label names, "0".."9" for digits), or
+  None when its labels are bare indices."""
+  from ganjax.data import pipeline  # pylint: disable=g-import-not-at-top
+  return pipeline.class_names(data_source(config), data_dir=data_dir(config))
+
+
 def build_models(config: Config, data_shape: Sequence[int],
                  num_classes: Optional[int] = None):
   """``(generator, discriminator, value_range)`` for ``config.model``.
@@ -335,7 +364,7 @@ def resolve_num_classes(config: Config,
   if dataset_classes == -1:
     from ganjax.data import pipeline  # pylint: disable=g-import-not-at-top
     try:
-      dataset_classes = pipeline.num_classes(config.dataset,
+      dataset_classes = pipeline.num_classes(data_source(config),
                                              data_dir=data_dir(config))
     except (pipeline.UnknownDatasetError, pipeline.DatasetNotFoundError):
       raise
@@ -346,7 +375,8 @@ def resolve_num_classes(config: Config,
         f"num_classes={requested} asks for a class-conditional GAN, but "
         f"dataset {config.dataset!r} has no class labels. Use a labelled "
         "data set (digits, mnist, fashion_mnist, cifar10, toy_ring8, "
-        "toy_grid25) or --config.num_classes=0.")
+        "toy_grid25, a folder with label sub-folders) or "
+        "--config.num_classes=0.")
   if requested != -1 and requested != dataset_classes:
     raise ConfigError(
         f"num_classes={requested} but dataset {config.dataset!r} has "
@@ -430,7 +460,7 @@ def data_shape_of(config: Config) -> tuple:
   if config.dataset in TOY_DATASETS and size is not None:
     raise ConfigError(f"{config.dataset} holds points: image_size must be 0.")
   try:
-    return tuple(pipeline.data_shape(config.dataset, image_size=size,
+    return tuple(pipeline.data_shape(data_source(config), image_size=size,
                                      data_dir=data_dir(config)))
   except (pipeline.UnknownDatasetError, pipeline.DatasetNotFoundError):
     raise

@@ -66,7 +66,8 @@ def _parser() -> argparse.ArgumentParser:
   src.add_argument("--real", metavar="SPLIT", help="score real images of "
                    "this split instead of samples (the ceiling), e.g. train")
   p.add_argument("--dataset", help="data set the samples imitate (default "
-                 "with --workdir: the run's)")
+                 "with --workdir: the run's); an image folder or zip "
+                 "(folder:PATH, zip:PATH) is scored at the samples' size")
   p.add_argument("--num", type=int, default=10_000,
                  help="number of samples evaluated (default 10000)")
   p.add_argument("--seed", type=int, default=0,
@@ -137,7 +138,23 @@ def samples_from_workdir(workdir: str, num: int, seed: int):
   classes = None if experiment.is_toy else sample.num_classes(experiment)
   labels = sample.balanced_labels(num, classes) if classes else None
   samples = sample.draw(experiment, run.state, num, seed, labels=labels)
-  return samples, experiment, run.config.dataset, run.step, labels
+  return (samples, experiment, builders.data_source(run.config), run.step,
+          labels)
+
+
+def real_source(dataset: str, samples=None):
+  """``dataset``, or for an image folder or zip its ``ImageFolder`` at the
+  size and channels of ``samples [N, H, W(, C)]`` (its own without them)."""
+  from ganjax.data import folder  # pylint: disable=g-import-not-at-top
+  if not folder.is_path(dataset):
+    return dataset
+  shape = np.shape(samples) if samples is not None else ()
+  try:
+    return folder.ImageFolder(
+        dataset, image_size=shape[1:3] if len(shape) >= 3 else None,
+        channels=shape[3] if len(shape) == 4 and shape[3] in (1, 3) else 0)
+  except ValueError as e:
+    raise UsageError(f"--dataset={dataset}: {e}") from None
 
 
 def toy_result(samples, dataset: str, source: dict, start: float) -> dict:
@@ -168,7 +185,7 @@ def run(args: argparse.Namespace) -> dict:
   if args.workdir:
     samples, experiment, run_dataset, step, labels = samples_from_workdir(
         args.workdir, args.num, args.seed)
-    dataset = args.dataset or run_dataset
+    dataset = real_source(args.dataset, samples) if args.dataset else run_dataset
     source = {"workdir": args.workdir, "step": step, "seed": args.seed}
     if experiment.is_toy:
       return toy_result(samples, run_dataset, source, start)
@@ -176,18 +193,20 @@ def run(args: argparse.Namespace) -> dict:
     if not args.dataset:
       raise UsageError("--dataset is required with --real (e.g. "
                        "--dataset=fashion_mnist --real=train).")
-    dataset, source = args.dataset, {"real": f"{args.dataset}:{args.real}"}
+    dataset = real_source(args.dataset)
+    source = {"real": f"{args.dataset}:{args.real}"}
     from ganjax.metrics import real_data  # pylint: disable=g-import-not-at-top
     try:
       samples, labels = (a[:args.num] for a in real_data.load_split(
           dataset, f"{args.real}", args.data_dir))
     except (ValueError, FileNotFoundError) as e:
-      raise UsageError(f"cannot load {dataset}:{args.real}: {e}") from None
+      raise UsageError(f"cannot load {args.dataset}:{args.real}: {e}") from None
   else:
     if not args.dataset:
       raise UsageError("--dataset is required with --samples (e.g. "
                        "--dataset=fashion_mnist).")
-    samples, dataset = load_samples(args.samples), args.dataset
+    samples = load_samples(args.samples)
+    dataset = real_source(args.dataset, samples)
     labels = load_labels(args.samples)
     source = {"samples": args.samples}
 
@@ -217,7 +236,7 @@ def run(args: argparse.Namespace) -> dict:
   except metrics.InvalidSamplesError as e:  # labels of the wrong shape/range
     raise UsageError(str(e)) from None
   n = min(len(checked), args.num)
-  return {"dataset": dataset, "num_samples": n, "source": source,
+  return {"dataset": evaluator.dataset, "num_samples": n, "source": source,
           "metrics": values,
           "protocol": evaluator.protocol(n, labelled=labels is not None),
           "seconds": round(time.time() - start, 1)}

@@ -113,7 +113,7 @@ def feed(config, experiment: builders.Experiment, placement) -> Feed:
   from ganjax.data import pipeline  # pylint: disable=g-import-not-at-top
   size = builders.image_size(config)
   images, labels, maxval = pipeline.load_split(
-      config.dataset, config.split, image_size=size,
+      builders.data_source(config), config.split, image_size=size,
       data_dir=builders.data_dir(config), labels=labelled)
   key = data_key(config)
   host = on_device.from_arrays(images, labels, experiment.value_range,
@@ -199,6 +199,9 @@ def split_size(config):
   if config.dataset in builders.TOY_DATASETS:
     return None
   try:
+    source = builders.data_source(config)
+    if not isinstance(source, str):  # an image folder: its decoded split
+      return len(source.decoded(config.split).images)
     if config.dataset == "digits":
       from ganjax.data import sources  # pylint: disable=g-import-not-at-top
       return len(sources.load_digits(config.split)[0])

@@ -47,6 +47,7 @@ import numpy as np
 
 import ganjax as gj
 from ganjax import checkpoint as checkpoint_lib
+from ganjax import images as images_lib
 from ganjax import summary as summary_lib
 from experiments import builders
 from experiments import sample
@@ -70,11 +71,7 @@ def at_data_size(samples: np.ndarray, data_shape) -> np.ndarray:
   height, width = (int(d) for d in data_shape[:2])
   if samples.ndim != 4 or samples.shape[1:3] == (height, width):
     return samples
-  with jax.default_device(jax.devices("cpu")[0]):
-    resized = jax.image.resize(
-        samples, (samples.shape[0], height, width, samples.shape[3]),
-        method="bilinear", antialias=True)
-  return np.clip(np.asarray(resized, np.float32), 0.0, 1.0)
+  return np.clip(images_lib.resize(samples, (height, width)), 0.0, 1.0)
 
 
 def toy_scores(dataset: str, points: np.ndarray) -> dict:
@@ -164,7 +161,8 @@ def check_config(config, experiment: builders.Experiment,
   networks = tuple(n for n in spec.networks.split(",") if n) or None
   try:
     evaluator = gj.metrics.Evaluator(
-        config.dataset, int(spec.num_samples), networks=networks,
+        builders.data_source(config), int(spec.num_samples),
+        networks=networks,
         inception_weights=spec.inception_weights or None,
         data_dir=builders.data_dir(config), parzen=bool(spec.parzen),
         seed=int(config.seed), verbose=jax.process_index() == 0,

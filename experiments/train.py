@@ -6,6 +6,8 @@ r"""Trains a GAN from a config file; resumes from the workdir's latest checkpoin
 The workdir (experiments/workdir.py) receives:
   config.json            the config, plus what was resolved from it ("resolved":
                          data shape, pixel range, device count)
+  classes.json           conditional runs: {"classes": [name of class 0, ...]}
+                         (an image folder's label sub-folders, sorted)
   checkpoints/<step>/    orbax checkpoints of the whole GANState, each with
                          the config record
   events.out.tfevents.*  TensorBoard: losses, D(x), D(G(z)), gradient norms,
@@ -280,6 +282,10 @@ class _Run:
                                 resume.example_batch(config, experiment))
     if self.is_main:  # training starts with this config: record it
       self.write(resume.write_config, self.workdir, self.record)
+      names = builders.class_names(config) if experiment.num_classes else None
+      if names:  # class c of the labels, samples and metrics is names[c]
+        self.write(workdir_lib.write_json, os.path.join(
+            self.workdir, workdir_lib.CLASSES_JSON), {"classes": names})
     writer = self.write(summary_lib.SummaryWriter, self.workdir,
                         start_step if latest is not None else None, True,
                         self.is_main)
@@ -558,7 +564,8 @@ def main(argv):
   initialize_distributed()
   from ganjax.data import pipeline  # pylint: disable=g-import-not-at-top
   user_errors = (builders.ConfigError, pipeline.UnknownDatasetError,
-                 pipeline.DatasetNotFoundError, workdir_lib.WorkdirError,
+                 pipeline.DatasetNotFoundError, pipeline.DataError,
+                 workdir_lib.WorkdirError,
                  workdir_lib.RunWriteError, resume.CheckpointWriteError)
   try:
     summary = train_and_evaluate(config, FLAGS.workdir)

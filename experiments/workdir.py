@@ -44,6 +44,7 @@ import time
 from typing import Optional
 
 CONFIG_JSON = "config.json"
+CLASSES_JSON = "classes.json"  # {"classes": [name of class 0, ...]}
 CHECKPOINT_DIR = "checkpoints"
 SAMPLE_DIR = "samples"
 BEST_CHECKPOINT_DIR = "checkpoints_best"

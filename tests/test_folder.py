@@ -341,3 +341,26 @@ def test_the_cache_is_reused_and_rebuilt_when_files_change(
   # Another transform is another cache file.
   pipeline.load_split(f"folder:{root}", image_size=(2, 2))
   assert len(os.listdir(cache_root / "data")) == 2
+
+
+# ----------------------------------------------------------- metrics ---
+
+def test_the_metrics_read_a_folder_at_its_training_size(tmp_path, monkeypatch):
+  from ganjax import metrics  # pylint: disable=g-import-not-at-top
+  from ganjax.metrics import real_data  # pylint: disable=g-import-not-at-top
+  monkeypatch.delenv("GANJAX_INCEPTION_WEIGHTS", raising=False)
+  for i in range(3):
+    save(f"{tmp_path}/flat/{i}.png", pixels(i, (8, 8, 3)))
+  with pytest.raises(ValueError, match="docs/inception_weights.md.*label "
+                     "folders"):
+    metrics.Evaluator(folder.ImageFolder(tmp_path / "flat"), num=10)
+  labelled = folder.ImageFolder(labelled_folder(tmp_path / "pics"),
+                                image_size=(4, 4))
+  evaluator = metrics.Evaluator(labelled, num=10, verbose=False)
+  assert evaluator.networks == ("cnn",) and evaluator.reference_split == "train"
+  assert evaluator.data_shape == (4, 4, 3) and evaluator.dataset == "pics4"
+  images, labels = real_data.load_split(labelled, "train[2:5]")
+  assert images.shape == (3, 4, 4, 3) and images.dtype == np.float32
+  np.testing.assert_array_equal(labels, [0, 1, 1])
+  np.testing.assert_array_equal(
+      images * 255, pipeline.load_split(labelled)[0][2:5].astype(np.float32))

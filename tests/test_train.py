@@ -190,7 +190,7 @@ def test_every_config_builds():
           "toy_grid25"} <= set(names)
   shapes = {"mnist": (28, 28, 1), "fashion_mnist": (28, 28, 1),
             "cifar10": (32, 32, 3), "digits": (8, 8, 1), "toy_ring8": (2,),
-            "toy_grid25": (2,)}
+            "toy_grid25": (2,), "folder:my_images": (64, 64, 3)}
   reference = set(base.get_config().keys())
   for name in names:
     module = __import__(f"experiments.configs.{name}", fromlist=["get_config"])

@@ -15,11 +15,19 @@ def get_config() -> ml_collections.ConfigDict:
   c = ml_collections.ConfigDict()
 
   # Data. `dataset`: a TFDS image dataset ("mnist", "fashion_mnist",
-  # "cifar10", ...), "digits" (sklearn's real 8x8 digits, offline), or a toy
-  # distribution ("toy_ring8", "toy_grid25", "toy_gaussian1d").
+  # "cifar10", ...), "digits" (sklearn's real 8x8 digits, offline), a toy
+  # distribution ("toy_ring8", "toy_grid25", "toy_gaussian1d"), or your own
+  # images: "folder:PATH" / "zip:PATH" or a path (a folder of images, with
+  # label sub-folders for classes, or a StyleGAN dataset zip; decoded once
+  # into $GANJAX_CACHE_DIR/data, see ganjax/data/folder.py). For those,
+  # image_fit says how an image of another aspect ratio reaches image_size
+  # ("center_crop" | "pad") and channels picks 1 (grayscale) or 3 (RGB), 0:
+  # RGB when any file is in colour.
   c.dataset = "digits"
   c.split = "train"
   c.image_size = 0          # 0: native size; N: resize to N x N (bilinear)
+  c.image_fit = "center_crop"
+  c.channels = 0
   c.data_dir = ""           # TFDS data dir; "": $TFDS_DATA_DIR or ~/tensorflow_datasets
 
   # Models: `name` is one of dcgan, goodfellow_mlp, small_mlp, toy_mlp; the

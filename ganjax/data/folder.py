@@ -227,7 +227,8 @@ def _list_folder(root: str, exclude: str) -> Listing:
     ignored = []
   for _, skipped in parts.values():
     ignored += skipped
-  kinds = {None in groups for groups, _ in parts.values() if groups}
+  kinds = {None in groups for groups, _ in parts.values()
+           if any(groups.values())}
   if len(kinds) > 1:
     raise DataError(
         f"{root}: some splits hold label folders and others images directly; "
@@ -389,8 +390,9 @@ class ImageFolder:
 
   @property
   def fingerprint(self) -> str:
-    """The cache key of the training split (files and transform)."""
-    return self.decoded("train").key
+    """A sha256 of every split's files, the classes and the transform."""
+    from ganjax.data import image_cache  # pylint: disable=g-import-not-at-top
+    return image_cache.fingerprint(self)
 
   def load_unit(self, split: str):
     """``(images float32 [N, H, W, C] in [0, 1], labels int [N])`` for the

@@ -134,6 +134,16 @@ def _changes(old_stamp, new_stamp) -> str:
   return ", ".join(parts) or "its labels or classes changed"
 
 
+def fingerprint(folder) -> str:
+  """The sha256 of all of ``folder``'s files (every split), its classes and
+  its transform: what the metrics key their caches of it by."""
+  listing = folder.listing()
+  return _sha256({"files": [list(e) for e in listing.stamp],
+                  "splits": {s: [m for m, _ in members]
+                             for s, members in listing.splits.items()},
+                  "classes": listing.classes, "transform": _transform(folder)})
+
+
 _MEMO: dict = {}  # cache path -> Decoded: the last splits read in this process
 
 

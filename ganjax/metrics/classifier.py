@@ -10,14 +10,21 @@ computed with it carry the protocol in their name
 same classifier (its weights' sha256 is recorded with the cache), never with
 published Inception FIDs.
 
+A user's labelled images (a data set object, ``ganjax.data.folder.ImageFolder``)
+get their own classifier the same way: trained on their ``train`` split
+(less every tenth image, held out to measure it, when there is no ``test``
+split) for at least ``MIN_STEPS`` steps, keyed by the images' fingerprint.
+
 Cache layout: ``<cache_dir>/classifiers/<dataset>_cnn_v1/params.msgpack``
-and ``info.json`` beside it (test accuracy, training time, steps, seed, the
+(``<name>-<fingerprint>_cnn_v1`` for a data set object) and ``info.json``
+beside it (test accuracy, training time, steps, seed, the
 weights' sha256). ``cache_dir``: argument, ``$GANJAX_CACHE_DIR`` or
 ``~/.cache/ganjax``.
 """
 
 import hashlib
 import json
+import math
 import os
 import sys
 import time
@@ -38,6 +45,8 @@ ARCH_VERSION = "cnn_v1"
 # (epochs, batch size) per data set; others default to DEFAULT_SCHEDULE.
 SCHEDULES = {"digits": (10, 64), "fashion_mnist": (2, 128), "mnist": (2, 128)}
 DEFAULT_SCHEDULE = (2, 128)
+# A data set object trains for at least this many steps (more epochs when small).
+MIN_STEPS = 500
 
 
 class Conv3x3(nn.Module):
@@ -91,9 +100,27 @@ class CNNClassifier(nn.Module):
     return logits, features
 
 
-def classifier_dir(dataset: str, cache_dir: str | None = None) -> str:
+def classifier_dir(dataset, cache_dir: str | None = None) -> str:
+  key = (dataset if isinstance(dataset, str)
+         else f"{dataset.name}-{dataset.fingerprint[:16]}")
   return os.path.join(cache_lib.cache_dir(cache_dir), "classifiers",
-                      f"{dataset}_{ARCH_VERSION}")
+                      f"{key}_{ARCH_VERSION}")
+
+
+def _train_test(dataset, data_dir):
+  """The classifier's training and held-out data, ``((x, y), (x, y))``."""
+  if not isinstance(dataset, str) and dataset.num_classes() is None:
+    raise ValueError(
+        f"{real_data.name(dataset)} has no class labels, so no classifier can "
+        "be trained on it for the 'cnn' metrics: give it label folders, or "
+        "use the 'inception' network (docs/inception_weights.md).")
+  if isinstance(dataset, str) or "test" in dataset.splits():
+    return (real_data.load_split(dataset, "train", data_dir),
+            real_data.load_split(dataset, "test", data_dir))
+  images, labels = real_data.load_split(dataset, "train", data_dir)
+  held_out = np.arange(len(images)) % 10 == 9
+  return ((images[~held_out], labels[~held_out]),
+          (images[held_out], labels[held_out]))
 
 
 def _accuracy(model, params, images, labels, batch=1000) -> float:
@@ -105,15 +132,17 @@ def _accuracy(model, params, images, labels, batch=1000) -> float:
   return correct / len(images)
 
 
-def train_classifier(dataset: str, epochs: int | None = None,
+def train_classifier(dataset, epochs: int | None = None,
                      batch_size: int | None = None, seed: int = 0,
                      learning_rate: float = 1e-3,
                      data_dir: str | None = None) -> tuple[Any, dict]:
   """Trains ``CNNClassifier`` on a data set's train split (Adam, cross-entropy).
 
   Args:
-    dataset: ``"digits"``, ``"fashion_mnist"``, ``"mnist"``, ...
-    epochs, batch_size: default ``SCHEDULES[dataset]``.
+    dataset: ``"digits"``, ``"fashion_mnist"``, ``"mnist"``, ..., or a
+      labelled data set object.
+    epochs, batch_size: default ``SCHEDULES[dataset]`` (data set objects:
+      ``DEFAULT_SCHEDULE``, with the epochs of ``MIN_STEPS`` steps if more).
     seed: initialisation and shuffling seed.
     learning_rate: Adam's step size.
     data_dir: TFDS data dir, for data sets read through TFDS.
@@ -122,11 +151,16 @@ def train_classifier(dataset: str, epochs: int | None = None,
     ``(params, info)``; info has ``test_accuracy``, ``train_seconds``,
     ``steps`` and the settings.
   """
-  default_epochs, default_batch = SCHEDULES.get(dataset, DEFAULT_SCHEDULE)
-  epochs = epochs or default_epochs
+  default_epochs, default_batch = SCHEDULES.get(real_data.name(dataset),
+                                                DEFAULT_SCHEDULE)
   batch_size = batch_size or default_batch
-  images, labels = real_data.load_split(dataset, "train", data_dir)
-  test_images, test_labels = real_data.load_split(dataset, "test", data_dir)
+  (images, labels), (test_images, test_labels) = _train_test(dataset,
+                                                             data_dir)
+  if not isinstance(dataset, str):
+    batch_size = min(batch_size, len(images))
+    default_epochs = max(default_epochs, math.ceil(
+        MIN_STEPS / (len(images) // batch_size)))
+  epochs = epochs or default_epochs
   num_classes = int(max(labels.max(), test_labels.max()) + 1)
   model = CNNClassifier(num_classes=num_classes)
   start = time.time()
@@ -159,7 +193,7 @@ def train_classifier(dataset: str, epochs: int | None = None,
   jax.block_until_ready(params)
   train_seconds = time.time() - start
   info = {
-      "dataset": dataset, "architecture": ARCH_VERSION,
+      "dataset": real_data.name(dataset), "architecture": ARCH_VERSION,
       "num_classes": num_classes, "feature_dim": model.feature_dim,
       "test_accuracy": _accuracy(model, params, test_images, test_labels),
       "num_test": int(len(test_images)), "train_seconds": round(train_seconds, 2),
@@ -171,7 +205,7 @@ def train_classifier(dataset: str, epochs: int | None = None,
   return params, info
 
 
-def load_or_train(dataset: str, cache_dir: str | None = None,
+def load_or_train(dataset, cache_dir: str | None = None,
                   data_dir: str | None = None, verbose: bool = True
                   ) -> tuple[CNNClassifier, Any, dict]:
   """The data set's cached classifier, trained and cached first if absent.
@@ -195,7 +229,8 @@ def load_or_train(dataset: str, cache_dir: str | None = None,
       return model, jax.tree.map(jnp.asarray, params), info
     # A mismatch means a torn or foreign file: retrain below.
   if verbose:
-    print(f"[ganjax.metrics] training the {dataset} CNN classifier for the "
+    print(f"[ganjax.metrics] training the {real_data.name(dataset)} CNN "
+          "classifier for the "
           f"metrics (cached in {folder}) ...", file=sys.stderr, flush=True)
   params, info = train_classifier(dataset, data_dir=data_dir)
   raw = flax.serialization.msgpack_serialize(jax.tree.map(np.asarray, params))
@@ -203,7 +238,7 @@ def load_or_train(dataset: str, cache_dir: str | None = None,
   cache_lib.atomic_write_bytes(params_path, raw)
   cache_lib.atomic_write_json(info_path, info)
   if verbose:
-    print(f"[ganjax.metrics] {dataset} classifier: test accuracy "
+    print(f"[ganjax.metrics] {real_data.name(dataset)} classifier: test accuracy "
           f"{info['test_accuracy']:.4f}, trained in {info['train_seconds']} s.",
           file=sys.stderr, flush=True)
   model = CNNClassifier(num_classes=info["num_classes"],

@@ -123,7 +123,27 @@ def check_samples(samples: Any, data_shape: Sequence[int],
   return np.clip(samples, 0.0, 1.0)
 
 
-def _default_networks(dataset: str, inception_weights: str | None) -> tuple:
+def _default_networks(dataset, inception_weights: str | None,
+                      verbose: bool) -> tuple:
+  if not isinstance(dataset, str):  # a user's images
+    labelled = dataset.num_classes() is not None
+    if inception_weights:
+      return ("inception", "cnn") if labelled else ("inception",)
+    how = ("Without FID InceptionV3 weights (never downloaded; see "
+           "docs/inception_weights.md: convert pytorch-fid's weights once, "
+           "then pass inception_weights= / --config.evaluation."
+           "inception_weights or set $GANJAX_INCEPTION_WEIGHTS)")
+    if not labelled:
+      raise ValueError(
+          f"{how}, the unlabelled images of {dataset.name} have no feature "
+          "network: the project's own CNN is a classifier and needs label "
+          "folders. Get the weights, or give the images label folders.")
+    if verbose:
+      print(f"[ganjax.metrics] {how}, {dataset.name} is scored with a CNN "
+            "classifier trained on its own labelled images (metrics named "
+            "..._cnn, comparable only between runs scored with that "
+            "classifier).", file=sys.stderr, flush=True)
+    return ("cnn",)
   if dataset in real_data.MNIST_LIKE:
     return ("cnn", "inception") if inception_weights else ("cnn",)
   return ("inception",)
@@ -137,19 +157,24 @@ class Evaluator:
   networks are loaded on first use (``prepare()``) and reused.
 
   Args:
-    dataset: ``"fashion_mnist"``, ``"digits"``, ``"mnist"``, or a TFDS image
-      data set (those need ``inception``).
+    dataset: ``"fashion_mnist"``, ``"digits"``, ``"mnist"``, a TFDS image
+      data set (those need ``inception``), or a user's images
+      (``ganjax.data.folder.ImageFolder``: scored at their training
+      resolution, named in metrics by ``ImageFolder.name``).
     num: generated samples to evaluate (the first ``num`` given; fewer are
       used, and named, if fewer are given).
     networks: feature networks, from ``("cnn", "inception")``; default
       ``cnn`` for MNIST-like data (plus ``inception`` when weights are
-      given), ``inception`` otherwise.
+      given), ``inception`` otherwise; a user's images: ``inception`` when
+      weights are given, plus ``cnn`` (a classifier trained on them) when
+      they are labelled, ``cnn`` alone without weights.
     inception_weights: the FID InceptionV3 weights file (``.npz`` from
       ``python -m ganjax.metrics.inception --convert``, or pytorch-fid's
       ``.pth``); default ``$GANJAX_INCEPTION_WEIGHTS``.
     cache_dir: cache root (default ``$GANJAX_CACHE_DIR`` or ``~/.cache/ganjax``).
     data_dir: TFDS data dir.
-    reference_split: the real split the feature metrics compare against.
+    reference_split: the real split the feature metrics compare against;
+      default ``test`` (``train`` for a user's images without a test split).
     parzen: compute the Parzen-window log-likelihood (tens of seconds on CPU
       for 10k x 10k MNIST-size images).
     parzen_validation_split: split for choosing sigma (default
@@ -169,40 +194,43 @@ class Evaluator:
       and AlexNet's pooling needs more than 28 x 28.
   """
 
-  def __init__(self, dataset: str, num: int = 10_000, *,
+  def __init__(self, dataset, num: int = 10_000, *,
                networks: Sequence[str] | None = None,
                inception_weights: str | None = None,
                cache_dir: str | None = None, data_dir: str | None = None,
-               reference_split: str = "test", parzen: bool = True,
+               reference_split: str | None = None, parzen: bool = True,
                parzen_validation_split: str | None = None,
                parzen_test_split: str | None = None,
                kid_subsets: int = 100, kid_subset_size: int = 1000, k: int = 3,
                is_splits: int = 10, seed: int = 0, verbose: bool = True,
                lpips_weights: str | None = None,
                lpips_size: int | None = 64):
-    if dataset.startswith("toy_"):
+    if isinstance(dataset, str) and dataset.startswith("toy_"):
       raise ValueError(
           f"{dataset} is a toy distribution of points, not images: score it "
           "with ganjax.metrics.mode_coverage(samples, centers, std).")
-    self.dataset = dataset
+    self.source = dataset  # what the real data are read from
+    self.dataset = real_data.name(dataset)  # its name in metric names
     self.num = int(num)
     if self.num < 4:
       raise ValueError(f"num must be at least 4, got {num}.")
     inception_weights = inception_weights or os.environ.get(
         "GANJAX_INCEPTION_WEIGHTS")
-    self.networks = tuple(networks or _default_networks(dataset,
-                                                        inception_weights))
+    self.networks = tuple(networks or _default_networks(
+        dataset, inception_weights, verbose))
     unknown = set(self.networks) - set(NETWORKS)
     if unknown:
       raise ValueError(f"Unknown feature networks {sorted(unknown)}; choose "
                        f"from {NETWORKS}.")
     self.inception_weights = inception_weights
     self.cache_dir, self.data_dir = cache_dir, data_dir
+    reference_split = (reference_split
+                       or real_data.default_reference_split(dataset))
     self.reference_split = reference_split
     self.parzen = parzen
     self.parzen_validation_split = (
         parzen_validation_split
-        or PARZEN_VALIDATION.get(dataset, DEFAULT_PARZEN_VALIDATION))
+        or PARZEN_VALIDATION.get(self.dataset, DEFAULT_PARZEN_VALIDATION))
     self.parzen_test_split = parzen_test_split or reference_split
     self.kid_subsets, self.kid_subset_size = kid_subsets, kid_subset_size
     self.k, self.is_splits, self.seed = k, is_splits, seed
@@ -222,7 +250,7 @@ class Evaluator:
   def _network(self, name: str) -> features_lib.FeatureNetwork:
     if name not in self._feature_networks:
       if name == "cnn":
-        net = features_lib.cnn_network(self.dataset, self.cache_dir,
+        net = features_lib.cnn_network(self.source, self.cache_dir,
                                        self.data_dir, verbose=self.verbose)
       else:
         net = features_lib.inception_network(self.inception_weights)
@@ -235,7 +263,7 @@ class Evaluator:
       net = self._network(name)
       if name not in self._reference:
         start = time.time()
-        ref = reference_statistics(self.dataset, net, self.reference_split,
+        ref = reference_statistics(self.source, net, self.reference_split,
                                    None, self.cache_dir, self.data_dir)
         # On the device once: every evaluation compares against them.
         ref["features"] = jax.device_put(ref["features"])
@@ -246,7 +274,7 @@ class Evaluator:
                 f"{ref['path']}", file=sys.stderr, flush=True)
     if self.parzen and self._parzen_data is None:
       flat = lambda split: real_data.load_split(
-          self.dataset, split, self.data_dir)[0].reshape(-1, math.prod(
+          self.source, split, self.data_dir)[0].reshape(-1, math.prod(
               self.data_shape))
       self._parzen_data = (flat(self.parzen_validation_split),
                            flat(self.parzen_test_split))
@@ -446,7 +474,7 @@ class Evaluator:
     return out
 
 
-def evaluate_samples(samples: Any, dataset: str, num: int = 10_000,
+def evaluate_samples(samples: Any, dataset, num: int = 10_000,
                      labels: Any = None, **kwargs) -> dict[str, float]:
   """One-off evaluation: ``Evaluator(dataset, num, **kwargs)(samples, labels)``.
 

@@ -68,11 +68,12 @@ class FeatureNetwork:
     return np.concatenate(feats), np.concatenate(probs)
 
 
-def cnn_network(dataset: str, cache_dir: str | None = None,
+def cnn_network(dataset, cache_dir: str | None = None,
                 data_dir: str | None = None, batch_size: int = 1000,
                 verbose: bool = True) -> FeatureNetwork:
   """The data set's cached CNN classifier (trained on first use) as a feature network."""
   from ganjax.metrics import classifier  # pylint: disable=g-import-not-at-top
+  from ganjax.metrics import real_data  # pylint: disable=g-import-not-at-top
   model, params, info = classifier.load_or_train(dataset, cache_dir, data_dir,
                                                  verbose=verbose)
 
@@ -85,7 +86,7 @@ def cnn_network(dataset: str, cache_dir: str | None = None,
       name="cnn", apply=apply, variables={"params": params},
       fingerprint=info["weights_sha256"],
       info={"network": f"ganjax {classifier.ARCH_VERSION} classifier of "
-                       f"{dataset}, penultimate layer ({info['feature_dim']}-d)",
+                       f"{real_data.name(dataset)}, penultimate layer ({info['feature_dim']}-d)",
             "test_accuracy": info["test_accuracy"],
             "weights_sha256": info["weights_sha256"]},
       batch_size=batch_size)

@@ -8,7 +8,13 @@ split with an optional numpy-style slice. Sources, first found first:
 * ``fashion_mnist``: the Debian idx files (no TensorFlow), else TFDS's
   prepared copy;
 * any other name: TFDS's prepared copy, read with ``download=False``
-  (TensorFlow is imported only then).
+  (TensorFlow is imported only then);
+* a data set object instead of a name: a user's images
+  (``ganjax.data.folder.ImageFolder``), read from the decoded cache at its
+  training resolution. Such an object has ``name`` (used in metric names),
+  ``fingerprint`` (keys the classifier and the reference statistics),
+  ``splits()``, ``data_shape()``, ``num_classes()`` and ``load_unit(split)``
+  (images in [0, 1], labels, -1 when it has none).
 """
 
 import difflib
@@ -24,6 +30,18 @@ _SPLIT = re.compile(r"^(\w+)(?:\[(-?\d*):(-?\d*)\])?$")
 
 # Data sets with a cached CNN classifier protocol: grayscale, 10 classes.
 MNIST_LIKE = ("digits", "mnist", "fashion_mnist", "kmnist")
+
+
+def name(dataset) -> str:
+  """The name a data set (a name or a data set object) has in metric names."""
+  return dataset if isinstance(dataset, str) else dataset.name
+
+
+def default_reference_split(dataset) -> str:
+  """``"test"``; ``"train"`` for a data set object without a test split."""
+  if isinstance(dataset, str) or "test" in dataset.splits():
+    return "test"
+  return "train"
 
 
 def parse_split(split: str) -> tuple[str, slice]:
@@ -63,12 +81,13 @@ def _tfds_split(dataset: str, split: str, data_dir):
   return data[image_key], np.asarray(labels, np.int64)
 
 
-def load_split(dataset: str, split: str = "test", data_dir: str | None = None
+def load_split(dataset, split: str = "test", data_dir: str | None = None
                ) -> tuple[np.ndarray, np.ndarray]:
   """A whole split of a real data set.
 
   Args:
-    dataset: ``"digits"``, ``"fashion_mnist"``, or a TFDS name.
+    dataset: ``"digits"``, ``"fashion_mnist"``, a TFDS name, or a data set
+      object (see the module docstring).
     split: ``"train"``, ``"test"`` (``"all"`` for digits), optionally with a
       slice: ``"train[50000:]"``.
     data_dir: TFDS data dir (default ``$TFDS_DATA_DIR`` or
@@ -77,23 +96,27 @@ def load_split(dataset: str, split: str = "test", data_dir: str | None = None
   Returns:
     ``(images, labels)``: float32 ``[N, H, W, C]`` in [0, 1], int64 ``[N]``.
   """
-  name, sl = parse_split(split)
-  if dataset == "digits":
-    images, labels = sources.load_digits(name)
+  split_name, sl = parse_split(split)
+  if not isinstance(dataset, str):
+    images, labels = dataset.load_unit(split_name)
+  elif dataset == "digits":
+    images, labels = sources.load_digits(split_name)
     images = images.astype(np.float32) / 16.0
   else:
     if dataset == "fashion_mnist" and all(
         os.path.isfile(os.path.join(sources.FASHION_MNIST_DEBIAN_DIR, f))
         for f in sources.FASHION_MNIST_FILES):
-      images, labels = sources.load_fashion_mnist_idx(name)
+      images, labels = sources.load_fashion_mnist_idx(split_name)
     else:
-      images, labels = _tfds_split(dataset, name, data_dir)
+      images, labels = _tfds_split(dataset, split_name, data_dir)
     images = images.astype(np.float32) / 255.0
   return images[sl], labels[sl]
 
 
-def data_shape(dataset: str, data_dir: str | None = None) -> tuple[int, ...]:
+def data_shape(dataset, data_dir: str | None = None) -> tuple[int, ...]:
   """``(H, W, C)`` of one image of ``dataset``."""
+  if not isinstance(dataset, str):
+    return tuple(dataset.data_shape())
   known = {"digits": (8, 8, 1), "fashion_mnist": (28, 28, 1),
            "mnist": (28, 28, 1), "kmnist": (28, 28, 1), "cifar10": (32, 32, 3)}
   if dataset in known:

@@ -22,31 +22,36 @@ from ganjax.metrics.features import FeatureNetwork
 FORMAT_VERSION = 1
 
 
-def reference_key(dataset: str, split: str, num: int | None,
+def reference_key(dataset, split: str, num: int | None,
                   network: FeatureNetwork) -> str:
-  """sha256 of everything the reference statistics depend on."""
-  spec = {"dataset": dataset, "split": split, "num": num,
+  """sha256 of everything the reference statistics depend on (a data set
+  object: its name and fingerprint, which covers its files and transform)."""
+  spec = {"dataset": real_data.name(dataset), "split": split, "num": num,
           "network": network.name, "weights_sha256": network.fingerprint,
           "format": FORMAT_VERSION}
+  if not isinstance(dataset, str):
+    spec["fingerprint"] = dataset.fingerprint
   return hashlib.sha256(json.dumps(spec, sort_keys=True).encode()).hexdigest()
 
 
-def reference_path(dataset: str, split: str, num: int | None,
+def reference_path(dataset, split: str, num: int | None,
                    network: FeatureNetwork, cache_dir: str | None = None) -> str:
   key = reference_key(dataset, split, num, network)
   safe_split = re.sub(r"[^\w-]", "_", split)
   return os.path.join(cache_lib.cache_dir(cache_dir), "reference",
-                      f"{dataset}-{safe_split}-{network.name}-{key[:16]}.npz")
+                      f"{real_data.name(dataset)}-{safe_split}-{network.name}-"
+                      f"{key[:16]}.npz")
 
 
-def reference_statistics(dataset: str, network: FeatureNetwork,
+def reference_statistics(dataset, network: FeatureNetwork,
                          split: str = "test", num: int | None = None,
                          cache_dir: str | None = None,
                          data_dir: str | None = None) -> dict:
   """Features, class probabilities, mean and covariance of a real split.
 
   Args:
-    dataset: a name ``ganjax.metrics.real_data.load_split`` knows.
+    dataset: what ``ganjax.metrics.real_data.load_split`` reads (a name or a
+      data set object).
     network: the feature network.
     split: the split (``"test"``, ``"train[50000:]"``, ...).
     num: use the first ``num`` images of the split (all when None).
