@@ -49,7 +49,7 @@ MODELS = {
     "resnet": (gj.models.resnet, "image", (-1.0, 1.0)),
 }
 # Arguments a builder gets from the data and the config, not from config.model.
-_IMPLICIT_MODEL_ARGS = ("image_shape", "latent_dim", "data_dim", "num_classes")
+IMPLICIT_MODEL_ARGS = ("image_shape", "latent_dim", "data_dim", "num_classes")
 
 OPTIMIZERS: dict[str, Callable[..., optax.GradientTransformation]] = {
     "adam": optax.adam,
@@ -245,7 +245,7 @@ def build_models(config: Config, data_shape: Sequence[int],
   spec = config.model.to_dict()
   name = _choose("model", spec.pop("name"), list(MODELS))
   builder, kind, value_range = MODELS[name]
-  _kwargs_for(builder, spec, f"Model {name!r}", _IMPLICIT_MODEL_ARGS)
+  _kwargs_for(builder, spec, f"Model {name!r}", IMPLICIT_MODEL_ARGS)
   if num_classes is not None:
     if "num_classes" not in inspect.signature(builder).parameters:
       conditional = [m for m, (b, _, _) in MODELS.items()

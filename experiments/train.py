@@ -86,8 +86,9 @@ from experiments import resume  # noqa: E402
 from experiments import grids  # noqa: E402
 from experiments import workdir as workdir_lib  # noqa: E402
 
-# A steps/s figure needs at least this long after the first (compiling) call.
-MIN_TIMED_SECONDS = 0.5
+# A steps/s figure needs at least this many steps and seconds after the first
+# (compiling) call; a shorter run says it is too short to measure.
+MIN_TIMED_STEPS, MIN_TIMED_SECONDS = 20, 2.0
 
 
 # ------------------------------------------------------------ call lengths
@@ -326,6 +327,7 @@ class _Run:
                     file=sys.stderr)
     last_metrics, last_scores = {}, {}
     t_compiled = step_compiled = None
+    eval_seconds = 0.0  # scoring time, left out of steps/s
 
     def log(step):
       scalars = monitor.scalars(step)
@@ -371,6 +373,7 @@ class _Run:
             last_scores = self.write(scorer, step, placement.unreplicate(state),
                                      stop.interruptible)
             monitor.pause(last_scores["eval_seconds"])  # steps/s: training
+            eval_seconds += last_scores["eval_seconds"]
         except guards.Interrupted:
           pass
         except workdir_lib.RunWriteError as e:
@@ -394,11 +397,12 @@ class _Run:
       if step < num_steps:
         raise guards.Preempted(stop.signum, step, saver.saved_step)
     timed = step - (step_compiled or step)
-    seconds = time.time() - t_compiled if t_compiled is not None else 0.0
+    seconds = (time.time() - t_compiled - eval_seconds
+               if t_compiled is not None else 0.0)
     return {"steps": max(num_steps, start_step),
             "steps_run": max(0, num_steps - start_step),
             "wall_s": time.time() - self.t_start,
-            "steps_per_s": (timed / seconds if timed > 0 and
+            "steps_per_s": (timed / seconds if timed >= MIN_TIMED_STEPS and
                             seconds >= MIN_TIMED_SECONDS else None),
             "metrics": last_metrics, "workdir": self.workdir,
             "skipped_steps": monitor.skipped_total, "evaluation": last_scores,
@@ -477,7 +481,8 @@ def format_summary(summary: dict) -> str:
             f"{summary['steps']} (raise --config.num_steps to go on).")
   speed = (f"{summary['steps_per_s']:.1f} steps/s after compilation"
            if summary["steps_per_s"] is not None else
-           "too short to measure steps/s after compilation")
+           "too short to measure steps/s after compilation (that takes "
+           f"{MIN_TIMED_STEPS} steps and {MIN_TIMED_SECONDS:g} s)")
   return ((f"{summary['signal']} received as the run finished; "
            if summary.get("signal") else "")
           + f"Done: step {summary['steps']} ({summary['steps_run']} steps "
@@ -496,23 +501,29 @@ def format_summary(summary: dict) -> str:
 FLAGS = flags.FLAGS
 
 
-def define_flags():
-  """The command line's flags (defined only when run as a program)."""
+def define_flags(flag_values: flags.FlagValues = FLAGS, argv=None) -> None:
+  """The command line's flags (defined only when run as a program; ``argv``:
+  the command line the overrides ``--config.FIELD=VALUE`` are read from,
+  default ``sys.argv``)."""
   flags.DEFINE_string("workdir", None, "Directory for checkpoints, summaries, "
-                      "samples; a run in it is resumed.")
+                      "samples; a run in it is resumed.",
+                      flag_values=flag_values)
   config_flags.DEFINE_config_file(
       "config", None, "Experiment config file (experiments/configs/*.py).",
-      lock_config=True)
+      flag_values=flag_values, lock_config=True, sys_argv=argv)
   flags.DEFINE_bool(
       "distributed", False, "Call jax.distributed.initialize() (multi-host: "
-      "Cloud TPU pod slices and SLURM are detected from the environment).")
+      "Cloud TPU pod slices and SLURM are detected from the environment).",
+      flag_values=flag_values)
   flags.DEFINE_string("coordinator_address", None, "host:port of process 0, "
-                      "for jax.distributed.initialize (implies --distributed).")
+                      "for jax.distributed.initialize (implies --distributed).",
+                      flag_values=flag_values)
   flags.DEFINE_integer("num_processes", None, "Processes of a multi-process "
-                       "run (implies --distributed).")
+                       "run (implies --distributed).", flag_values=flag_values)
   flags.DEFINE_integer("process_id", None, "This process's index in "
-                       "[0, num_processes) (implies --distributed).")
-  flags.mark_flags_as_required(["config", "workdir"])
+                       "[0, num_processes) (implies --distributed).",
+                       flag_values=flag_values)
+  flags.mark_flags_as_required(["config", "workdir"], flag_values=flag_values)
 
 
 def initialize_distributed() -> None:

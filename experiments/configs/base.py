@@ -8,7 +8,24 @@ default, ``weight_clip=0`` / ``ema_decay=0`` / ``instance_noise_std=0`` /
 ``penalty.name="none"`` turn those off.
 """
 
+import inspect
+
 import ml_collections
+
+
+def model_config(name: str, **kwargs) -> ml_collections.ConfigDict:
+  """``config.model`` for the builder ``name`` (``experiments.builders.MODELS``):
+  every keyword argument it takes with its default (so that each one can be
+  set from the command line, e.g. ``--config.model.aux_classifier=True``),
+  then ``kwargs``. Arguments that default to None appear only when given."""
+  from experiments import builders  # pylint: disable=g-import-not-at-top
+  builder = builders.MODELS[name][0]
+  fields = {p.name: p.default
+            for p in inspect.signature(builder).parameters.values()
+            if p.name not in builders.IMPLICIT_MODEL_ARGS
+            and p.default is not inspect.Parameter.empty
+            and p.default is not None}
+  return ml_collections.ConfigDict(dict(name=name, **{**fields, **kwargs}))
 
 
 def get_config() -> ml_collections.ConfigDict:
@@ -33,8 +50,7 @@ def get_config() -> ml_collections.ConfigDict:
   # Models: `name` is one of dcgan, goodfellow_mlp, small_mlp, toy_mlp; the
   # other fields are that builder's keyword arguments
   # (ganjax.models.<name>), e.g. base_features and spectral_norm for dcgan.
-  c.model = ml_collections.ConfigDict(
-      dict(name="dcgan", base_features=64, spectral_norm=False))
+  c.model = model_config("dcgan", base_features=64)
   c.latent_dim = 100
   c.latent_distribution = "normal"   # normal | uniform (U[-1, 1])
 

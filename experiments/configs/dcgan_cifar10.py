@@ -11,8 +11,7 @@ from experiments.configs import base
 def get_config() -> ml_collections.ConfigDict:
   c = base.get_config()
   c.dataset = "cifar10"
-  c.model = ml_collections.ConfigDict(
-      dict(name="dcgan", base_features=64, spectral_norm=False))
+  c.model = base.model_config("dcgan", base_features=64, spectral_norm=False)
   c.latent_dim = 100
   c.loss = "non_saturating"
   c.k = 1

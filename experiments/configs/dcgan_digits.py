@@ -25,8 +25,7 @@ def get_config() -> ml_collections.ConfigDict:
   c = base.get_config()
   c.dataset = "digits"
   c.image_size = 0             # native 8x8
-  c.model = ml_collections.ConfigDict(
-      dict(name="dcgan", base_features=64, spectral_norm=False))
+  c.model = base.model_config("dcgan", base_features=64, spectral_norm=False)
   c.latent_dim = 64
   c.loss = "non_saturating"
   c.k = 1

@@ -16,11 +16,10 @@ from experiments.configs import toy_ring8
 
 def get_config() -> ml_collections.ConfigDict:
   c = toy_ring8.get_config()
-  c.model = ml_collections.ConfigDict(dict(name="toy_mlp", hidden=8, depth=1))
+  c.model = base.model_config("toy_mlp", hidden=8, depth=1)
   c.batch_size = 16
   c.num_steps = 40
-  c.d_optimizer = ml_collections.ConfigDict(
-      dict(name="sgd", learning_rate=1e30, momentum=0.0))
+  c.d_optimizer = base.model_config("sgd", learning_rate=1e30, momentum=0.0)
   c.log_every = 4
   c.eval_every = 40
   c.num_eval_samples = 50

@@ -18,7 +18,7 @@ from experiments.configs import base
 def get_config() -> ml_collections.ConfigDict:
   c = base.get_config()
   c.dataset = "mnist"
-  c.model = ml_collections.ConfigDict(dict(name="goodfellow_mlp"))
+  c.model = base.model_config("goodfellow_mlp")
   c.latent_dim = 100
   c.latent_distribution = "uniform"
   c.loss = "non_saturating"

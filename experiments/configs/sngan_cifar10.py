@@ -17,8 +17,8 @@ from experiments.configs import base
 def get_config() -> ml_collections.ConfigDict:
   c = base.get_config()
   c.dataset = "cifar10"
-  c.model = ml_collections.ConfigDict(
-      dict(name="resnet", g_channels=256, d_channels=128, spectral_norm=True))
+  c.model = base.model_config("resnet", g_channels=256, d_channels=128,
+                              spectral_norm=True)
   c.latent_dim = 128
   c.loss = "hinge"
   c.k = 5

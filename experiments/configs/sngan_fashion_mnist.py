@@ -26,8 +26,8 @@ def get_config() -> ml_collections.ConfigDict:
   c = base.get_config()
   c.dataset = "fashion_mnist"
   c.image_size = 32           # resized (bilinear) from 28x28, not padded
-  c.model = ml_collections.ConfigDict(
-      dict(name="resnet", g_channels=32, d_channels=32, spectral_norm=True))
+  c.model = base.model_config("resnet", g_channels=32, d_channels=32,
+                              spectral_norm=True)
   c.latent_dim = 128
   c.loss = "hinge"
   c.k = 5

@@ -15,7 +15,7 @@ from experiments.configs import base
 def get_config() -> ml_collections.ConfigDict:
   c = base.get_config()
   c.dataset = "toy_ring8"
-  c.model = ml_collections.ConfigDict(dict(name="toy_mlp", hidden=128, depth=3))
+  c.model = base.model_config("toy_mlp", hidden=128, depth=3)
   c.latent_dim = 16
   c.loss = "non_saturating"
   c.k = 1
