@@ -26,7 +26,6 @@ import inspect
 import math
 from typing import Callable, Optional, Sequence
 
-import jax
 import jax.numpy as jnp
 import ml_collections
 import optax

@@ -262,6 +262,8 @@ class _Run:
     config, experiment, placement = self.config, self.experiment, self.placement
     gan = experiment.gan
     state, latest, pending = self.restore()
+    if self.lock is not None:  # the run goes ahead: say who holds the lock
+      self.write(self.lock.announce)
     if latest is None and self.is_main and workdir_lib.has_logs(self.workdir):
       moved = workdir_lib.set_aside_logs(self.workdir)
       print(f"warning: {self.workdir} holds the logs of an earlier run but no "
@@ -299,8 +301,6 @@ class _Run:
     scorer = (periodic_eval.PeriodicEvaluator(config, experiment, self.workdir,
                                            writer, enabled=self.is_main)
               if config.evaluation.every > 0 else None)
-    if self.lock is not None:
-      self.lock.check()
     try:
       return self.loop(state, start_step, latest, pending, feed, writer,
                        sampler, scorer)

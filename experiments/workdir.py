@@ -121,6 +121,8 @@ class Lock:
     self.workdir = workdir
     self._file = None
     self._dir = None
+    self._created = False  # .lock did not exist before this lock
+    self._announced = False
 
   def acquire(self) -> "Lock":
     try:
@@ -131,6 +133,7 @@ class Lock:
       raise self._in_use() from None
     except OSError:  # a directory cannot be locked here: .lock only
       self._close_dir()
+    self._created = not os.path.exists(self.path)
     self._file = self._lock_file()
     return self
 
@@ -154,18 +157,25 @@ class Lock:
       print(f"warning: the file system of {self.workdir} does not support "
             f"locks ({e.strerror}); make sure no other run uses this "
             "workdir.", file=sys.stderr)
-    try:
-      f.seek(0)
-      f.truncate()
-      f.write(json.dumps({"host": socket.gethostname(), "pid": os.getpid(),
-                          "started": time.strftime("%Y-%m-%d %H:%M:%S")})
-              + "\n")
-      f.flush()
-    except OSError as e:
-      f.close()
-      raise RunWriteError(write_error(OSError(e.errno, e.strerror,
-                                              self.path))) from None
     return f
+
+  def announce(self) -> None:
+    """Writes who holds the lock into ``.lock`` (once the run starts: a
+    refused run leaves the file as it was).
+
+    Raises:
+      OSError: the write failed (``filename``: ``.lock``).
+    """
+    try:
+      self._file.seek(0)
+      self._file.truncate()
+      self._file.write(json.dumps({
+          "host": socket.gethostname(), "pid": os.getpid(),
+          "started": time.strftime("%Y-%m-%d %H:%M:%S")}) + "\n")
+      self._file.flush()
+    except OSError as e:
+      raise OSError(e.errno, e.strerror, self.path) from None
+    self._announced = True
 
   def _in_use(self) -> WorkdirError:
     try:
@@ -192,6 +202,7 @@ class Lock:
           "writing it again.", file=sys.stderr)
     self._file.close()
     self._file = self._lock_file()
+    self.announce()
 
   def _close_dir(self) -> None:
     if self._dir is not None:
@@ -200,6 +211,9 @@ class Lock:
 
   def release(self) -> None:
     if self._file is not None:
+      if self._created and not self._announced:  # a refused run: as it was
+        with contextlib.suppress(OSError):
+          os.remove(self.path)
       self._file.close()  # closing the file releases the lock
       self._file = None
     self._close_dir()
@@ -231,7 +245,7 @@ def locked(workdir: str):
   try:
     if lock is not None:
       lock.acquire()
-  except (WorkdirError, RunWriteError) as e:
+  except WorkdirError as e:
     error = e
   if jax.process_count() > 1:
     from jax.experimental import multihost_utils  # pylint: disable=g-import-not-at-top

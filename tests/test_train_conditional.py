@@ -9,16 +9,11 @@ import os
 import shutil
 
 import chex
-import jax
-import ml_collections
 import numpy as np
 import pytest
 from PIL import Image
 
 from ganjax import summary
-from experiments import builders
-from experiments import grids
-from experiments.configs import cdcgan_fashion_mnist
 from experiments.configs import toy_ring8
 from tests import helpers as tt
 from tests.helpers import final_state, run
@@ -38,54 +33,6 @@ def records(workdir):
 
 
 # ------------------------------------------------------------- config errors
-
-
-def _build_error(config, data_shape=(8, 8, 1), dataset_classes=10):
-  with pytest.raises(builders.ConfigError) as e:
-    builders.build(config, data_shape=data_shape, num_devices=1,
-                   dataset_classes=dataset_classes)
-  return str(e.value)
-
-
-def test_conditional_config_errors_name_the_fix():
-  assert "has 10 classes. Use --config.num_classes=10" in _build_error(
-      tiny_config(num_classes=7))
-  assert "integer >= 2" in _build_error(tiny_config(num_classes=1))
-  assert "has no class labels" in _build_error(
-      tiny_config(num_classes=-1, dataset="toy_gaussian1d",
-                  model=ml_collections.ConfigDict(dict(name="toy_mlp"))),
-      data_shape=(1,), dataset_classes=-1)
-  assert "fake_labels must be 'uniform' or 'real'" in _build_error(
-      tiny_config(fake_labels="random"))
-  c = tiny_config()
-  c.model.aux_classifier = True
-  assert "--config.loss_terms.aux_classifier=1.0" in _build_error(c)
-  c.num_classes = 0
-  assert "needs a conditional run" in _build_error(c)
-  c = tiny_config()
-  c.loss_terms.aux_classifier = 1.0
-  assert "--config.model.aux_classifier=True" in _build_error(c)
-  c = tiny_config()
-  c.augment.ada_target = 0.6
-  assert "--config.augment.policy=" in _build_error(c)
-  c.augment.policy = "colour"
-  assert "config.augment:" in _build_error(c)
-  with c.unlocked():
-    c.augment.probabilty = 0.5
-  assert "'probabilty'" in _build_error(c)
-  # AC-GAN, DiffAugment and ADA build into the GAN's fields.
-  c = tiny_config()
-  c.model.aux_classifier = True
-  c.loss_terms.aux_classifier = 0.5
-  c.augment.policy = "color, translation"
-  c.augment.ada_target = 0.6
-  gan = builders.build(c, data_shape=(8, 8, 1), num_devices=1).gan
-  assert gan.num_classes == 10 and gan.discriminator.aux_classifier
-  assert [type(t).__name__ for t in gan.loss_terms] == ["AuxiliaryClassifier"]
-  assert gan.loss_terms[0].weight == 0.5
-  assert gan.augment.policy == ("color", "translation") and gan.ada.target == 0.6
-  assert builders.build(cdcgan_fashion_mnist.get_config(), data_shape=(28, 28, 1),
-                        num_devices=1, dataset_classes=10).gan.num_classes == 10
 
 
 # ------------------------------------------------------------------- runs
@@ -127,20 +74,6 @@ def test_conditional_run_writes_per_class_grids_and_resumes(conditional_run,
   assert run(config, workdir)["steps_run"] == 2
   assert records(workdir) == records(full_dir)
   chex.assert_trees_all_equal(final_state(workdir, config), state)
-
-
-def test_class_grid_samples_share_noise_down_each_column(conditional_run):
-  config, workdir, _ = conditional_run
-  experiment = builders.build(config)
-  state = final_state(workdir, config)
-  gan, key = experiment.gan, jax.random.key(3)
-  rows = np.asarray(grids.class_grid_samples(gan, state, key, 3))
-  assert rows.shape == (30, 8, 8, 1)
-  for c in (0, 7):  # row c: class c, the latents of sample(key, 3)
-    np.testing.assert_allclose(
-        rows[3 * c:3 * c + 3],
-        gan.sample(state, key, 3, labels=np.full(3, c, np.int32)), atol=1e-6)
-  assert not np.allclose(rows[:3], rows[21:24])  # the class matters
 
 
 def test_conditional_toy_run_draws_labelled_data_on_the_device(tmp_path):

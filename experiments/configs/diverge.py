@@ -11,6 +11,7 @@ code 3 and says at which step and which player, or, with
 
 import ml_collections
 
+from experiments.configs import base
 from experiments.configs import toy_ring8
 
 
@@ -19,7 +20,8 @@ def get_config() -> ml_collections.ConfigDict:
   c.model = base.model_config("toy_mlp", hidden=8, depth=1)
   c.batch_size = 16
   c.num_steps = 40
-  c.d_optimizer = base.model_config("sgd", learning_rate=1e30, momentum=0.0)
+  c.d_optimizer = ml_collections.ConfigDict(
+      dict(name="sgd", learning_rate=1e30, momentum=0.0))
   c.log_every = 4
   c.eval_every = 40
   c.num_eval_samples = 50

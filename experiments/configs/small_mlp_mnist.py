@@ -18,8 +18,8 @@ def get_config() -> ml_collections.ConfigDict:
   c.k = 1
   c.batch_size = 128
   c.num_steps = 50_000
-  c.g_optimizer = base.model_config("adam", learning_rate=1e-3)
-  c.d_optimizer = base.model_config("adam", learning_rate=1e-3)
+  c.g_optimizer = ml_collections.ConfigDict(dict(name="adam", learning_rate=1e-3))
+  c.d_optimizer = ml_collections.ConfigDict(dict(name="adam", learning_rate=1e-3))
   c.log_every = 500
   c.eval_every = 5000
   c.num_eval_samples = 100

@@ -16,7 +16,7 @@ def get_config() -> ml_collections.ConfigDict:
   c.model = base.model_config("dcgan", base_features=64, spectral_norm=False)
   c.latent_dim = 128
   c.loss = "wasserstein"
-  c.penalty = base.model_config("gradient_penalty", weight=10.0)
+  c.penalty = ml_collections.ConfigDict(dict(name="gradient_penalty", weight=10.0))
   c.k = 5
   c.batch_size = 64
   c.num_steps = 100_000

@@ -19,6 +19,6 @@ def get_config() -> ml_collections.ConfigDict:
   c = sngan_cifar10.get_config()  # the same models and protocol, but:
   c.model.spectral_norm = False
   c.loss = "wasserstein"
-  c.penalty = base.model_config("gradient_penalty", ,
-                                             weight=10.0)
+  c.penalty = ml_collections.ConfigDict(dict(name="gradient_penalty",
+                                             weight=10.0))
   return c
