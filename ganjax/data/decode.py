@@ -68,17 +68,17 @@ def read(fileobj, gray: bool = None) -> Decoded:
           ";16" in str(tile.args) for tile in image.tile)
       image.load()
       orientation = image.getexif().get(0x0112, 1)
-      image = PIL.ImageOps.exif_transpose(image)
-      if image.mode in _GRAY_MODES:
-        if image.mode.startswith("I"):  # 16 bits (Pillow's I / I;16*)
-          values = np.asarray(image).astype(np.int64)
-          image = PIL.Image.fromarray(
-              (np.clip(values, 0, 65535) >> 8).astype(np.uint8))
-        image = image.convert("L")
+      if orientation not in (None, 1):
+        image = PIL.ImageOps.exif_transpose(image)
+      if image.mode.startswith("I"):  # 16 bits (Pillow's I / I;16*)
+        values = np.asarray(image).astype(np.int64)
+        image = PIL.Image.fromarray(
+            (np.clip(values, 0, 65535) >> 8).astype(np.uint8))
       elif image.mode == "F":
         raise UnreadableImage("floating-point images are not read")
-      else:
-        image = image.convert("RGB")
+      kind = "L" if image.mode in _GRAY_MODES else "RGB"
+      if image.mode != kind:
+        image = image.convert(kind)
       if gray is not None and gray != (image.mode == "L"):
         image = image.convert("L" if gray else "RGB")
       pixels = np.asarray(image, np.uint8)

@@ -204,7 +204,10 @@ def _native_size(folder, members) -> tuple:
       try:
         with PIL.Image.open(file_of(member)) as image:
           width, height = image.size
-          if image.getexif().get(0x0112, 1) in (5, 6, 7, 8):
+          # Pillow decodes a PNG to find an EXIF chunk it has not seen yet;
+          # one that comes before the pixels is in the header's info.
+          header_exif = image.format != "PNG" or "exif" in image.info
+          if header_exif and image.getexif().get(0x0112, 1) in (5, 6, 7, 8):
             width, height = height, width
         sizes[(height, width)] += 1
       except Exception:  # pylint: disable=broad-except  (skipped when decoded)
