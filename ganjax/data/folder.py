@@ -39,7 +39,10 @@ import re
 import zipfile
 from typing import Optional, Tuple
 
+import numpy as np
+
 from ganjax.data import decode
+from ganjax.data import image_cache
 from ganjax.data.errors import DataError, DatasetNotFoundError
 
 PREFIXES = ("folder:", "zip:")
@@ -251,7 +254,8 @@ class ImageFolder:
   """A folder of images or a StyleGAN zip, decoded once into the cache.
 
   Args:
-    path: the directory or ``.zip`` (``~`` expanded).
+    path: the directory or ``.zip`` (``~`` expanded; a ``folder:`` or
+      ``zip:`` prefix is dropped).
     image_size: ``(height, width)`` to train at; None: the images' own size
       (then every image must have the same one).
     fit: how an image of another aspect ratio reaches ``image_size``:
@@ -290,11 +294,6 @@ class ImageFolder:
       raise ValueError(f"channels must be 1, 3 or 0 (inferred), got "
                        f"{self.channels!r}.")
 
-  @classmethod
-  def from_spec(cls, spec: str, **options) -> "ImageFolder":
-    """``"folder:PATH"``, ``"zip:PATH"`` or a path, with ``ImageFolder``'s options."""
-    return cls(spec, **options)
-
   def __repr__(self):
     return f"the images in {self.path}"
 
@@ -330,7 +329,6 @@ class ImageFolder:
       raise DatasetNotFoundError(
           f"No folder or zip {self.path}. Give an existing directory of "
           "images (folder:PATH) or a StyleGAN dataset zip (zip:PATH).")
-    from ganjax.data import image_cache  # pylint: disable=g-import-not-at-top
     exclude = os.path.abspath(image_cache.cache_root(self.cache_dir))
     if self.is_zip:
       listing = _list_zip(self.path)
@@ -371,7 +369,6 @@ class ImageFolder:
 
   def decoded(self, split: str = "train"):
     """The split as ``image_cache.Decoded`` (built once, then read)."""
-    from ganjax.data import image_cache  # pylint: disable=g-import-not-at-top
     return image_cache.load(self, split)
 
   def data_shape(self, image_size=None) -> tuple:
@@ -391,14 +388,15 @@ class ImageFolder:
   @property
   def fingerprint(self) -> str:
     """A sha256 of every split's files, the classes and the transform."""
-    from ganjax.data import image_cache  # pylint: disable=g-import-not-at-top
     return image_cache.fingerprint(self)
 
   def load_unit(self, split: str):
     """``(images float32 [N, H, W, C] in [0, 1], labels int [N])`` for the
-    metrics; the labels are -1 when the folder has none."""
-    import numpy as np  # pylint: disable=g-import-not-at-top
+    metrics, in a fixed shuffled order (``default_rng(0)``), so that a slice
+    such as ``train[:1000]`` holds every class, not the first label folders;
+    the labels are -1 when the folder has none."""
     data = self.decoded(split)
-    labels = (data.labels if data.labels is not None
+    order = np.random.default_rng(0).permutation(len(data.images))
+    labels = (data.labels[order] if data.labels is not None
               else np.full(len(data.images), -1, np.int64))
-    return data.images.astype(np.float32) / 255.0, labels
+    return data.images[order].astype(np.float32) / 255.0, labels

@@ -151,7 +151,7 @@ def source_kind(source: SourceLike, data_dir: Optional[str] = None,
     return toy.ToySource(source, *TOY_SOURCES[source],
                          num_classes=TOY_NUM_CLASSES.get(source))
   if folder.is_path(source):
-    return folder.ImageFolder.from_spec(source)
+    return folder.ImageFolder(source)
   return tfds_source.TfdsSource(source, data_dir, download, BUILTIN_SOURCES)
 
 
