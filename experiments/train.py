@@ -294,7 +294,12 @@ class _Run:
                         self.is_main)
     ckpt = checkpoint_lib.Checkpointer(
         resume.checkpoint_dir(self.workdir),
-        save_every=config.checkpoint_every, keep=config.keep_checkpoints)
+        save_every=config.checkpoint_every, keep=config.keep_checkpoints,
+        remove_partial=self.is_main)
+    if ckpt.removed_partial:
+      print(f"Removed the unfinished checkpoint write(s) "
+            f"{', '.join(ckpt.removed_partial)} of an interrupted run from "
+            f"{ckpt.directory}.", file=sys.stderr)
     self.saver = resume.CheckpointSaver(ckpt, latest, self.record)
     sampler = grids.GridWriter(config, experiment, self.workdir, writer,
                                    enabled=self.is_main)

@@ -27,6 +27,7 @@ not read back is set aside (or, for readers, skipped).
 
 import collections.abc
 import os
+import shutil
 import sys
 import threading
 import time
@@ -41,6 +42,7 @@ PyTree = Any
 # The items of a checkpoint: the state (the folder a single-item orbax
 # checkpoint uses, so those read back too) and an optional JSON record.
 _STATE, _RECORD = "default", "record"
+_PARTIAL = ".orbax-checkpoint-tmp"  # in the folder name of an unfinished write
 
 
 class CheckpointMismatchError(ValueError):
@@ -196,10 +198,15 @@ class Checkpointer:
     keep: how many of the most recent checkpoints to keep (None: all; at
       least 1 otherwise).
     async_save: write in a background thread.
+    remove_partial: first delete the folders of writes that never finished
+      (``<step>.orbax-checkpoint-tmp*``, left by a killed process; never
+      restored), named in ``removed_partial``. Only the one writer of a
+      directory may: readers leave a live run's writes alone.
   """
 
   def __init__(self, directory: str, save_every: Optional[int] = None,
-               keep: Optional[int] = 3, async_save: bool = True):
+               keep: Optional[int] = 3, async_save: bool = True,
+               remove_partial: bool = False):
     if keep is not None and (not isinstance(keep, (int, np.integer)) or
                              isinstance(keep, bool) or keep < 1):
       raise ValueError(f"keep must be None (keep all) or a positive number "
@@ -210,9 +217,16 @@ class Checkpointer:
     self.async_save = async_save
     self._writer = None   # the thread of the write in progress
     self._error = None    # the exception of a write that failed
+    # Removed here, synchronously: orbax's own clean-up runs in a background
+    # thread that races with a reader's and with the first save.
+    self.removed_partial = sorted(
+        name for name in (os.listdir(self.directory) if remove_partial and
+                          os.path.isdir(self.directory) else ())
+        if _PARTIAL in name)
+    for name in self.removed_partial:
+      shutil.rmtree(os.path.join(self.directory, name), ignore_errors=True)
     options = ocp.CheckpointManagerOptions(
-        max_to_keep=keep, create=True, enable_async_checkpointing=False,
-        cleanup_tmp_directories=True)
+        max_to_keep=keep, create=True, enable_async_checkpointing=False)
     self._manager = ocp.CheckpointManager(
         self.directory, options=options,
         item_handlers={_STATE: ocp.StandardCheckpointHandler(),

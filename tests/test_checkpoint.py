@@ -84,6 +84,27 @@ def test_manager_keeps_last_and_saves_on_cadence(trained, tmp_path):
     checkpoint.restore(str(tmp_path / "missing"), state)
 
 
+def test_the_writer_removes_unfinished_writes_readers_leave_them(trained,
+                                                                 tmp_path):
+  """A kill -9 mid-write leaves ``<step>.orbax-checkpoint-tmp``: the writer
+  deletes it before anything else runs (no clean-up thread left to race with
+  a save), readers leave it (it may be a live run's write)."""
+  _, state, _, _ = trained
+  checkpoint.save(str(tmp_path), 2, state)
+  partial = tmp_path / "4.orbax-checkpoint-tmp" / "default" / "ocdbt.process_0"
+  partial.mkdir(parents=True)
+  (partial / "manifest.ocdbt").write_bytes(b"cut")
+  with checkpoint.Checkpointer(str(tmp_path), keep=None) as reader:
+    assert reader.removed_partial == [] and reader.all_steps() == [2]
+  assert partial.exists()
+  with checkpoint.Checkpointer(str(tmp_path), save_every=2,
+                               remove_partial=True) as writer:
+    assert writer.removed_partial == ["4.orbax-checkpoint-tmp"]
+    assert sorted(os.listdir(tmp_path)) == ["2"]
+    assert writer.save(4, state)
+  assert sorted(os.listdir(tmp_path)) == ["2", "4"]
+
+
 def test_async_save_is_safe_with_donated_buffers(trained, tmp_path):
   gan, state, batch, _ = trained
   step = jax.jit(gan.step, donate_argnums=0)
