@@ -11,8 +11,8 @@
   ``choose_d_loop`` decides once per discriminator and input shape (``GAN.init``
   asks first; the step finds the answer in the cache).
 * Initialisation: ``init_variables`` jits ``module.init``, compiled once per
-  (equal) module and input shape.
-* Whether a model draws dropout masks (``draws_dropout``).
+  (equal) module and input shape, from an ``rbg`` key (fast to compile on
+  CPU), the same per key under ``jax.vmap``.
 """
 
 import functools
@@ -84,12 +84,15 @@ def _plain_convs_in(jaxpr) -> bool:
   return False
 
 
+def _one_example(inputs: tuple) -> tuple:
+  return tuple(jax.ShapeDtypeStruct((1,) + jnp.shape(x)[1:], jnp.result_type(x))
+               for x in inputs)
+
+
 @_memoised
-def has_plain_convs(module: nn.Module, params, stats, inputs: tuple) -> bool:
+def _has_plain_convs(module: nn.Module, params, stats, one: tuple) -> bool:
   """Whether ``module`` in training mode has plain ``lax`` convs (slow
-  gradients in loops on CPU); traced abstractly on one example of ``inputs``."""
-  one = tuple(jax.ShapeDtypeStruct((1,) + jnp.shape(x)[1:], jnp.result_type(x))
-              for x in inputs)
+  gradients in loops on CPU); traced abstractly on the inputs ``one``."""
 
   def apply(params, stats, inputs):
     variables = {"params": params, **({"batch_stats": stats} if stats else {})}
@@ -118,7 +121,8 @@ def choose_d_loop(d_loop: str, discriminator: nn.Module, params, stats,
   if d_loop != "auto":
     return d_loop
   slow = (jax.default_backend() == "cpu"
-          and has_plain_convs(discriminator, params, stats, inputs))
+          and _has_plain_convs(discriminator, params, stats,
+                               _one_example(inputs)))
   return "unroll" if slow else "scan"
 
 
@@ -143,47 +147,40 @@ def loop(d_loop: str):
 def initializer_key(key: jax.Array) -> jax.Array:
   """An ``rbg`` key seeded from ``key``, for drawing initial parameters.
 
-  XLA:CPU compiles threefry initialisers slowly; the parameters are still a
-  deterministic function of the user's key.
+  XLA:CPU compiles ``rbg`` initialisers several times faster than threefry
+  ones (``benchmarks/results/init_time.md``). ``rbg`` draws under ``jax.vmap``
+  differ from draws per key, so ``init_variables`` maps over batched keys
+  one by one instead.
   """
   return jax.random.wrap_key_data(
       jax.random.bits(key, (4,), jnp.uint32), impl="rbg")
 
 
-@functools.partial(jax.jit, static_argnums=0)
-def _jitted_init(module: nn.Module, key: jax.Array, inputs: tuple):
-  return module.init({"params": key}, *inputs, train=False)
+def _init(module: nn.Module, key: jax.Array, inputs: tuple):
+  """``module.init`` (eval mode) from an ``initializer_key``; under
+  ``jax.vmap`` over keys, the same per key (``jax.lax.map`` over them)."""
+  @jax.custom_batching.custom_vmap
+  def init(key, inputs):
+    return module.init({"params": initializer_key(key)}, *inputs, train=False)
+
+  @init.def_vmap
+  def per_key(axis_size, in_batched, key, inputs):
+    del axis_size
+    if any(jax.tree.leaves(in_batched[1])):
+      raise ValueError("GAN.init maps over keys under jax.vmap; its example "
+                       "batch must be the same for every key.")
+    out = jax.lax.map(lambda k: init(k, inputs), key)
+    return out, jax.tree.map(lambda _: True, out)
+
+  return init(key, inputs)
+
+
+_jitted_init = jax.jit(_init, static_argnums=0)
 
 
 def init_variables(module: nn.Module, key: jax.Array, inputs: tuple):
-  """``module.init`` (eval mode), jitted; compiled once per (equal) module
-  and input shape when the module is hashable."""
+  """``module.init`` (eval mode) jitted, the same per key under ``jax.vmap``;
+  compiled once per (equal) module and input shape when it is hashable."""
   if not _hashable(module):
-    return jax.jit(
-        lambda key: module.init({"params": key}, *inputs, train=False))(key)
+    return jax.jit(lambda key, inputs: _init(module, key, inputs))(key, inputs)
   return _jitted_init(module, key, inputs)
-
-
-# -------------------------------------------------------------------- rngs
-
-
-@_memoised
-def draws_dropout(module: nn.Module, params, inputs: tuple) -> bool:
-  """Whether ``module.apply(..., train=True)`` consumes the rng ``'dropout'``.
-
-  Traced abstractly on one example: the rng's key is used by some operation
-  of the jaxpr (dropout with rate > 0 in training mode) or not (no dropout
-  layer, or rate 0: flax does not draw then).
-  """
-  one = tuple(jax.ShapeDtypeStruct((1,) + jnp.shape(x)[1:], jnp.result_type(x))
-              for x in inputs)
-
-  def apply(params, inputs, key):
-    return module.apply({"params": params}, *inputs, train=True,
-                        rngs={"dropout": key})
-
-  avals = jax.tree.map(_aval, params)
-  jaxpr = jax.make_jaxpr(apply)(avals, one, jax.random.key(0)).jaxpr
-  key = jaxpr.invars[-1]
-  return (any(key is v for eqn in jaxpr.eqns for v in eqn.invars)
-          or any(key is v for v in jaxpr.outvars))

@@ -45,16 +45,69 @@ _STATE, _RECORD = "default", "record"
 _PARTIAL = ".orbax-checkpoint-tmp"  # in the folder name of an unfinished write
 
 
+# What sets the arrays of a GANState field (``_LEAF_CAUSES``: their shapes
+# and dtypes; ``_FIELD_CAUSES``: arrays or None), in the order causes are named.
+_LEAF_CAUSES = {
+    "g_params": "the generator's architecture (its widths, latent_dim, "
+                "image shape, num_classes)",
+    "d_params": "the discriminator's architecture (its widths, image shape, "
+                "num_classes, heads)",
+    "g_batch_stats": "the generator's normalisation layers",
+    "d_batch_stats": "the discriminator's normalisation layers (batch norm, "
+                     "spectral norm)",
+    "g_opt_state": "g_optimizer (its kind, or settings that add state)",
+    "d_opt_state": "d_optimizer (its kind, or settings that add state)",
+}
+_FIELD_CAUSES = {"ema_g_params": "ema_decay (on or off)",
+                 "augment_p": "ada (on or off)"}
+_ORDER = tuple(_LEAF_CAUSES) + ("ema_g_params",)
+
+
+def _field(line: str) -> tuple[str, bool]:
+  """``(state field, whether the line is about one of its leaves)``."""
+  head = line.split(":")[0]
+  return head.split(".")[0], "." in head
+
+
+def likely_causes(differences: list[str]) -> list[str]:
+  """The settings likely behind ``differences`` (lines of ``differences()``).
+
+  An optimizer state or an EMA whose arrays differ as the parameters do
+  follows them: only the parameters' cause is named then.
+  """
+  fields = {_field(line) for line in differences}
+  causes = []
+  for field, leaf in sorted(fields, key=lambda f: _ORDER.index(f[0])
+                            if f[0] in _ORDER else len(_ORDER)):
+    follows = (field.endswith("opt_state") and (field[0] + "_params", True)
+               in fields) or (field == "ema_g_params" and leaf)
+    cause = (_LEAF_CAUSES if leaf else _FIELD_CAUSES).get(field)
+    if cause and not follows and cause not in causes:
+      causes.append(cause)
+  return causes
+
+
+def _ordered(differences: list[str]) -> list[str]:
+  """Parameters first, then batch statistics, optimizer states, the rest."""
+  rank = lambda line: (_ORDER.index(_field(line)[0]) if _field(line)[0] in _ORDER
+                       else len(_ORDER))
+  return sorted(differences, key=rank)
+
+
 class CheckpointMismatchError(ValueError):
-  """A checkpoint reads back but does not fit the template; says what differs."""
+  """A checkpoint reads back but does not fit the template; says what differs
+  (the first leaves) and the settings likely behind it."""
 
   def __init__(self, directory: str, step: int, differences: list[str]):
+    differences = _ordered(differences)
     self.step, self.differences = step, differences
     shown = differences[:8] + ([f"... {len(differences) - 8} more"]
                                if len(differences) > 8 else [])
+    causes = likely_causes(differences)
     super().__init__(
         f"the checkpoint of step {step} in {directory} does not fit the "
-        f"state of this config ({'; '.join(shown)}).")
+        f"state of this config ({'; '.join(shown)})."
+        + (f" Likely cause: {'; '.join(causes)}." if causes else ""))
 
 
 def _describe(x) -> str:
@@ -332,6 +385,9 @@ class Checkpointer:
               missing_ok: bool = True) -> PyTree:
     """Restores checkpoint ``step`` (default the latest) shaped like ``template``.
 
+    Every array's name, shape and dtype is checked against ``template``
+    first (``check_fits``).
+
     Args:
       template: a pytree of the same structure as what was saved (the initial
         ``GANState``, or its ``jax.eval_shape``); gives shapes, dtypes and
@@ -343,6 +399,11 @@ class Checkpointer:
 
     Returns:
       the restored pytree (``jax.Array`` leaves), bit-exact.
+
+    Raises:
+      CheckpointMismatchError: the checkpoint does not fit ``template``; the
+        message names the first differing leaves and the likely settings.
+      FileNotFoundError: no checkpoint, unless ``missing_ok``.
     """
     self.wait()
     if step is None:
@@ -351,6 +412,7 @@ class Checkpointer:
       if missing_ok:
         return template
       raise FileNotFoundError(f"No checkpoint in {self.directory}.")
+    self.check_fits(template, int(step))
     try:
       return self._restore(template, int(step))
     except Exception:
@@ -432,7 +494,6 @@ class Checkpointer:
     """
     for step in sorted(self.all_steps(), reverse=True):
       try:
-        self.check_fits(template, step)
         state = self.restore(template, step, missing_ok=False)
         if check is not None:
           check(step, state)
@@ -477,8 +538,12 @@ def restore(directory: str, template: PyTree,
             step: Optional[int] = None) -> PyTree:
   """Reads checkpoint ``step`` (default the latest) of ``directory``.
 
+  Every array's name, shape and dtype is checked against ``template``.
+
   Raises:
     FileNotFoundError: when the directory holds no checkpoint.
+    CheckpointMismatchError: the checkpoint does not fit ``template``; the
+      message names the first differing leaves and the likely settings.
   """
   if not os.path.isdir(directory):
     raise FileNotFoundError(f"No checkpoint directory {directory}.")

@@ -31,6 +31,7 @@ from ganjax import backend
 
 IMAGE, LABEL = "image", "label"  # the entries of a labelled batch
 FAKE_LABELS = ("uniform", "real")
+D_APPLY = ("separate", "joint")
 
 
 # ----------------------------------------------------------- GAN options
@@ -52,6 +53,10 @@ def check_options(gan) -> None:
       not isinstance(gan.num_classes, int) or gan.num_classes < 2):
     raise ValueError(f"num_classes must be an integer >= 2 (or None for an "
                      f"unconditional GAN), got {gan.num_classes!r}.")
+  if gan.d_apply not in D_APPLY:
+    raise ValueError(f"d_apply must be one of {D_APPLY} (how D is applied to "
+                     f"an update's real and fake examples), got "
+                     f"{gan.d_apply!r}.")
   if gan.fake_labels not in FAKE_LABELS:
     raise ValueError(f"fake_labels must be one of {FAKE_LABELS}, got "
                      f"{gan.fake_labels!r}.")
@@ -66,6 +71,10 @@ def check_options(gan) -> None:
     raise ValueError("GAN(ada=...) adapts the probability of an "
                      "augmentation: also pass augment=ganjax.augment."
                      "DiffAugment(...).")
+  for field, value in (("penalty", gan.penalties), ("instance_noise",
+                        gan.instance_noise), ("augment", gan.augment),
+                       ("ada", gan.ada), ("loss_terms", gan.loss_terms)):
+    _refuse_classes(field, value)
   for penalty in gan.penalties:
     if not callable(penalty):
       raise ValueError(f"Each penalty must be a callable (d_fn, real, fake, "
@@ -74,6 +83,19 @@ def check_options(gan) -> None:
                                                           jnp.floating):
     raise ValueError(f"compute_dtype must be a floating dtype such as "
                      f"jnp.bfloat16, got {gan.compute_dtype!r}.")
+
+
+def _refuse_classes(field: str, value) -> None:
+  """A class where an instance belongs (``penalty=ganjax.penalties.R1``)."""
+  for item in value if isinstance(value, (tuple, list)) else (value,):
+    while item is not None:  # and what a Lazy or Scheduled penalty wraps
+      candidate, item = item, getattr(item, "penalty", None)
+      if isinstance(candidate, type):
+        raise ValueError(
+            f"GAN({field}=...) got the class {candidate.__module__}."
+            f"{candidate.__name__}; pass an instance, e.g. "
+            f"{candidate.__name__}() or with its parameters "
+            f"({candidate.__name__}(...)).")
 
 
 def _has_field(module: nn.Module, name: str) -> bool:
@@ -115,13 +137,24 @@ def _check_signature(module: nn.Module, role: str, args: str) -> None:
         f"{inspect.signature(type(module).__call__)}.")
 
 
+def _positional(module: nn.Module) -> list:
+  params = inspect.signature(type(module).__call__).parameters.values()
+  return [p for p in params
+          if p.kind in (p.POSITIONAL_ONLY, p.POSITIONAL_OR_KEYWORD)
+          and p.name not in ("self", "train")]
+
+
 def _takes_labels(module: nn.Module) -> bool:
   """Whether ``__call__`` accepts a second positional argument (the labels)."""
   params = inspect.signature(type(module).__call__).parameters.values()
-  positional = [p for p in params
-                if p.kind in (p.POSITIONAL_ONLY, p.POSITIONAL_OR_KEYWORD)
-                and p.name not in ("self", "train")]
-  return len(positional) >= 2 or any(p.kind == p.VAR_POSITIONAL for p in params)
+  return len(_positional(module)) >= 2 or any(
+      p.kind == p.VAR_POSITIONAL for p in params)
+
+
+def _requires_labels(module: nn.Module) -> bool:
+  """Whether ``__call__`` needs a second positional argument (no default)."""
+  positional = _positional(module)
+  return len(positional) >= 2 and positional[1].default is inspect.Parameter.empty
 
 
 def check_models(generator: nn.Module, discriminator: nn.Module,
@@ -139,6 +172,13 @@ def check_models(generator: nn.Module, discriminator: nn.Module,
   for role, module in (("generator", generator),
                        ("discriminator", discriminator)):
     model_classes = getattr(module, "num_classes", None)
+    if model_classes is None and not conditional and _requires_labels(module):
+      raise ValueError(
+          f"The {role} {type(module).__name__} takes labels (its __call__ "
+          f"needs {_positional(module)[1].name!r}) but the GAN is "
+          f"unconditional: pass GAN(num_classes=C) and labelled batches "
+          f"{{{IMAGE!r}: ..., {LABEL!r}: ...}}, or give the labels a default "
+          f"of None.")
     if model_classes is not None and not conditional:
       raise ValueError(
           f"The {role} is conditional (num_classes={model_classes}) but the "
@@ -163,12 +203,19 @@ def check_sample_shape(fake_shape: tuple, images_shape: tuple) -> None:
   ``images_shape`` (``[B, ...]`` or ``[k, B, ...]``)."""
   fake_shape, images_shape = tuple(fake_shape), tuple(images_shape)
   if fake_shape not in (images_shape[1:], images_shape[2:]):
-    data_shape = images_shape[1:]
+    # Images are [H, W, C]: a rank-5 batch is [k, B, H, W, C].
+    step_batch = len(images_shape) == 5 or (
+        len(images_shape) > 2 and len(fake_shape) == len(images_shape) - 2)
+    data_shape = images_shape[2:] if step_batch else images_shape[1:]
+    example = (f"ganjax.models.dcgan(image_shape={data_shape})"
+               if len(data_shape) == 3 else
+               f"ganjax.models.toy_mlp(data_dim={data_shape[0]})"
+               if len(data_shape) == 1 else "models for that shape")
     raise ValueError(
         f"The generator produces samples of shape {fake_shape}, but the data "
-        f"has shape {data_shape} (example batch {images_shape}). "
-        f"Build the models for the data, e.g. "
-        f"ganjax.models.dcgan(image_shape={data_shape}).")
+        f"have examples of shape {data_shape} (example batch {images_shape}, "
+        f"read as {'[k, B, ...]' if step_batch else '[B, ...]'}). Build the "
+        f"models for the data, e.g. {example}.")
 
 
 def check_discriminator_output(out) -> None:
@@ -256,6 +303,19 @@ def check_step_shapes(fake_shape: tuple, real_shape: tuple) -> None:
         f"the generator makes {tuple(fake_shape[1:])}: build the models for "
         f"the data's shape (e.g. ganjax.models.dcgan(image_shape="
         f"{tuple(real_shape[1:])})) or resize the data.")
+
+
+def check_label_range(labels, num_classes: int) -> None:
+  """Concrete labels lie in [0, num_classes) (traced ones are checked by the
+  step's ``label_out_of_range`` metric)."""
+  if labels is None or isinstance(labels, (jax.core.Tracer,
+                                           jax.ShapeDtypeStruct)):
+    return
+  labels = np.asarray(labels)
+  if labels.size and (labels.min() < 0 or labels.max() >= num_classes):
+    raise ValueError(
+        f"labels must lie in [0, {num_classes}) (num_classes={num_classes}); "
+        f"got values from {labels.min()} to {labels.max()}.")
 
 
 def check_labels(labels, num: int, num_classes: Optional[int]

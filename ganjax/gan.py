@@ -47,9 +47,8 @@ from ganjax import parallel
 from ganjax import penalties as penalties_lib
 from ganjax import streams
 from ganjax import terms as terms_lib
-from ganjax.streams import (AUGMENT_FAKE, AUGMENT_REAL, DROPOUT_FAKE,
-                            DROPOUT_REAL, LABEL, LATENT, NOISE_FAKE,
-                            NOISE_REAL, PENALTY)
+from ganjax.streams import (AUGMENT_FAKE, AUGMENT_REAL, LABEL, LATENT,
+                            NOISE_FAKE, NOISE_REAL, PENALTY)
 
 PyTree = Any
 FAKE_LABELS = contract.FAKE_LABELS
@@ -125,11 +124,19 @@ class GAN:
       *data_shape]``; conditional: ``G(z, y [B], train=...)``.
     discriminator: flax module, ``D(x [B, *data_shape], train=...) -> logits
       [B]`` (or a dict ``{"logits": [B], **aux}``, see ``ganjax.terms``);
-      conditional: ``D(x, y, train=...)``.
+      conditional: ``D(x, y, train=...)``. It sees a batch per call, as
+      ``d_apply`` says, never one example at a time.
+    d_apply: how D is applied to an update's examples, in D's updates and in
+      G's alike: ``'separate'`` (the default: the B real and the B fake
+      examples in two calls, so that batch norm or a minibatch-std layer sees
+      a batch of real or of fake examples) or ``'joint'`` (one call on the 2B
+      examples ``[real; fake]``).
     loss: a name in ``ganjax.losses.LOSSES`` or a function
-      ``(real_logits, fake_logits) -> (d_loss, g_loss)``. The losses of
-      ``ganjax.losses`` are recognised by name or as functions (``d_real``,
-      ``d_fake`` metrics for the probabilistic ones).
+      ``(real_logits, fake_logits) -> (d_loss, g_loss)``, called with the
+      logits of the whole global batch (gathered over devices under
+      ``ganjax.parallel``), the real logits under ``stop_gradient`` in G's
+      update. The losses of ``ganjax.losses`` are recognised by name or as
+      functions (``d_real``, ``d_fake`` metrics for the probabilistic ones).
     g_optimizer, d_optimizer: optax transformations.
     k: discriminator updates per generator update (Algorithm 1's k).
     latent_dim: size of ``z``.
@@ -143,8 +150,9 @@ class GAN:
     penalty: None, a penalty ``(d_fn, real, fake, keys) -> scalar``
       (``ganjax.penalties.GradientPenalty``, ``R1``, ``R2``, any of them
       wrapped in ``Lazy`` or ``Scheduled``), or a sequence of them, all
-      added to D's loss (metric ``d_penalty``, the sum; ``d_penalty_<i>``
-      each when several).
+      added to D's loss (metrics ``d_penalty``, the sum, and
+      ``d_penalty_<name>`` for each, e.g. ``d_penalty_r1``; a lazy one's is
+      its value on the updates it is applied in, 0 in a step without one).
     instance_noise: optional ``ganjax.penalties.InstanceNoise`` added to every
       input of the discriminator.
     augment: optional ``ganjax.augment.DiffAugment`` (or any ``(x [B, ...],
@@ -169,7 +177,8 @@ class GAN:
       default), decided once by ``init`` (``ganjax.backend``). Both compute
       the same thing.
     axis_name: named axis over which gradients, metrics and batch statistics
-      are averaged; set by ``ganjax.parallel``, None on one device.
+      are averaged and the logits gathered for the loss; set by
+      ``ganjax.parallel``, None on one device.
     compute_dtype: None (float32) or a float dtype, e.g. ``jnp.bfloat16``,
       in which G and D compute (mixed precision). The models are cloned with
       ``dtype=compute_dtype``; real batches and latents are cast to it;
@@ -179,6 +188,7 @@ class GAN:
   generator: nn.Module
   discriminator: nn.Module
   loss: str | Callable = "non_saturating"
+  d_apply: str = "separate"
   g_optimizer: optax.GradientTransformation = dataclasses.field(
       default_factory=lambda: optax.adam(2e-4, b1=0.5))
   d_optimizer: optax.GradientTransformation = dataclasses.field(
@@ -240,11 +250,14 @@ class GAN:
   def loss_fn(self) -> losses_lib.LossFn:
     return losses_lib.get(self.loss)
 
-  def parallel(self, axis_name: str, sync_batch_norm: bool = False) -> "GAN":
+  def parallel(self, axis_name: str, sync_batch_norm: bool = True) -> "GAN":
     """This GAN with collectives over ``axis_name`` (used by ``ganjax.parallel``).
 
-    With ``sync_batch_norm``, batch norm layers normalise with statistics of the
-    global batch (models that have an ``axis_name`` field).
+    With ``sync_batch_norm`` (the default), the models (those with an
+    ``axis_name`` field, every ganjax model) see the global batch: batch
+    norm normalises with its statistics, dropout masks follow global example
+    indices, minibatch-std groups span devices. ``False`` keeps each
+    device's layers to its own examples.
     """
     gan = dataclasses.replace(self, axis_name=axis_name)
     if sync_batch_norm:
@@ -280,12 +293,14 @@ class GAN:
                           self.num_classes)
     images = (example_batch[contract.IMAGE]
               if isinstance(example_batch, dict) else example_batch)
+    if isinstance(example_batch, dict) and self.conditional:
+      contract.check_label_range(example_batch.get(contract.LABEL),
+                                 self.num_classes)
     g_key, d_key, run_key = jax.random.split(_as_key(rng), 3)
     z = jnp.zeros((2, self.latent_dim), jnp.float32)
     y = jnp.zeros((2,), jnp.int32) if self.conditional else None
     first = lambda a: None if a is None else a[:1]
-    g_vars = backend.init_variables(self.generator,
-                                    backend.initializer_key(g_key),
+    g_vars = backend.init_variables(self.generator, g_key,
                                     self._model_inputs(z[:1], first(y)))
     fake_shape = jax.eval_shape(
         lambda v: self.generator.apply(v, *self._model_inputs(z, y),
@@ -293,8 +308,7 @@ class GAN:
     contract.check_sample_shape(fake_shape, images.shape)
     contract.warn_outside_output_range(self.generator, images)
     x = jnp.zeros((2,) + fake_shape, jnp.float32)
-    d_vars = backend.init_variables(self.discriminator,
-                                    backend.initializer_key(d_key),
+    d_vars = backend.init_variables(self.discriminator, d_key,
                                     self._model_inputs(x[:1], first(y)))
     contract.check_discriminator_output(jax.eval_shape(
         lambda v: self.discriminator.apply(v, *self._model_inputs(x, y),
@@ -341,13 +355,18 @@ class GAN:
       ``(new_state, metrics)``; metrics are float32 scalars: ``d_loss``,
       ``g_loss``, ``real_logit``, ``fake_logit`` (mean logits), ``d_real``,
       ``d_fake`` (mean D(x), D(G(z)) for the probabilistic losses),
-      ``d_grad_norm``, ``g_grad_norm``; when used ``d_penalty``,
-      ``instance_noise_std``, ``augment_p`` and ``ada_r_t``, and each loss
-      term's ``d_<name>`` / ``g_<name>``. Discriminator metrics are means
-      over the k updates.
+      ``d_grad_norm``, ``g_grad_norm``; when used ``d_penalty`` and
+      ``d_penalty_<name>``, ``instance_noise_std``, ``augment_p`` and
+      ``ada_r_t`` (ADA), each loss term's ``d_<name>`` / ``g_<name>``, and
+      ``label_out_of_range`` (conditional: 1 when a label of the batch is
+      outside [0, num_classes); the step then uses it clipped into range).
+      Discriminator metrics are means over the k updates.
     """
     images, labels = contract.unpack(batch, self.k, self.num_classes)
     images = self._cast(images)
+    label_flag = None
+    if labels is not None:
+      label_flag, labels = self._clip_labels(labels)
     d_keys, g_key = streams.update_keys(_as_key(state.rng), state.step, self.k)
     d_updates = state.step * self.k + jnp.arange(self.k, dtype=jnp.int32)
 
@@ -368,13 +387,14 @@ class GAN:
       decay = self.ema_decay_at(state.step)
       ema = optax.incremental_update(g_params, ema, 1.0 - decay)
     metrics = jax.tree.map(jnp.mean, d_metrics)
+    metrics.update(penalties_lib.step_metrics(self.penalties, d_metrics,
+                                              d_updates))
     metrics.update(g_metrics)
+    if label_flag is not None:
+      metrics["label_out_of_range"] = label_flag
     augment_p = state.augment_p
-    if self.augment is not None:
-      metrics["augment_p"] = jnp.asarray(
-          augment_p if self.ada is not None
-          else getattr(self.augment, "probability", 1.0), jnp.float32)
     if self.ada is not None:
+      metrics["augment_p"] = augment_p
       devices = 1 if self.axis_name is None else jax.lax.psum(1, self.axis_name)
       augment_p = self.ada.update(augment_p, metrics["ada_r_t"],
                                   self.k * images.shape[1] * devices)
@@ -392,28 +412,17 @@ class GAN:
     keys = self._example_keys(update_key, real.shape[0])
     fake_labels = self._fake_labels(keys, real_labels)
     fake, _ = self._generate(state.g_params, state.g_batch_stats, keys,
-                             fake_labels, train=True)
+                             fake_labels, update_key, train=True)
     contract.check_step_shapes(fake.shape, real.shape)
     fake = jax.lax.stop_gradient(fake)
     real_in = self._d_input(real, keys, AUGMENT_REAL, NOISE_REAL, state)
     fake_in = self._d_input(fake, keys, AUGMENT_FAKE, NOISE_FAKE, state)
 
     def loss_fn(params):
-      if d_stats:  # batch statistics: real and fake in separate calls
-        real_out, stats = self._discriminate(
-            params, d_stats, real_in, real_labels, keys[:, DROPOUT_REAL])
-        fake_out, stats = self._discriminate(
-            params, stats, fake_in, fake_labels, keys[:, DROPOUT_FAKE])
-      else:  # one call on real and fake together
-        labels = (None if real_labels is None
-                  else jnp.concatenate([real_labels, fake_labels]))
-        both, stats = self._discriminate(
-            params, d_stats, jnp.concatenate([real_in, fake_in]), labels,
-            jnp.concatenate([keys[:, DROPOUT_REAL], keys[:, DROPOUT_FAKE]]))
-        real_out = jax.tree.map(lambda a: jnp.split(a, 2)[0], both)
-        fake_out = jax.tree.map(lambda a: jnp.split(a, 2)[1], both)
-      (real_logits, real_aux), (fake_logits, fake_aux) = real_out, fake_out
-      d_loss, _ = self.loss_fn(real_logits, fake_logits)
+      (real_logits, real_aux), (fake_logits, fake_aux), stats = (
+          self._discriminate_both(params, d_stats, real_in, fake_in,
+                                  real_labels, fake_labels, update_key))
+      d_loss, _ = self.loss_fn(*self._global(real_logits, fake_logits))
       metrics = {"d_loss": d_loss,
                  "real_logit": jnp.mean(real_logits),
                  "fake_logit": jnp.mean(fake_logits)}
@@ -425,7 +434,8 @@ class GAN:
       total = d_loss
       if self.penalties:
         total = total + self._penalty(params, stats, real_in, fake_in,
-                                      real_labels, fake_labels, keys, update,
+                                      real_labels, fake_labels, keys,
+                                      update_key, update,
                                       metrics)
       outputs = terms_lib.UpdateOutputs(
           state.step, real_logits, fake_logits, real_aux, fake_aux,
@@ -450,18 +460,17 @@ class GAN:
 
     def loss_fn(params):
       fake, g_stats = self._generate(params, state.g_batch_stats, keys,
-                                     fake_labels, train=True)
+                                     fake_labels, update_key, train=True)
       fake_in = self._d_input(fake, keys, AUGMENT_FAKE, NOISE_FAKE, state)
-      (fake_logits, fake_aux), _ = self._discriminate(
-          state.d_params, state.d_batch_stats, fake_in, fake_labels,
-          keys[:, DROPOUT_FAKE])
-      # Real logits only for losses and terms that use them (relativistic
-      # ones, feature matching); otherwise XLA drops this forward pass.
-      (real_logits, real_aux), _ = self._discriminate(
-          state.d_params, state.d_batch_stats, real_in, real_labels,
-          keys[:, DROPOUT_REAL])
+      # D's batch statistics are not updated here. The real logits serve the
+      # losses and terms that use them (relativistic ones, feature matching);
+      # with 'separate' calls XLA drops that forward pass otherwise.
+      (real_logits, real_aux), (fake_logits, fake_aux), _ = (
+          self._discriminate_both(state.d_params, state.d_batch_stats,
+                                  real_in, fake_in, real_labels, fake_labels,
+                                  update_key))
       real_logits = jax.lax.stop_gradient(real_logits)
-      _, g_loss = self.loss_fn(real_logits, fake_logits)
+      _, g_loss = self.loss_fn(*self._global(real_logits, fake_logits))
       metrics = {"g_loss": g_loss}
       outputs = terms_lib.UpdateOutputs(
           state.step, real_logits, fake_logits, real_aux, fake_aux,
@@ -490,43 +499,45 @@ class GAN:
 
   # -------------------------------------------------------------- players
 
-  def _generate(self, g_params, g_stats, keys, labels, train: bool):
+  def _generate(self, g_params, g_stats, keys, labels, update_key,
+                train: bool):
     """Samples ``[B, ...]`` and G's new batch stats from per-example keys."""
     z = self._cast(self._latents(keys[:, LATENT]))
-    rngs = {"dropout": keys[0, DROPOUT_FAKE]}
+    rngs = {"dropout": streams.call_key(update_key, streams.G_CALL)}
     fake, new_stats = _apply(self._compute_generator, g_params, g_stats,
                              self._model_inputs(z, labels), train, rngs)
     return self._cast(fake), _like(new_stats, g_stats)
 
-  def _discriminate(self, d_params, d_stats, x, labels, dropout_keys):
-    """``((logits [B], aux), new_stats)`` of D in training mode.
+  def _discriminate(self, d_params, d_stats, x, labels, rng):
+    """``((logits [B], aux), new_stats)``: one call of D in training mode."""
+    out, new_stats = _apply(self._compute_discriminator, d_params, d_stats,
+                            self._model_inputs(x, labels), True,
+                            {"dropout": rng})
+    return _split_outputs(out), _like(new_stats, d_stats)
 
-    A discriminator with batch statistics (batch norm, spectral norm) sees
-    the whole local batch. One without them that draws dropout masks is
-    applied example by example (``vmap``) with each example's own dropout
-    key, so that dropout masks too are independent of the device split. One
-    without either (no dropout, e.g. DCGAN's, the small MLPs') is applied to
-    the whole batch at once: what the per-example path computes (examples do
-    not interact), in one batched call.
-    """
-    discriminator = self._compute_discriminator
-    inputs = self._model_inputs(x, labels)
-    if d_stats:
-      out, new_stats = _apply(discriminator, d_params, d_stats, inputs, True,
-                              {"dropout": dropout_keys[0]})
-      return _split_outputs(out), _like(new_stats, d_stats)
-    if not backend.draws_dropout(discriminator, d_params, inputs):
-      out = discriminator.apply({"params": d_params}, *inputs, train=True,
-                                rngs={"dropout": dropout_keys[0]})
-      return _split_outputs(out), d_stats
+  def _discriminate_both(self, d_params, d_stats, real, fake, real_labels,
+                         fake_labels, update_key):
+    """``(real_out, fake_out, new_stats)`` of D on an update's real and fake
+    examples, in the calls ``d_apply`` says (``out``: ``(logits [B], aux)``)."""
+    call = lambda stream: streams.call_key(update_key, stream)
+    if self.d_apply == "separate":
+      real_out, stats = self._discriminate(d_params, d_stats, real,
+                                           real_labels, call(streams.D_REAL_CALL))
+      fake_out, stats = self._discriminate(d_params, stats, fake, fake_labels,
+                                           call(streams.D_FAKE_CALL))
+      return real_out, fake_out, stats
+    labels = (None if real_labels is None
+              else jnp.concatenate([real_labels, fake_labels]))
+    both, stats = self._discriminate(d_params, d_stats,
+                                     jnp.concatenate([real, fake]), labels,
+                                     call(streams.D_JOINT_CALL))
+    real_out, fake_out = (jax.tree.map(lambda a, i=i: jnp.split(a, 2)[i], both)
+                          for i in (0, 1))
+    return real_out, fake_out, stats
 
-    def one(example, key):
-      out = discriminator.apply({"params": d_params},
-                                *(a[None] for a in example), train=True,
-                                rngs={"dropout": key})
-      return jax.tree.map(lambda a: a[0], out)
-
-    return _split_outputs(jax.vmap(one)(inputs, dropout_keys)), d_stats
+  def _global(self, *logits):
+    """The logits of the whole global batch (``ganjax.parallel.gather_batch``)."""
+    return tuple(parallel.gather_batch(x, self.axis_name) for x in logits)
 
   def _d_input(self, x, keys, augment_stream, noise_stream, state):
     """What D sees of ``x``: augmented, then with instance noise."""
@@ -554,23 +565,16 @@ class GAN:
     return loss
 
   def _penalty(self, params, stats, real_in, fake_in, real_labels,
-               fake_labels, keys, update, metrics):
-    """The sum of the penalties (each in ``metrics`` when several)."""
-    score = lambda labels, stream: lambda x: self._discriminate(
-        params, stats, x, labels, keys[:, stream])[0][0]
-    d_fn = penalties_lib.Critic(real=score(real_labels, DROPOUT_REAL),
-                                fake=score(fake_labels, DROPOUT_FAKE))
-    total = jnp.zeros((), jnp.float32)
-    for i, penalty in enumerate(self.penalties):
-      penalty_keys = keys[:, PENALTY]
-      if i:  # penalty i > 0 folds i into the stream (streams.PENALTY)
-        penalty_keys = jax.vmap(lambda k: jax.random.fold_in(k, i))(penalty_keys)
-      value = penalties_lib.evaluate(penalty, d_fn, real_in, fake_in,
-                                     penalty_keys, update)
-      if len(self.penalties) > 1:
-        metrics[f"d_penalty_{i}"] = value
-      total = total + value
-    metrics["d_penalty"] = total
+               fake_labels, keys, update_key, update, metrics):
+    """The sum of the penalties (``ganjax.penalties.apply_all``), each also in
+    ``metrics`` by name."""
+    score = lambda labels, call: lambda x: self._discriminate(
+        params, stats, x, labels, streams.call_key(update_key, call))[0][0]
+    d_fn = penalties_lib.Critic(real=score(real_labels, streams.D_REAL_CALL),
+                                fake=score(fake_labels, streams.D_FAKE_CALL))
+    total, values = penalties_lib.apply_all(self.penalties, d_fn, real_in,
+                                            fake_in, keys[:, PENALTY], update)
+    metrics.update(values, d_penalty=total)
     return total
 
   # ----------------------------------------------------------- randomness
@@ -594,6 +598,15 @@ class GAN:
     """``[B]`` int32 labels uniform over the classes, one per key ``[B]``."""
     return jax.vmap(
         lambda k: jax.random.randint(k, (), 0, self.num_classes))(keys)
+
+  def _clip_labels(self, labels: jax.Array) -> tuple[jax.Array, jax.Array]:
+    """``(flag, labels)``: flag (float32, global) 1 when a label lies outside
+    [0, num_classes), and the labels clipped into that range."""
+    outside = jnp.any((labels < 0) | (labels >= self.num_classes))
+    if self.axis_name is not None:
+      outside = jax.lax.pmax(outside, self.axis_name)
+    return (outside.astype(jnp.float32),
+            jnp.clip(labels, 0, self.num_classes - 1))
 
   def _fake_labels(self, keys: jax.Array, real_labels):
     """The labels G is asked for in one update (see ``fake_labels``)."""
@@ -622,6 +635,7 @@ class GAN:
     """
     chex.assert_shape(z, (None, self.latent_dim))
     labels = contract.check_labels(labels, z.shape[0], self.num_classes)
+    contract.check_label_range(labels, self.num_classes)
     if self.conditional and labels is None:
       raise ValueError("generate() of a conditional GAN needs labels [B].")
     params = (state.ema_g_params if use_ema and state.ema_g_params is not None

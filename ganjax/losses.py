@@ -8,6 +8,18 @@ with ``real_logits = D(x)`` and ``fake_logits = D(G(z))`` as raw (pre-sigmoid)
 scores of shape ``[B]``, and both losses means over the batch, to be *minimised*
 by the discriminator and the generator respectively. The probabilistic losses
 are written with ``jax.nn.log_sigmoid`` so that they stay finite at any logit.
+
+The contract with ``ganjax.GAN`` (these losses, and any function given as
+``GAN(loss=...)``):
+
+* the logits are those of the whole global batch: under ``ganjax.parallel``
+  the step gathers them from every device before calling the loss, so a mean,
+  a relativistic pairing or any other reduction over the batch is the one of
+  one device (write losses with plain ``jnp.mean``);
+* in the generator's update ``real_logits`` come under
+  ``jax.lax.stop_gradient``: G's gradient flows through ``fake_logits`` only,
+  also for losses whose ``g_loss`` uses the real logits (relativistic ones);
+* real example ``i`` and fake example ``i`` have the same global index.
 """
 
 from typing import Callable

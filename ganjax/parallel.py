@@ -19,7 +19,8 @@ many-step ``run(state)`` that draws its batches on the device), puts states
 and batches where ``fn`` wants them, and gives them back (``unreplicate``: one
 copy on the device; ``to_host``: numpy). ``make(num_devices)`` picks one, for
 one process or several. Inside a mapped function, ``local_slice`` and
-``global_index`` say which examples of the global batch this device holds.
+``global_index`` say which examples of the global batch this device holds,
+and ``gather_batch`` collects it.
 ``pmap_step``, ``shard_map_step`` and the helpers below them are one-line
 forms of the same operations.
 """
@@ -135,6 +136,20 @@ def global_index(local_batch_size: int, axis_name: Optional[str]) -> jax.Array:
   if axis_name is None:
     return index
   return jax.lax.axis_index(axis_name) * local_batch_size + index
+
+
+def gather_batch(x: jax.Array, axis_name: Optional[str]) -> jax.Array:
+  """The global batch ``[B, ...]`` of a local ``x`` ``[B_local, ...]``, in
+  global index order, on every device (``all_gather``); ``x`` without an axis.
+
+  Differentiable: the gradient a device gets for its examples sums what every
+  device's use of them contributed, so a function of the whole batch computed
+  alike on every device, differentiated per device and averaged over the
+  axis (``pmean``, as the step does), has one device's gradient.
+  """
+  if axis_name is None:
+    return x
+  return jax.lax.all_gather(x, axis_name, axis=0, tiled=True)
 
 
 def _to_host(tree):
@@ -387,13 +402,15 @@ def shard(batch, num_devices: int | None = None):
   return device_layout(batch, num_devices or jax.local_device_count())
 
 
-def pmap_step(gan: GAN, sync_batch_norm: bool = False,
+def pmap_step(gan: GAN, sync_batch_norm: bool = True,
               donate: bool = True) -> Callable:
   """``gan.step`` mapped over the local devices with ``jax.pmap``.
 
   Args:
     gan: the GAN.
-    sync_batch_norm: normalise with the global batch's statistics.
+    sync_batch_norm: the models see the global batch (batch statistics,
+      dropout masks, minibatch-std groups: ``GAN.parallel``), so that the
+      step equals one device's; False keeps each device's layers local.
     donate: donate the state's buffers to the step.
 
   Returns:
@@ -420,9 +437,10 @@ def put_batch(batch, mesh: Mesh):
   return MeshDevices(mesh).put_batch(batch)
 
 
-def shard_map_step(gan: GAN, mesh: Mesh, sync_batch_norm: bool = False,
+def shard_map_step(gan: GAN, mesh: Mesh, sync_batch_norm: bool = True,
                    donate: bool = True) -> Callable:
-  """``gan.step`` under ``jax.shard_map`` on ``mesh``, jitted.
+  """``gan.step`` under ``jax.shard_map`` on ``mesh``, jitted
+  (``sync_batch_norm`` as for ``pmap_step``).
 
   Returns:
     ``step(state, batch) -> (state, metrics)`` on global arrays: the state

@@ -12,7 +12,8 @@ of ``sum(d_fn(x))`` with respect to ``x`` is the per-example input gradient.
 """
 
 import dataclasses
-from typing import Callable
+import re
+from typing import Callable, Sequence
 
 import chex
 import jax
@@ -276,6 +277,80 @@ class InstanceNoise:
     """Adds noise to ``x`` ``[B, ...]`` with one key per example (``[B]``)."""
     noise = jax.vmap(lambda k: jax.random.normal(k, x.shape[1:], x.dtype))(keys)
     return x + self.std_at(step).astype(x.dtype) * noise
+
+
+def _wrapped(penalty: Callable) -> list:
+  """``penalty`` and the penalties it wraps (``Lazy``, ``Scheduled``), outermost first."""
+  chain = [penalty]
+  while isinstance(chain[-1], (Lazy, Scheduled)):
+    chain.append(chain[-1].penalty)
+  return chain
+
+
+def name_of(penalty: Callable) -> str:
+  """The metric name of a penalty: its ``name`` attribute, else its class or
+  function name in snake case (``R1`` -> ``r1``, ``GradientPenalty`` ->
+  ``gradient_penalty``); ``Lazy`` and ``Scheduled`` penalties are named after
+  the one they wrap."""
+  penalty = _wrapped(penalty)[-1]
+  name = getattr(penalty, "name", None)
+  if not isinstance(name, str):
+    name = getattr(penalty, "__name__", type(penalty).__name__)
+  return re.sub(r"(?<=[a-z0-9])(?=[A-Z])", "_", name).lower()
+
+
+def period(penalty: Callable) -> int:
+  """Every how many discriminator updates ``penalty`` is applied (``Lazy``
+  inside it, at any depth; 1 otherwise)."""
+  lazy = [p.every for p in _wrapped(penalty) if isinstance(p, Lazy)]
+  return lazy[0] if lazy else 1
+
+
+def metric_names(penalties: Sequence[Callable]) -> list[str]:
+  """``d_penalty_<name>`` for each of ``penalties`` (``name_of``; a repeated
+  name gets the penalty's position: ``d_penalty_r1``, ``d_penalty_r1_1``)."""
+  names = []
+  for penalty in penalties:
+    name = "d_penalty_" + name_of(penalty)
+    names.append(name if name not in names else f"{name}_{len(names)}")
+  return names
+
+
+def apply_all(penalties: Sequence[Callable], d_fn, real: chex.Array,
+              fake: chex.Array, keys: chex.PRNGKey,
+              update: chex.Numeric) -> tuple[chex.Array, dict]:
+  """The penalties of a discriminator update, as ``GAN`` adds them to D's loss.
+
+  Args:
+    penalties: the ``GAN``'s penalties.
+    d_fn: a ``Critic``.
+    real, fake: ``[B, ...]`` what D saw of the real and the fake examples.
+    keys: ``[B]`` per-example keys; penalty ``i > 0`` folds ``i`` into them.
+    update: int32 scalar, the discriminator update count.
+
+  Returns:
+    ``(total, metrics)``: the sum, and ``{metric_names[i]: value}``.
+  """
+  total, metrics = jnp.zeros((), jnp.float32), {}
+  for i, (name, penalty) in enumerate(zip(metric_names(penalties), penalties)):
+    penalty_keys = keys if not i else jax.vmap(
+        lambda k: jax.random.fold_in(k, i))(keys)
+    metrics[name] = evaluate(penalty, d_fn, real, fake, penalty_keys, update)
+    total = total + metrics[name]
+  return total, metrics
+
+
+def step_metrics(penalties: Sequence[Callable], metrics: dict,
+                 updates: chex.Array) -> dict:
+  """A step's penalty metrics from its k updates' (``[k]`` each, as
+  ``apply_all`` gave them): a lazy penalty's mean over the updates it was
+  applied in (0 without one), every other's mean over the k updates."""
+  out = {}
+  for name, penalty in zip(metric_names(penalties), penalties):
+    applied = (updates % period(penalty) == 0).astype(jnp.float32)
+    out[name] = (jnp.sum(metrics[name] * applied)
+                 / jnp.maximum(jnp.sum(applied), 1.0))
+  return out
 
 
 def clip_weights(params: chex.ArrayTree, clip_value: float) -> chex.ArrayTree:

@@ -27,12 +27,18 @@ The step's streams, from ``state.rng`` (``GAN.step``):
 * ``update_keys``: ``fold_in(rng, step)``, then ``D_UPDATES`` (split into the
   k discriminator updates) and ``G_UPDATE``;
 * ``example_keys``: per example, ``fold_in(update_key, global_index)`` split
-  into ``NUM_STEP_STREAMS`` keys: ``LATENT``, ``DROPOUT_REAL``, ``DROPOUT_FAKE``,
-  ``PENALTY`` (penalty ``i > 0`` of a list folds ``i`` into it),
-  ``NOISE_REAL``, ``NOISE_FAKE`` (instance noise); in conditional or
-  augmented games also ``fold_in(fold_in(update_key, EXTRA_SALT),
-  global_index)`` split into ``LABEL`` (the fake labels), ``AUGMENT_REAL``,
-  ``AUGMENT_FAKE``, so that the first six are the same with or without them.
+  into ``NUM_STEP_STREAMS`` keys: ``LATENT``, two unused columns
+  (``DROPOUT_REAL``, ``DROPOUT_FAKE``: dropout masks come from the call keys
+  below; the columns keep the others' values), ``PENALTY`` (penalty
+  ``i > 0`` of a list folds ``i`` into it), ``NOISE_REAL``, ``NOISE_FAKE``
+  (instance noise); in conditional or augmented games also
+  ``fold_in(fold_in(update_key, EXTRA_SALT), global_index)`` split into
+  ``LABEL`` (the fake labels), ``AUGMENT_REAL``, ``AUGMENT_FAKE``, so that
+  the first six are the same with or without them;
+* ``call_key``: the ``'dropout'`` rng of one model call in an update, the
+  same on every device (``G_CALL``, ``D_REAL_CALL``, ``D_FAKE_CALL``,
+  ``D_JOINT_CALL``); ``ganjax.models.layers.Dropout`` folds each example's
+  global index into it. The penalties' calls of D use ``D_REAL_CALL``.
 
 The global index makes every per-example draw independent of how a batch is
 split over devices. ``GAN.sample(state, key, num)`` draws latents from
@@ -55,6 +61,10 @@ NUM_STEP_STREAMS = 6
 LABEL, AUGMENT_REAL, AUGMENT_FAKE = range(NUM_STEP_STREAMS, NUM_STEP_STREAMS + 3)
 NUM_EXTRA_STREAMS = 3
 EXTRA_SALT = 2 ** 31  # no example index reaches it
+
+# Model calls of an update (``call_key``).
+G_CALL, D_REAL_CALL, D_FAKE_CALL, D_JOINT_CALL = range(4)
+CALL_SALT = 2 ** 31 + 1
 
 
 def run_key(seed: int, stream: int) -> jax.Array:
@@ -94,3 +104,8 @@ def example_keys(update_key: jax.Array, index: jax.Array,
   extra_keys = split(jax.random.fold_in(update_key, EXTRA_SALT),
                      NUM_EXTRA_STREAMS)
   return jnp.concatenate([keys, extra_keys], axis=1)
+
+
+def call_key(update_key: jax.Array, call: int) -> jax.Array:
+  """The rng of model call ``call`` (``G_CALL``, ``D_REAL_CALL``, ...) of an update."""
+  return jax.random.fold_in(jax.random.fold_in(update_key, CALL_SALT), call)

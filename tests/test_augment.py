@@ -82,7 +82,7 @@ def test_gradients_flow_and_the_gradient_penalty_stays_finite():
   state = gan.init(jax.random.key(0), x)
   _, metrics = jax.jit(gan.step)(state, x[None])
   assert all(np.isfinite(float(v)) for v in metrics.values())
-  assert float(metrics["d_penalty"]) > 0 and float(metrics["augment_p"]) == 1.0
+  assert float(metrics["d_penalty"]) > 0 and "augment_p" not in metrics  # no ADA
 
 
 def test_bad_policies_are_refused():

@@ -67,6 +67,27 @@ def test_restored_state_continues_identically(trained, tmp_path):
   chex.assert_trees_all_equal(ma, mb)
 
 
+def test_restore_into_a_mismatching_template_names_the_leaf(trained, tmp_path):
+  gan, state, batch, _ = trained
+  checkpoint.save(str(tmp_path), 3, state)
+  wider = _gan(generator=gj.models.small_mlp((4, 4, 1), hidden=32)[0])
+  template = jax.eval_shape(wider.init, jax.random.key(0), batch)
+  with pytest.raises(checkpoint.CheckpointMismatchError,
+                     match=r"g_params\.Dense_0\.bias: checkpoint \(16,\) "
+                     r"float32, config \(32,\) float32.*Likely cause: the "
+                     r"generator's architecture"):
+    checkpoint.restore(str(tmp_path), template)
+  no_ema = jax.eval_shape(_gan(ema_decay=None).init, jax.random.key(0), batch)
+  with pytest.raises(checkpoint.CheckpointMismatchError,
+                     match="ema_g_params: arrays in the checkpoint.*ema_decay"):
+    checkpoint.restore(str(tmp_path), no_ema)
+  as_bf16 = jax.tree.map(lambda x: jax.ShapeDtypeStruct(x.shape, jnp.bfloat16)
+                         if x.dtype == jnp.float32 else x,
+                         jax.eval_shape(gan.init, jax.random.key(0), batch))
+  with pytest.raises(checkpoint.CheckpointMismatchError, match="bfloat16"):
+    checkpoint.restore(str(tmp_path), as_bf16)
+
+
 def test_manager_keeps_last_and_saves_on_cadence(trained, tmp_path):
   _, state, _, _ = trained
   with checkpoint.Checkpointer(str(tmp_path), save_every=2, keep=2) as ckpt:

@@ -156,6 +156,13 @@ class _NoTrain(nn.Module):
     return nn.Dense(1)(x.reshape(x.shape[0], -1))[:, 0]
 
 
+class _LabelledD(nn.Module):
+  """A custom conditional D without a num_classes field: needs labels."""
+  @nn.compact
+  def __call__(self, x, y, train=False):
+    return nn.Dense(1)(x.reshape(x.shape[0], -1))[:, 0] + y
+
+
 def _contract_error(match, **changes):
   G, D = gj.models.small_mlp((4, 4, 1), hidden=8)
   kwargs = dict(generator=G, discriminator=D, latent_dim=4)
@@ -181,6 +188,30 @@ def test_model_contract_violations_name_the_fix():
                   discriminator=conditional_d)
   _contract_error("produces samples of shape",
                   generator=gj.models.small_mlp((5, 5, 1), hidden=8)[0])
+  _contract_error(r"_LabelledD takes labels \(its __call__ needs 'y'\) but "
+                  r"the GAN is unconditional: pass GAN\(num_classes=C\)",
+                  discriminator=_LabelledD())
+
+
+def test_labels_out_of_range_are_refused_eagerly_and_flagged_in_the_step():
+  G, D = gj.models.small_mlp((4, 4, 1), hidden=8, num_classes=3)
+  gan = gj.GAN(G, D, latent_dim=4, num_classes=3)
+  images = jnp.full((1, 4, 4, 4, 1), 0.5)
+  with pytest.raises(ValueError, match=r"labels must lie in \[0, 3\) "
+                     r"\(num_classes=3\); got values from 0 to 5"):
+    gan.init(jax.random.key(0), {"image": images, "label": jnp.array([[0, 1, 2, 5]])})
+  state = gan.init(jax.random.key(0), images[0])
+  with pytest.raises(ValueError, match=r"\[0, 3\).*from 3 to 5"):
+    gan.generate(state, jnp.zeros((3, 4)), jnp.array([3, 4, 5]))
+  with pytest.raises(ValueError, match=r"\[0, 3\).*from -1 to 0"):
+    gan.sample(state, jax.random.key(1), labels=jnp.array([-1, 0]))
+  # Inside the jitted step: a flag, and no NaN.
+  step = jax.jit(gan.step)
+  _, fine = step(state, {"image": images, "label": jnp.array([[0, 1, 2, 0]])})
+  _, bad = step(state, {"image": images, "label": jnp.array([[0, 1, 12, 0]])})
+  assert float(fine["label_out_of_range"]) == 0.0
+  assert float(bad["label_out_of_range"]) == 1.0
+  assert all(np.isfinite(float(v)) for v in bad.values())
 
 
 def test_data_outside_the_generator_range_warns():

@@ -43,19 +43,48 @@ def test_lazy_penalty_is_every_times_the_penalty_on_its_updates_only():
   assert float(got_metrics["d_penalty"]) == 0.0
 
 
-def test_penalties_compose_as_their_sum():
+def test_penalties_compose_as_their_sum_with_metrics_named_after_them():
   r1, gp = gj.penalties.R1(1.0), gj.penalties.GradientPenalty(1.0)
   state = _state(_gan())
   _, both = jax.jit(_gan(penalty=[r1, gp]).step)(state, _BATCH)
   _, only_r1 = jax.jit(_gan(penalty=r1).step)(state, _BATCH)
-  np.testing.assert_allclose(both["d_penalty_0"], only_r1["d_penalty"],
+  np.testing.assert_allclose(both["d_penalty_r1"], only_r1["d_penalty"],
                              rtol=1e-5)
-  np.testing.assert_allclose(both["d_penalty"],
-                             both["d_penalty_0"] + both["d_penalty_1"],
-                             rtol=1e-6)
-  assert float(both["d_penalty_1"]) > 0
+  np.testing.assert_allclose(only_r1["d_penalty_r1"], only_r1["d_penalty"])
+  np.testing.assert_allclose(
+      both["d_penalty"], both["d_penalty_r1"] + both["d_penalty_gradient_penalty"],
+      rtol=1e-6)
+  assert float(both["d_penalty_gradient_penalty"]) > 0
+  # Two of a kind are numbered after the first.
+  assert gj.penalties.metric_names([r1, r1, gj.penalties.Lazy(gp)]) == [
+      "d_penalty_r1", "d_penalty_r1_1", "d_penalty_gradient_penalty"]
   with pytest.raises(ValueError, match="Each penalty must be a callable"):
     _gan(penalty=[r1, 3.0])
+
+
+def test_penalty_classes_are_refused_at_construction():
+  for penalty in (gj.penalties.R1, [gj.penalties.GradientPenalty],
+                  gj.penalties.Lazy(gj.penalties.R1)):
+    with pytest.raises(ValueError, match=r"got the class .*R1\(\)|"
+                       r"got the class .*GradientPenalty\(\)"):
+      _gan(penalty=penalty)
+  with pytest.raises(ValueError, match="loss_terms.*FeatureMatching()"):
+    _gan(loss_terms=[gj.terms.FeatureMatching])
+
+
+def test_a_lazy_penalty_is_reported_per_application_over_k_updates():
+  """k = 2, every 2: applied in update 0 of each step; its metric is that
+  update's value, not the mean with the update it skips."""
+  lazy = gj.penalties.Lazy(gj.penalties.R1(1.0), every=2)
+  batch = jnp.concatenate([_BATCH, _BATCH])
+  gan = _gan(penalty=lazy, k=2, d_optimizer=optax.sgd(0.0))
+  _, metrics = jax.jit(gan.step)(_state(gan), batch)
+  _, once = jax.jit(_gan(penalty=gj.penalties.R1(2.0), d_optimizer=optax.sgd(
+      0.0)).step)(_state(gan), _BATCH)
+  np.testing.assert_allclose(metrics["d_penalty_r1"], once["d_penalty"],
+                             rtol=1e-5)
+  np.testing.assert_allclose(metrics["d_penalty"], once["d_penalty"] / 2,
+                             rtol=1e-5)
 
 
 class _UnhashableLoss:

@@ -103,36 +103,47 @@ def _toy_gan():
                 d_optimizer=optax.sgd(0.1))
 
 
-@pytest.mark.parametrize("case", ["dcgan_wgan_gp", "toy"])
-def test_whole_batch_discriminator_matches_per_example(case, monkeypatch):
-  """D without dropout sees whole batches: what the per-example vmap gives."""
-  if case == "toy":
-    gan, shape = _toy_gan(), (2,)
-  else:
-    kwargs = ({"loss": "wasserstein",
-               "penalty": gj.penalties.GradientPenalty(10.0)}
-              if case == "dcgan_wgan_gp" else {})
-    gan, shape = _dcgan_gan(**kwargs), (8, 8, 1)
+def test_joint_and_separate_calls_agree_for_a_per_example_discriminator():
+  """D without batch-dependent layers: one call on [real; fake] or two."""
+  gan, shape = _toy_gan(), (2,)
   batch = jax.random.uniform(jax.random.key(1), (2, 8) + shape, minval=-1.0)
   state = gan.init(jax.random.key(0), batch[0])
-  whole = jax.jit(lambda s, b: gan.step(s, b))(state, batch)
-  monkeypatch.setattr(backend, "draws_dropout", lambda *args: True)
-  per_example = jax.jit(lambda s, b: gan.step(s, b))(state, batch)
-  chex.assert_trees_all_close(whole, per_example, atol=1e-5, rtol=1e-5)
+  separate = jax.jit(gan.step)(state, batch)
+  joint = jax.jit(dataclasses.replace(gan, d_apply="joint").step)(state, batch)
+  chex.assert_trees_all_close(separate, joint, atol=1e-5, rtol=1e-5)
+  with pytest.raises(ValueError, match="d_apply must be one of"):
+    dataclasses.replace(gan, d_apply="per_example")
 
 
-def test_only_discriminators_with_dropout_are_applied_per_example():
-  def draws(d, shape):
-    x = jnp.zeros((2,) + shape)
-    params = jax.eval_shape(lambda: d.init(jax.random.key(0), x, train=False)
-                            )["params"]
-    return backend.draws_dropout(d, params, (x,))
+_SEEN = []
 
-  assert draws(gj.models.goodfellow_mlp((4, 4, 1))[1], (4, 4, 1))
-  assert draws(gj.models.MLPDiscriminator((8,), hidden_dropout=0.5), (3,))
-  assert not draws(gj.models.MLPDiscriminator((8,)), (3,))  # dropout rate 0
-  assert not draws(gj.models.toy_mlp(2)[1], (2,))
-  assert not draws(gj.models.dcgan((8, 8, 1), base_features=4)[1], (8, 8, 1))
+
+class _MinibatchStdD(nn.Module):
+  """A minibatch-std D, optionally with dropout, that records the batch of
+  every call (while traced)."""
+  dropout: float = 0.0
+  axis_name: str | None = None
+
+  @nn.compact
+  def __call__(self, x, train=True):
+    _SEEN.append(x.shape[0])
+    x = gj.models.MinibatchStd(group_size=4, axis_name=self.axis_name)(x)
+    x = gj.models.Dropout(self.dropout, axis_name=self.axis_name,
+                          deterministic=not train)(x.reshape(x.shape[0], -1))
+    return nn.Dense(1)(x)[:, 0]
+
+
+@pytest.mark.parametrize("dropout", [0.0, 0.5])
+def test_a_minibatch_std_discriminator_sees_the_batch_d_apply_says(dropout):
+  G = gj.models.MLPGenerator((2, 2, 1), hidden=(8,), output_activation="tanh")
+  batch = jax.random.uniform(jax.random.key(1), (1, 8, 2, 2, 1), minval=-1.0)
+  for d_apply, per_call in (("separate", 8), ("joint", 16)):
+    gan = gj.GAN(G, _MinibatchStdD(dropout), latent_dim=4, d_apply=d_apply)
+    state = gan.init(jax.random.key(0), batch[0])
+    _SEEN.clear()
+    jax.jit(gan.step).lower(state, batch)  # traces D's and G's updates
+    # D's update, then G's: two calls of B, or one of 2B, each.
+    assert _SEEN == [per_call] * (4 if d_apply == "separate" else 2), _SEEN
 
 
 @pytest.mark.parametrize("penalty", [gj.penalties.GradientPenalty(10.0),
@@ -338,8 +349,16 @@ def test_wrong_batch_shape_names_the_expected_layout():
 def test_image_shape_the_model_cannot_produce():
   gan = _mlp_gan()  # generator makes 4x4x1
   with pytest.raises(ValueError, match=r"produces samples of shape \(4, 4, 1\).*"
-                     r"data has shape \(28, 28, 1\)"):
+                     r"examples of shape \(28, 28, 1\).*"
+                     r"dcgan\(image_shape=\(28, 28, 1\)\)"):
     gan.init(jax.random.key(0), jnp.zeros((2, 28, 28, 1)))
+  # A flat generator and a step batch [k, B, H, W, C]: the suggestion is the
+  # image shape, without the batch size.
+  flat = gj.GAN(gj.models.MLPGenerator((64,), hidden=(8,)),
+                gj.models.MLPDiscriminator(hidden=(8,)), latent_dim=4)
+  with pytest.raises(ValueError, match=r"read as \[k, B, \.\.\.\]\). .*"
+                     r"dcgan\(image_shape=\(8, 8, 1\)\)\.$"):
+    flat.init(jax.random.key(0), jnp.zeros((1, 64, 8, 8, 1)))
 
 
 def test_init_accepts_a_step_batch():
@@ -358,3 +377,14 @@ def test_init_accepts_a_step_batch():
 def test_bad_options_are_refused(kwargs, match):
   with pytest.raises(ValueError, match=match):
     _gan(**kwargs)
+
+
+def test_vmapped_init_equals_init_per_key():
+  """Member i of a population initialised under jax.vmap is init of key i,
+  bit for bit (the parameters come from rbg keys, mapped one by one)."""
+  keys = jax.random.split(jax.random.key(0), 3)
+  gan, x = _dcgan_gan(ema_decay=0.9), jnp.zeros((2, 8, 8, 1))
+  members = jax.jit(jax.vmap(lambda k: gan.init(k, x)))(keys)
+  for i in range(len(keys)):
+    chex.assert_trees_all_equal(jax.tree.map(lambda a: a[i], members),
+                                gan.init(keys[i], x))

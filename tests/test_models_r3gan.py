@@ -303,7 +303,7 @@ def test_conditional_r3gan_step_on_8_devices_equals_one_device():
   for _ in range(2):  # R2 applied in step 0 only (lazy, every 2)
     state, metrics = step(state, batch)
     rstate, pmetrics = pstep(rstate, sharded)
-    assert float(metrics['d_penalty_1']) >= 0
+    assert float(metrics['d_penalty_r2']) >= 0
   chex.assert_trees_all_close(parallel.unreplicate(rstate), state, atol=2e-5,
                               rtol=2e-5)
   chex.assert_trees_all_close(parallel.unreplicate(pmetrics), metrics,

@@ -107,24 +107,24 @@ def test_r1_and_r2_compose_lazily_and_on_a_schedule():
   state = _gan().init(jax.random.key(0), _BATCH[0])
   run = lambda gan, state: jax.jit(gan.step)(state, _BATCH)
   _, both = run(_gan(penalty=[r1, r2]), state)
-  assert float(both["d_penalty_1"]) > 0
-  assert not np.isclose(both["d_penalty_0"], both["d_penalty_1"])
+  assert float(both["d_penalty_r2"]) > 0
+  assert not np.isclose(both["d_penalty_r1"], both["d_penalty_r2"])
   np.testing.assert_allclose(both["d_penalty"],
-                             both["d_penalty_0"] + both["d_penalty_1"],
+                             both["d_penalty_r1"] + both["d_penalty_r2"],
                              rtol=1e-6)
   # Lazy R2 every 2 updates: twice R2 at update 0, nothing at update 1.
   lazy = _gan(penalty=[r1, penalties.Lazy(r2, every=2)])
   step0, lazy0 = run(lazy, state)
-  np.testing.assert_allclose(lazy0["d_penalty_0"], both["d_penalty_0"],
+  np.testing.assert_allclose(lazy0["d_penalty_r1"], both["d_penalty_r1"],
                              rtol=1e-5)
-  np.testing.assert_allclose(lazy0["d_penalty_1"], 2 * both["d_penalty_1"],
+  np.testing.assert_allclose(lazy0["d_penalty_r2"], 2 * both["d_penalty_r2"],
                              rtol=1e-5)
   _, lazy1 = run(lazy, step0)
-  assert float(lazy1["d_penalty_1"]) == 0.0 and float(lazy1["d_penalty_0"]) > 0
+  assert float(lazy1["d_penalty_r2"]) == 0.0 and float(lazy1["d_penalty_r1"]) > 0
   # Scheduled: the weight of the update count (0.5 at update 0).
   halving = lambda update: 0.5 ** (update + 1)
   _, got = run(_gan(penalty=[r1, penalties.Scheduled(r2, halving)]), state)
-  np.testing.assert_allclose(got["d_penalty_1"], 0.5 * both["d_penalty_1"],
+  np.testing.assert_allclose(got["d_penalty_r2"], 0.5 * both["d_penalty_r2"],
                              rtol=1e-5)
   # Inside Lazy, the schedule sees the same update count.
   d_fn, x = _quadratic_critic(jnp.ones(2)), jnp.ones((4, 2))
@@ -158,9 +158,9 @@ def test_r2_scores_the_fakes_with_the_labels_they_were_drawn_for():
   state = gan.init(jax.random.key(0), batch["image"][0])
   _, metrics = jax.jit(gan.step)(state, batch)
   pixels = 4
-  np.testing.assert_allclose(metrics["d_penalty_0"], pixels, rtol=1e-6)
+  np.testing.assert_allclose(metrics["d_penalty_r1"], pixels, rtol=1e-6)
   # E[(y + 1)^2] * pixels with y the fake labels: 1 + 3 * (share of 1s).
-  share_of_ones = (float(metrics["d_penalty_1"]) / pixels - 1) / 3
+  share_of_ones = (float(metrics["d_penalty_r2"]) / pixels - 1) / 3
   assert 0.2 < share_of_ones < 0.8, share_of_ones
   np.testing.assert_allclose(share_of_ones * 64, round(share_of_ones * 64),
                              atol=1e-3)

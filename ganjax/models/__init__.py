@@ -10,7 +10,7 @@ train=...)``.
 
 from ganjax.models.conditioning import ConditionalBatchNorm
 from ganjax.models.dcgan import DCGANDiscriminator, DCGANGenerator, dcgan
-from ganjax.models.layers import ConvTranspose
+from ganjax.models.layers import ConvTranspose, Dropout, MinibatchStd
 from ganjax.models.mlp import (Maxout, MLPDiscriminator, MLPGenerator,
                                goodfellow_mlp, small_mlp, toy_mlp)
 from ganjax.models.r3gan import R3GANDiscriminator, R3GANGenerator, r3gan
@@ -19,8 +19,8 @@ from ganjax.models.resnet import (ResNetDiscriminator, ResNetGenerator,
 
 __all__ = [
     "ConditionalBatchNorm", "ConvTranspose", "DCGANDiscriminator",
-    "DCGANGenerator", "MLPDiscriminator", "MLPGenerator", "Maxout",
-    "R3GANDiscriminator", "R3GANGenerator", "ResNetDiscriminator",
-    "ResNetGenerator", "dcgan", "goodfellow_mlp", "r3gan", "resnet",
-    "small_mlp", "toy_mlp",
+    "DCGANGenerator", "Dropout", "MLPDiscriminator", "MLPGenerator", "Maxout",
+    "MinibatchStd", "R3GANDiscriminator", "R3GANGenerator",
+    "ResNetDiscriminator", "ResNetGenerator", "dcgan", "goodfellow_mlp",
+    "r3gan", "resnet", "small_mlp", "toy_mlp",
 ]

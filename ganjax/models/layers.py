@@ -1,4 +1,9 @@
-"""Layers with faster gradients than their Flax counterparts on XLA:CPU.
+"""Layers of the ganjax models: batch-aware layers for data parallelism, and fast gradients on XLA:CPU.
+
+``Dropout`` draws each example's mask from the example's global index, and
+``MinibatchStd`` (StyleGAN's minibatch standard deviation) forms its groups
+over the global batch: under ``ganjax.parallel`` (``axis_name`` set) both
+compute what they compute on one device, in one batched call.
 
 ``ConvTranspose`` computes exactly what :class:`flax.linen.ConvTranspose`
 computes (same parameters, same initialisation, same output up to float
@@ -23,10 +28,119 @@ import numpy as np
 from flax.linen import initializers
 from flax.linen.dtypes import promote_dtype
 from flax.linen.linear import canonicalize_padding, default_kernel_init
-from flax.linen.module import Module, compact
+from flax.linen.module import Module, compact, merge_param
 from jax import lax
 
+from ganjax import parallel
+
 Array = Any
+
+
+# ----------------------------------------------------------------------------
+# Layers that see the batch
+
+
+class Dropout(Module):
+  """Dropout whose mask of an example depends on that example's global index only.
+
+  ``flax.linen.Dropout`` draws one mask for the whole batch from one key, so
+  the mask of an example depends on where it sits in the batch, and under
+  data parallelism on how the batch is split. Here the mask of the example
+  at global batch index ``i`` is drawn from ``fold_in(key, i)``, with ``i``
+  the local index plus ``axis_index * local_batch``
+  (``ganjax.parallel.global_index``): the same masks whatever the device
+  count, in one batched call. ``ganjax.GAN`` passes every call of a model one
+  ``'dropout'`` key, the same on every device.
+
+  Attributes:
+    rate: the probability of dropping a unit; kept units are scaled by
+      ``1 / (1 - rate)``.
+    axis_name: the mapped axis the batch is split over (the model's
+      ``axis_name``, set by ``GAN.parallel``), None on one device.
+    deterministic: if True, the identity (may be given at call time).
+    rng_collection: the rng collection the key comes from.
+  """
+  rate: float
+  axis_name: str | None = None
+  deterministic: bool | None = None
+  rng_collection: str = 'dropout'
+
+  @compact
+  def __call__(self, inputs: Array, deterministic: bool | None = None) -> Array:
+    """``[B, ...] -> [B, ...]``, each example with its own mask."""
+    deterministic = merge_param('deterministic', self.deterministic,
+                                deterministic)
+    if deterministic or self.rate == 0.0:
+      return inputs
+    if self.rate == 1.0:
+      return jnp.zeros_like(inputs)
+    keep = 1.0 - self.rate
+    key = self.make_rng(self.rng_collection)
+    index = parallel.global_index(inputs.shape[0], self.axis_name)
+    mask = jax.vmap(lambda i: jax.random.bernoulli(
+        jax.random.fold_in(key, i), keep, inputs.shape[1:]))(index)
+    return lax.select(mask, inputs / keep, jnp.zeros_like(inputs))
+
+
+class MinibatchStd(Module):
+  """StyleGAN's minibatch standard deviation: ``[N, ..., C] -> [N, ..., C + F]``.
+
+  Tells the discriminator how varied the samples of its batch are (a
+  remedy for mode collapse). The batch is split into groups of ``G``
+  examples (example ``n`` in group ``n mod (N / G)``, as StyleGAN2's
+  reshape does); within each group the standard deviation of every feature
+  is taken over the G examples, averaged over the positions and over the
+  channels of each of ``F`` channel groups, and appended to every example
+  of the group as ``F`` constant channels.
+
+  Under ``ganjax.parallel`` with ``axis_name`` set (``GAN.parallel`` sets
+  the model's), the batch is gathered from every device first
+  (``all_gather``), the groups are formed over the global batch and each
+  device keeps its examples: what one device computes, gradients included.
+  Without ``axis_name`` the groups are formed on each device's examples.
+
+  References:
+    Karras et al., 2018, Progressive Growing of GANs, Section 3
+    (https://arxiv.org/abs/1710.10196); Karras et al., 2020, Analyzing and
+    Improving the Image Quality of StyleGAN, its discriminator
+    (https://arxiv.org/abs/1912.04958): group size 4, one feature.
+
+  Attributes:
+    group_size: G, examples per group (``min(G, N)`` is used; N, the global
+      batch, must be a multiple of it).
+    num_features: F, channel groups, each giving one appended channel.
+    axis_name: the mapped axis the batch is split over, or None.
+    epsilon: added to the variance under the square root.
+  """
+  group_size: int = 4
+  num_features: int = 1
+  axis_name: str | None = None
+  epsilon: float = 1e-8
+
+  @compact
+  def __call__(self, x: Array) -> Array:
+    """``x`` ``[N, *spatial, C]`` (channels last) -> ``[N, *spatial, C + F]``."""
+    batch = x
+    if self.axis_name is not None:
+      batch = lax.all_gather(x, self.axis_name, axis=0, tiled=True)
+    n, channels = batch.shape[0], batch.shape[-1]
+    g, f = min(self.group_size, n), self.num_features
+    if n % g or channels % f:
+      raise ValueError(
+          f'MinibatchStd(group_size={self.group_size}, num_features={f}): the '
+          f'batch of {n} examples must be a multiple of the group size '
+          f'{g}, and the {channels} channels a multiple of num_features.')
+    y = batch.astype(jnp.float32).reshape(
+        (g, n // g) + batch.shape[1:-1] + (f, channels // f))
+    y = y - jnp.mean(y, axis=0)
+    std = jnp.sqrt(jnp.mean(jnp.square(y), axis=0) + self.epsilon)
+    std = jnp.mean(std, axis=tuple(range(1, std.ndim - 2)) + (-1,))  # [N/G, F]
+    std = jnp.tile(std, (g, 1))                                       # [N, F]
+    if self.axis_name is not None:
+      std = std[parallel.global_index(x.shape[0], self.axis_name)]
+    std = jnp.broadcast_to(std.reshape((x.shape[0],) + (1,) * (x.ndim - 2)
+                                       + (f,)), x.shape[:-1] + (f,))
+    return jnp.concatenate([x, std.astype(x.dtype)], axis=-1)
 
 
 # ----------------------------------------------------------------------------

@@ -3,7 +3,8 @@
 Contract shared by every ganjax model:
   * a generator maps ``z`` ``[B, latent_dim]`` to samples ``[B, *data_shape]``;
   * a discriminator maps ``x`` ``[B, *data_shape]`` to logits ``[B]``;
-  * both take ``train: bool``; dropout draws from the ``'dropout'`` rng;
+  * both take ``train: bool``; dropout draws from the ``'dropout'`` rng, one
+    mask per example from its global index (``ganjax.models.layers.Dropout``);
   * with ``num_classes`` set they also take labels ``y`` ``int [B]``
     (``G(z, y, train=...)``, ``D(x, y, train=...)``), here concatenated as
     one-hot vectors to ``z`` and to ``x`` (Mirza & Osindero 2014).
@@ -17,6 +18,7 @@ import jax
 import jax.numpy as jnp
 
 from ganjax.models import conditioning
+from ganjax.models import layers
 
 _OUTPUT_ACTIVATIONS: dict[str, Callable] = {
     "sigmoid": nn.sigmoid,   # data in [0, 1], as in the GAN paper
@@ -136,6 +138,9 @@ class MLPDiscriminator(nn.Module):
       layer (Odena et al. 2017); D returns ``{"logits", "class_logits"}``.
     return_features: also return ``"features": phi(x)`` ``[B, F]`` (after
       dropout, as the last layer sees them); D returns a dict.
+    axis_name: the mapped axis the batch is split over (set by
+      ``GAN.parallel``): dropout masks by global example index
+      (``ganjax.models.layers.Dropout``).
   """
   hidden: Sequence[int] = (128,)
   maxout_pieces: int = 0
@@ -146,6 +151,7 @@ class MLPDiscriminator(nn.Module):
   num_classes: Optional[int] = None
   aux_classifier: bool = False
   return_features: bool = False
+  axis_name: Optional[str] = None
 
   def __post_init__(self):
     conditioning.check_heads(self.num_classes, self.aux_classifier,
@@ -160,7 +166,9 @@ class MLPDiscriminator(nn.Module):
                               required=not self.aux_classifier)
     init = _kernel_init(self.init_range)
     x = x.reshape(x.shape[0], -1)
-    x = nn.Dropout(self.input_dropout, deterministic=not train)(x)
+    dropout = lambda rate, x: layers.Dropout(
+        rate, axis_name=self.axis_name, deterministic=not train)(x)
+    x = dropout(self.input_dropout, x)
     if self.num_classes is not None and not self.aux_classifier:
       x = jnp.concatenate(
           [x, conditioning.one_hot_labels(y, self.num_classes, x.dtype)], -1)
@@ -170,7 +178,7 @@ class MLPDiscriminator(nn.Module):
                    kernel_init=init)(x)
       else:
         x = nn.relu(nn.Dense(width, dtype=self.dtype, kernel_init=init)(x))
-      x = nn.Dropout(self.hidden_dropout, deterministic=not train)(x)
+      x = dropout(self.hidden_dropout, x)
     logits = nn.Dense(1, dtype=self.dtype, kernel_init=init)(x)[:, 0]
     # The label is already in x: no projection term (num_classes=None here).
     return conditioning.discriminator_outputs(
