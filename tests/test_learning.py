@@ -1,12 +1,13 @@
 """Training actually learns: the ring of 8 Gaussians and a 1-D Gaussian.
 
-Ring setting (documented in the README): ``toy_mlp`` with 3 hidden layers of
-128 ReLU units in both players, a 2-d latent, Adam(5e-4, b1=0.5) for both,
-batch 512, k = 1, the non-saturating loss, 4,000 steps. Measured here with
-three (init, data) seeds: 8, 7 and 8 of 8 modes at 4,000 steps (2,500 samples,
-3 std, >= 20 per mode); the high-quality fraction swings between 0.3 and 0.9
-from one thousand steps to the next, as GAN training oscillates. With a 16-d latent and Adam(1e-3), batch 256, the same networks
-collapsed onto 4 of the 8 modes in 4,000 steps.
+Ring setting: ``toy_mlp`` with 3 hidden layers of 64 ReLU units in both
+players, a 2-d latent, Adam(1e-3, b1=0.5) for both, batch 128, k = 1, the
+non-saturating loss, 2,000 steps. Measured here under the suite's 8 fake CPU
+devices with (init, data) seeds 0-3: 8, 7, 6 and 7 of 8 modes (2,500 samples,
+3 std, >= 20 per mode), high-quality fractions 0.40-0.52; with 128 units and
+batch 256 the same seeds gave 4, 7, 5 and 8 modes. Floating-point order (one
+device or eight) changes which seed collapses: single runs of a GAN are draws
+from a wide distribution, so this test fixes its seed and keeps a margin.
 """
 
 import jax
@@ -26,10 +27,10 @@ def _toy_gan(data_dim, latent_dim, hidden=128, depth=3, lr=1e-3):
 
 
 def test_ring_of_8_modes_are_covered():
-  gan, batch_size = _toy_gan(2, latent_dim=2, lr=5e-4), 512
+  gan, batch_size = _toy_gan(2, latent_dim=2, hidden=64, lr=1e-3), 128
   state = gan.init(jax.random.key(0), jnp.zeros((batch_size, 2)))
   run = gj.loops.scan_steps(gan.step, lambda key: toy.ring(key, batch_size)[None],
-                            num_steps=1000)
+                            num_steps=500)
   for _ in range(4):
     state, metrics = run(state, jax.random.key(1))
   samples = gan.sample(state, jax.random.key(2), 2500)
