@@ -182,3 +182,33 @@ def test_runner_benchmark_measures_resume_and_renders():
              bare_all=[10.0], steps=5)
   text = runner.render([row], 3.0, {0: 1e-3, 100_000: 1e-3}, [], "start")
   assert "| tiny | 5 | 9.0 | 10.0 | 0.90 |" in text and "step 100,000" in text
+
+
+def test_population_benchmark_quick_runs_checks_members_and_renders(tmp_path):
+  """``benchmarks/population_speed.py --quick`` on a tiny DCGAN: member i of
+  each formulation equals the single step of member i (lax.map bit for bit),
+  and the results file has its sections and the choice."""
+  from benchmarks import population_speed as ps
+  out = tmp_path / "population_speed.md"
+  # threefry keys, the library's default: vmapped rbg keys draw other
+  # noise than each member's key alone, so vmap would not be member-exact.
+  with jax.default_prng_impl("threefry2x32"):
+    results = ps.main(["--quick", "--out", str(out)])
+  one, many = results["one_step"], results["steps_per_call"]
+  assert [r["candidate"] for r in one] == [
+      "loop", "vmap", "lax.map", "vmap, one conv per member"]
+  assert [r["candidate"] for r in many] == [
+      "loop, 1 step per call", "loop, 2 steps per call",
+      "vmap, 1 step per call", "lax.map, 1 step per call"]
+  for r in one + many:
+    assert r["max_diff"] < 1e-6, r  # one step, Adam at 2e-4
+    assert r["member_steps_per_s"] > 0 and r["compile_s"] > 0
+    if r["candidate"].startswith(("loop", "lax.map")):
+      assert r["max_diff"] == 0 and not r["leaf"], r
+  text = out.read_text()
+  for line in ("## 1. One population step per call",
+               "## 2. Many steps per call", "## 3. Correctness",
+               "## 4. What the library should choose",
+               "| tiny DCGAN | 2 | vmap, one conv per member |",
+               "- **cpu + convolutions: "):
+    assert line in text, line
