@@ -28,8 +28,10 @@ candidates alternated round by round (``benchmarks.benchmark.interleave``):
 Also many steps per call (``ganjax.loops.scan_steps_at`` around the
 population step, as the runner runs 100 steps per call) against one step per
 call, the compile time of every formulation (trace + lower + XLA compile),
-and correctness: member i of each formulation after one step against the
-single step of member i (largest absolute difference over all state leaves).
+and correctness: member i of each formulation after one call against member
+i alone (the loop with as many steps per call): the largest absolute
+difference over all state leaves. ``--quick``: a tiny DCGAN and
+``QUICK_FORMULATIONS``, one round (a smoke test; its timings mean nothing).
 With rbg keys (``jax_default_prng_impl``) ``vmap`` draws other noise than
 each member's key alone; the default threefry keys draw the same.
 """
