@@ -112,6 +112,17 @@ def load_samples(path: str) -> np.ndarray:
   return data
 
 
+def check_shape(samples: np.ndarray, data_shape) -> None:
+  """Refuses samples that are not ``[N, *data_shape]`` (or ``[N, H, W]`` for
+  one channel), naming the array's own shape."""
+  shape, data_shape = tuple(np.shape(samples)), tuple(data_shape)
+  forms = [data_shape] + ([data_shape[:-1]] if data_shape[-1:] == (1,) else [])
+  if len(shape) < 2 or shape[1:] not in forms:
+    needs = " or ".join(f"[N, {', '.join(map(str, f))}]" for f in forms)
+    raise UsageError(f"the samples have shape {shape}; this data set needs "
+                     f"{needs}.")
+
+
 def load_labels(path: str):
   """The ``labels`` array of a ``.npz`` samples file, or None."""
   if not path.endswith(".npz"):
@@ -219,10 +230,15 @@ def run(args: argparse.Namespace) -> dict:
         inception_weights=args.inception_weights, cache_dir=args.cache_dir,
         data_dir=args.data_dir, parzen=not args.no_parzen, seed=args.seed,
         verbose=True, lpips_weights=args.lpips_weights)
+    from experiments import periodic_eval  # pylint: disable=g-import-not-at-top
     if "workdir" in source:  # a run trained at another image_size
-      from experiments import periodic_eval  # pylint: disable=g-import-not-at-top
       samples = periodic_eval.at_data_size(samples, evaluator.data_shape)
-    # Refuse bad samples before any expensive preparation.
+    # Refuse bad samples and weights before any expensive preparation.
+    check_shape(samples, evaluator.data_shape)
+    if "inception" in evaluator.networks and evaluator.inception_weights:
+      periodic_eval.check_weights(evaluator.inception_weights, "inception")
+    if evaluator.lpips_weights:
+      periodic_eval.check_weights(evaluator.lpips_weights, "lpips")
     checked = metrics.check_samples(samples, evaluator.data_shape,
                                     min_count=evaluator.k + 1)
     evaluator.prepare()

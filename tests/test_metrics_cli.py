@@ -59,7 +59,10 @@ def _save(tmp_path, name, array, **kwargs):
 
 @pytest.mark.parametrize("array,message", [
     (np.full((20, 8, 8), np.nan, np.float32), "NaN"),
-    (np.zeros((20, 28, 28), np.float32), "shape"),
+    (np.zeros((20, 28, 28), np.float32), "shape (20, 28, 28)"),
+    (np.zeros((8, 8, 1), np.float32),  # one image without its N axis
+     "the samples have shape (8, 8, 1); this data set needs [N, 8, 8, 1] or "
+     "[N, 8, 8]"),
     (np.full((20, 8, 8, 1), 1.5, np.float32), "[0, 1]"),
     (np.zeros((20, 8, 8, 1), np.float64) - 1.0, "[0, 1]"),
 ])
@@ -87,6 +90,8 @@ def test_refuses_unreadable_files_and_bad_arguments(tmp_path, capsys):
       ([f"--samples={good}", "--dataset=digits", "--num=2"], "--num"),
       ([f"--samples={good}", "--dataset=digits", "--networks=inception",
         "--inception_weights=/nonexistent.npz"], "does not exist"),
+      ([f"--samples={good}", "--dataset=digits", f"--lpips_weights={text}"],
+       f"the LPIPS weights file {text} cannot be used"),
   ):
     assert evaluate.main(argv + [f"--cache_dir={tmp_path}"]) == 2, argv
     err = capsys.readouterr().err
