@@ -96,10 +96,12 @@ def popen(workdir, *args):
 
 
 def tree_bytes(path):
-  """``{relative path: bytes}`` of every file under ``path`` (a workdir's
-  exact contents)."""
+  """``{relative path: bytes}`` of every file under ``path`` and ``None`` of
+  every folder (a workdir's exact contents)."""
   out = {}
-  for root, _, files in os.walk(str(path)):
+  for root, folders, files in os.walk(str(path)):
+    out.update({os.path.relpath(os.path.join(root, name), str(path)): None
+                for name in folders})
     for name in files:
       full = os.path.join(root, name)
       with open(full, "rb") as f:
