@@ -66,6 +66,7 @@ def test_every_command_line_runs(tmp_path, cache_dir):
     assert "Traceback" not in proc.stderr, command
     if module == "experiments.sample":
       assert np.load(tmp_path / "s.npy").shape == (10000, 8, 8, 1)
+      assert (tmp_path / "s.png").exists()  # the grid of the first samples
     else:
       scores = json.loads(proc.stdout)["metrics"]
       assert all(np.isfinite(v) for v in scores.values()), scores

@@ -122,22 +122,41 @@ def test_toy_run_on_device_data_resumes_exactly(tmp_path):
 # ----------------------------------------------------------- sampling
 
 
-def test_sample_cli_writes_npy_in_unit_range_and_png(full_run, tmp_path):
+def test_sample_cli_writes_npy_in_unit_range(full_run, tmp_path):
   _, workdir, _ = full_run
   out = tmp_path / "s" / "samples.npy"
   proc = cli("experiments.sample", f"--workdir={workdir}", "--num=37",
-             "--batch_size=16", f"--out={out}")
+             "--batch_size=16", f"--out={out}", "--grid=0")
   assert proc.returncode == 0, proc.stderr[-2000:]
+  assert proc.stdout.startswith("Wrote 37 samples (8, 8, 1) (float32, step 4")
   x = np.load(out)
   assert x.shape == (37, 8, 8, 1) and x.dtype == np.float32
   assert 0.0 <= x.min() and x.max() <= 1.0 and x.std() > 0
-  assert os.path.exists(tmp_path / "s" / "samples.png")
+  assert os.listdir(tmp_path / "s") == ["samples.npy"]  # --grid=0: no PNG
   # In-process: the same seed gives the same samples, EMA weights by default.
   loaded = resume.load(str(workdir))
   assert loaded.state.ema_g_params is not None and loaded.step == 4
   np.testing.assert_allclose(
       sample.draw(loaded.experiment, loaded.state, 37, batch_size=16), x,
       atol=1e-6)
+
+
+def test_samples_stream_to_the_file_whole_or_not_at_all(tmp_path):
+  path = str(tmp_path / "s.npy")
+  chunks = (np.full((3, 2, 2, 1), i, np.float32) for i in range(4))
+  first = sample.write_samples(path, chunks, 12)
+  np.testing.assert_array_equal(np.load(path)[:, 0, 0, 0],
+                                np.repeat(np.arange(4.0), 3))
+  assert first.shape == (3, 2, 2, 1)
+
+  def failing():
+    yield np.zeros((3, 2, 2, 1), np.float32)
+    raise OSError(28, "No space left on device")
+
+  with pytest.raises(OSError) as info:
+    sample.write_samples(str(tmp_path / "t.npy"), failing(), 12)
+  assert info.value.filename == str(tmp_path / "t.npy")
+  assert os.listdir(tmp_path) == ["s.npy"]  # no temporary file left
 
 
 # --------------------------------------------------------------- the CLI
