@@ -86,13 +86,13 @@ def cli(module, *args, env=None, timeout=120):
       env={**os.environ, "PYTHONPATH": REPO, **(env or {})})
 
 
-def popen(workdir, *args):
-  """``python -m experiments.train`` of ``TINY_ARGS`` in the background."""
+def popen(workdir, *args, stderr=subprocess.PIPE):
+  """``python -m experiments.train`` of ``TINY_ARGS`` in the background
+  (``stderr``: a pipe, or a file to watch while it runs)."""
   return subprocess.Popen(
       [sys.executable, "-m", "experiments.train", f"--workdir={workdir}",
        *TINY_ARGS, *args], cwd=REPO, stdout=subprocess.PIPE,
-      stderr=subprocess.PIPE, text=True,
-      env={**os.environ, "PYTHONPATH": REPO})
+      stderr=stderr, text=True, env={**os.environ, "PYTHONPATH": REPO})
 
 
 def tree_bytes(path):
