@@ -17,8 +17,7 @@ import ganjax as gj
 from ganjax import metrics, parallel
 from ganjax.metrics import real_data
 from ganjax.models.r3gan import (BiasedActivation, Conv, ResidualBlock,
-                                 downsample, grouped_conv, lowpass_filter,
-                                 upsample)
+                                 downsample, lowpass_filter, upsample)
 
 key = jax.random.key
 count = lambda tree: sum(x.size for x in jax.tree.leaves(tree))
@@ -77,12 +76,15 @@ def lowpass_2d(weights=(1, 2, 1)):
 
 # ---------------------------------------------------------------- layers
 
-def test_grouped_conv_matches_loops():
+@pytest.mark.parametrize('fast_conv_grad', [True, False])
+def test_grouped_conv_matches_loops(fast_conv_grad):
   x = randn((2, 5, 5, 6))
-  kernel = randn((3, 3, 2, 9), seed=1)
-  got = grouped_conv(jnp.asarray(x), jnp.asarray(kernel), groups=3)
-  np.testing.assert_allclose(got, conv_ref(x, kernel, 3), rtol=1e-5,
-                             atol=1e-5)
+  conv = Conv(9, kernel_size=3, groups=3, fast_conv_grad=fast_conv_grad)
+  variables = conv.init(key(0), jnp.asarray(x))
+  kernel = np.asarray(variables['params']['kernel'])
+  assert kernel.shape == (3, 3, 2, 9)
+  np.testing.assert_allclose(conv.apply(variables, jnp.asarray(x)),
+                             conv_ref(x, kernel, 3), rtol=1e-5, atol=1e-5)
 
 
 def test_resampling_is_stylegan2_upfirdn2d_with_the_1331_filter():
