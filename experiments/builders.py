@@ -46,6 +46,7 @@ MODELS = {
     "small_mlp": (gj.models.small_mlp, "image", (0.0, 1.0)),
     "toy_mlp": (gj.models.toy_mlp, "points", None),
     "resnet": (gj.models.resnet, "image", (-1.0, 1.0)),
+    "r3gan": (gj.models.r3gan, "image", (-1.0, 1.0)),
 }
 # Arguments a builder gets from the data and the config, not from config.model.
 IMPLICIT_MODEL_ARGS = ("image_shape", "latent_dim", "data_dim", "num_classes")
@@ -55,9 +56,11 @@ OPTIMIZERS: dict[str, Callable[..., optax.GradientTransformation]] = {
     "sgd": optax.sgd,
     "rmsprop": optax.rmsprop,
     "goodfellow_sgd": gj.optim.goodfellow_sgd,
+    "r3gan_adam": gj.optim.r3gan_adam,
 }
 
-PENALTIES = ("none", "gradient_penalty", "r1")
+# "r1_r2": R1 and R2 with the same gamma (R3GAN's regulariser).
+PENALTIES = ("none", "gradient_penalty", "r1", "r1_r2")
 
 TOY_DATASETS = ("toy_ring8", "toy_grid25", "toy_gaussian1d")
 
@@ -320,21 +323,69 @@ def build_optimizer(spec: Config, what: str,
                       f"{kwargs}: {e}") from None
 
 
-def build_penalty(spec: Config):
+_PENALTY_FIELDS = ("name", "weight", "decay", "final_weight", "decay_steps")
+
+
+def build_penalty(spec: Config, num_updates: Optional[int] = None):
+  """The penalty (or list) of ``config.penalty``: ``{name, weight}``.
+
+  Optional fields: ``decay="cosine"`` takes the weight from ``weight`` to
+  ``final_weight`` along ``ganjax.optim.cosine_schedule`` over
+  ``decay_steps`` discriminator updates (0: ``num_updates``, the run's),
+  as R3GAN's gamma (``ganjax.penalties.Scheduled``); ``"none"`` (default)
+  keeps it constant.
+  """
   name = _choose("penalty", spec.name, PENALTIES)
-  extra = [k for k in spec.keys() if k not in ("name", "weight")]
+  extra = [k for k in spec.keys() if k not in _PENALTY_FIELDS]
   if extra:
-    raise ConfigError(f"config.penalty takes only 'name' and 'weight', got "
-                      f"{extra}.")
+    raise ConfigError(f"config.penalty takes only {', '.join(_PENALTY_FIELDS)}"
+                      f"; got {extra}.")
   if name == "none":
     return None
   weight = float(spec.weight)
   if weight <= 0:
     raise ConfigError(f"penalty {name!r} needs a positive weight, got "
                       f"{spec.weight} (WGAN-GP uses 10).")
-  if name == "gradient_penalty":
-    return gj.penalties.GradientPenalty(weight=weight)
-  return gj.penalties.R1(gamma=weight)
+  decay = spec.get("decay", "none")
+  if decay not in ("none", "cosine"):
+    raise ConfigError(f"config.penalty.decay must be 'none' or 'cosine', got "
+                      f"{decay!r}.")
+  if decay == "cosine":
+    steps = int(spec.get("decay_steps", 0)) or num_updates
+    final = float(spec.get("final_weight", 0.0))
+    if not steps or steps < 0 or final < 0:
+      raise ConfigError("config.penalty.decay='cosine' needs final_weight "
+                        ">= 0 and decay_steps > 0 (0: the run's updates).")
+    schedule = gj.optim.cosine_schedule(weight, final, steps)
+    weight = 1.0
+  make = {"gradient_penalty": lambda: [gj.penalties.GradientPenalty(weight)],
+          "r1": lambda: [gj.penalties.R1(weight)],
+          "r1_r2": lambda: [gj.penalties.R1(weight), gj.penalties.R2(weight)]}
+  penalties = make[name]()
+  if decay == "cosine":
+    penalties = [gj.penalties.Scheduled(p, schedule) for p in penalties]
+  return penalties[0] if len(penalties) == 1 else penalties
+
+
+def build_ema_decay(config: Config):
+  """``GAN.ema_decay`` of the config: None, ``ema_decay``, or a half-life schedule.
+
+  ``ema_half_life_images > 0`` (StyleGAN / R3GAN style; ``ema_decay`` must
+  then be 0): ``ganjax.optim.ema_half_life_decay(batch_size,
+  ema_half_life_images, ema_ramp_images)``.
+  """
+  half_life = float(config.ema_half_life_images)
+  if half_life < 0 or float(config.ema_ramp_images) < 0:
+    raise ConfigError("config.ema_half_life_images and ema_ramp_images must "
+                      "be >= 0.")
+  if half_life > 0:
+    if config.ema_decay:
+      raise ConfigError(
+          "Set either config.ema_decay or config.ema_half_life_images (an "
+          "EMA given by its half-life in images), not both.")
+    return gj.optim.ema_half_life_decay(int(config.batch_size), half_life,
+                                        float(config.ema_ramp_images))
+  return float(config.ema_decay) if config.ema_decay else None
 
 
 def resolve_num_classes(config: Config,
@@ -544,10 +595,10 @@ def build(config: Config, data_shape: Optional[Sequence[int]] = None,
         k=int(config.k),
         latent_dim=int(config.latent_dim),
         latent_distribution=config.latent_distribution,
-        penalty=build_penalty(config.penalty),
+        penalty=build_penalty(config.penalty, config.num_steps * config.k),
         instance_noise=instance_noise,
         weight_clip=float(config.weight_clip) if config.weight_clip else None,
-        ema_decay=float(config.ema_decay) if config.ema_decay else None,
+        ema_decay=build_ema_decay(config),
         num_classes=num_classes,
         fake_labels=config.fake_labels,
         augment=augment,

@@ -60,7 +60,8 @@ def check_options(gan) -> None:
   if gan.fake_labels not in FAKE_LABELS:
     raise ValueError(f"fake_labels must be one of {FAKE_LABELS}, got "
                      f"{gan.fake_labels!r}.")
-  if gan.ema_decay is not None and not 0.0 <= gan.ema_decay < 1.0:
+  if gan.ema_decay is not None and not callable(gan.ema_decay) and \
+      not 0.0 <= gan.ema_decay < 1.0:
     raise ValueError(f"ema_decay must be in [0, 1), got {gan.ema_decay}.")
   if gan.d_loop not in backend.D_LOOPS:
     raise ValueError(f"d_loop must be 'auto', 'scan' or 'unroll', got "

@@ -168,7 +168,8 @@ class GAN:
       [-c, c] after each of its updates.
     ema_decay: optional decay of an exponential moving average of G's weights
       (kept in ``state.ema_g_params``, used by ``sample``), warmed up as in
-      ``ema_decay_at``.
+      ``ema_decay_at``; or a schedule ``step -> decay`` used as it is (e.g.
+      ``ganjax.optim.ema_half_life_decay``).
     d_loop: how the k discriminator updates are compiled: ``'scan'`` (one
       ``jax.lax.scan``: compile time independent of k), ``'unroll'`` (k copies
       of the update: compile time grows with k) or ``'auto'`` (the default:
@@ -204,7 +205,7 @@ class GAN:
   ada: augment_lib.ADA | None = None
   loss_terms: Sequence[Callable] = ()
   weight_clip: float | None = None
-  ema_decay: float | None = None
+  ema_decay: float | Callable | None = None
   d_loop: str = "auto"
   axis_name: str | None = None
   compute_dtype: Any = None
@@ -492,8 +493,11 @@ class GAN:
     The warm-up of TensorFlow's ``ExponentialMovingAverage(num_updates=t)``:
     early averages follow the weights closely, so that the random
     initialisation does not linger in the average (with a constant 0.999 it
-    still weighs 5% after 3,000 steps).
+    still weighs 5% after 3,000 steps). A schedule ``ema_decay`` is called
+    instead, with no warm-up of its own.
     """
+    if callable(self.ema_decay):
+      return jnp.asarray(self.ema_decay(step), jnp.float32)
     t = jnp.asarray(step, jnp.float32)
     return jnp.minimum(self.ema_decay, (1.0 + t) / (10.0 + t))
 

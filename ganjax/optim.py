@@ -93,3 +93,45 @@ def r3gan_adam(learning_rate: float = 2e-4, final_learning_rate: float = 5e-5,
       learning_rate=cosine_schedule(learning_rate, final_learning_rate,
                                     decay_steps),
       b1=0.0, b2=cosine_schedule(b2, final_b2, decay_steps), eps=eps)
+
+
+def ema_half_life_decay(batch_size: int, half_life_images: float,
+                        ramp_images: float = 0.0):
+  """An EMA decay schedule from a half-life counted in images, as StyleGAN and R3GAN set it.
+
+  The decay at a step is ``0.5 ** (batch_size / h)``: the average forgets
+  half of a weight in ``h`` images. ``h`` rises from 0 to
+  ``half_life_images`` along ``cosine_schedule`` over ``ramp_images`` images
+  (R3GAN: 5M over 20M images for CIFAR-10), so that the average follows the
+  weights closely early on; at ``h = 0`` it is the weights themselves.
+  Pass it as ``ganjax.GAN(ema_decay=...)``.
+
+  References:
+    Karras et al., 2020, Training Generative Adversarial Networks with
+    Limited Data (https://arxiv.org/abs/2006.06676), ``ema_kimg``; Huang et
+    al., 2024, A Modern GAN Baseline (https://arxiv.org/abs/2501.05441),
+    official code ``training_loop.py``.
+
+  Args:
+    batch_size: images per generator step (the global batch).
+    half_life_images: the half-life after the ramp.
+    ramp_images: images over which it rises from 0; 0: constant from step 0.
+
+  Returns:
+    a schedule ``step -> decay`` (float32 scalar in [0, 1)).
+  """
+  if batch_size < 1 or half_life_images <= 0 or ramp_images < 0:
+    raise ValueError(
+        f"ema_half_life_decay needs batch_size >= 1, half_life_images > 0 "
+        f"and ramp_images >= 0; got {batch_size}, {half_life_images}, "
+        f"{ramp_images}.")
+  ramp_steps = ramp_images / batch_size
+  if ramp_steps > 0:
+    half_life = cosine_schedule(0.0, half_life_images, ramp_steps)
+  else:
+    half_life = lambda step: jnp.float32(half_life_images)
+
+  def schedule(step):
+    return jnp.power(0.5, batch_size / jnp.maximum(half_life(step), 1e-8))
+
+  return schedule

@@ -32,7 +32,8 @@ def get_config() -> ml_collections.ConfigDict:
   c = ml_collections.ConfigDict()
 
   # Data. `dataset`: a TFDS image dataset ("mnist", "fashion_mnist",
-  # "cifar10", ...), "digits" (sklearn's real 8x8 digits, offline), a toy
+  # "cifar10", ...), "digits" (sklearn's real 8x8 digits, offline),
+  # "stacked_digits" (three of them in the RGB channels: 1,000 modes), a toy
   # distribution ("toy_ring8", "toy_grid25", "toy_gaussian1d"), or your own
   # images: "folder:PATH" / "zip:PATH" or a path (a folder of images, with
   # label sub-folders for classes, or a StyleGAN dataset zip; decoded once
@@ -47,8 +48,8 @@ def get_config() -> ml_collections.ConfigDict:
   c.channels = 0
   c.data_dir = ""           # TFDS data dir; "": $TFDS_DATA_DIR or ~/tensorflow_datasets
 
-  # Models: `name` is one of dcgan, goodfellow_mlp, small_mlp, toy_mlp; the
-  # other fields are that builder's keyword arguments
+  # Models: `name` is one of dcgan, resnet, r3gan, goodfellow_mlp, small_mlp,
+  # toy_mlp; the other fields are that builder's keyword arguments
   # (ganjax.models.<name>), e.g. base_features and spectral_norm for dcgan.
   c.model = model_config("dcgan", base_features=64)
   c.latent_dim = 100
@@ -78,7 +79,7 @@ def get_config() -> ml_collections.ConfigDict:
       dict(aux_classifier=0.0, feature_matching=0.0))
 
   # The game (ganjax.GAN).
-  c.loss = "non_saturating"  # minimax | non_saturating | wasserstein | hinge | least_squares
+  c.loss = "non_saturating"  # minimax | non_saturating | wasserstein | hinge | least_squares | rpgan
   c.k = 1                    # discriminator updates per generator update
   c.batch_size = 64          # global minibatch size m (split over devices)
   c.num_steps = 10_000       # generator updates
@@ -92,11 +93,18 @@ def get_config() -> ml_collections.ConfigDict:
       dict(name="adam", learning_rate=2e-4, b1=0.5, b2=0.999))
 
   # Regularisers.
-  c.penalty = ml_collections.ConfigDict(dict(name="none", weight=0.0))  # none | gradient_penalty | r1
+  # penalty.name: none | gradient_penalty | r1 | r1_r2 (R1 and R2 with the
+  # same gamma, R3GAN's); optional fields decay="cosine", final_weight,
+  # decay_steps anneal the weight (experiments/builders.py:build_penalty).
+  c.penalty = ml_collections.ConfigDict(dict(name="none", weight=0.0))
   c.instance_noise_std = 0.0
   c.instance_noise_anneal_steps = 0
   c.weight_clip = 0.0        # WGAN's clipping value c; 0: off
   c.ema_decay = 0.0          # EMA of G's weights (used for samples); 0: off
+  # Or the EMA by its half-life in images (StyleGAN, R3GAN; ema_decay 0),
+  # rising from 0 along a cosine over ema_ramp_images (0: no ramp).
+  c.ema_half_life_images = 0.0
+  c.ema_ramp_images = 0.0
 
   # Differentiable augmentation of every input of D (ganjax.augment), for
   # small data sets. policy: "" = off, or transforms separated by commas,
