@@ -31,8 +31,9 @@ docs/lpips_weights.md) the mean pairwise LPIPS of the samples is added
 ``evaluation.best_metric`` is a short name: ``fid``, ``kid``, ``parzen_ll``,
 ``precision``, ``recall``, ``is``, ``modes_captured``,
 ``high_quality_fraction``, and for conditional runs ``class_accuracy`` and
-``intra_fid``; empty picks ``fid`` for images and ``modes_captured`` for toy
-data; ``none`` keeps no best checkpoint.
+``intra_fid``, for stacked digits ``modes`` and ``mode_kl``; empty picks
+``fid`` for images, ``modes_captured`` for toy data and ``modes`` for stacked
+digits; ``none`` keeps no best checkpoint.
 """
 
 import contextlib
@@ -49,6 +50,7 @@ import ganjax as gj
 from ganjax import checkpoint as checkpoint_lib
 from ganjax import images as images_lib
 from ganjax import summary as summary_lib
+from ganjax.data import stacked
 from experiments import builders
 from experiments import sample
 from experiments import workdir as workdir_lib
@@ -58,10 +60,12 @@ from experiments import workdir as workdir_lib
 LOWER_IS_BETTER = {"fid": True, "kid": True, "parzen_ll": False,
                    "precision": False, "recall": False, "is": False,
                    "modes_captured": False, "high_quality_fraction": False,
-                   "class_accuracy": False, "intra_fid": True}
+                   "class_accuracy": False, "intra_fid": True,
+                   "modes": False, "mode_kl": True}
 _IMAGE_METRICS = ("fid", "kid", "parzen_ll", "precision", "recall", "is")
 _CONDITIONAL_METRICS = ("class_accuracy", "intra_fid")
 _TOY_METRICS = ("modes_captured", "high_quality_fraction")
+_STACKED_METRICS = ("modes", "mode_kl")  # ganjax.data.stacked data sets
 
 
 def at_data_size(samples: np.ndarray, data_shape) -> np.ndarray:
@@ -92,9 +96,9 @@ def _short_names(metrics: dict) -> dict:
     if name.endswith(("_std", "_stderr")):
       continue
     for short in LOWER_IS_BETTER:
-      if short in _IMAGE_METRICS + _CONDITIONAL_METRICS and \
-          name.startswith(short) and \
-          name[len(short):len(short) + 1].isdigit():
+      if short in _IMAGE_METRICS + _CONDITIONAL_METRICS + _STACKED_METRICS \
+          and name.startswith(short) \
+          and name[len(short):len(short) + 1].isdigit():
         out.setdefault(short, name)
       elif name == short:
         out.setdefault(short, name)
@@ -146,6 +150,8 @@ def check_config(config, experiment: builders.Experiment,
   classes = None if experiment.is_toy else sample.num_classes(experiment)
   choices = _TOY_METRICS if experiment.is_toy else _IMAGE_METRICS + (
       _CONDITIONAL_METRICS if classes else ())
+  if config.dataset in stacked.BASES:
+    choices = _STACKED_METRICS
   best = spec.best_metric or choices[0]
   if best != "none" and best not in choices:
     raise builders.ConfigError(

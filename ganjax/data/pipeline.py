@@ -27,6 +27,9 @@ added):
   ClassLabel feature);
 * ``"digits"``: sklearn's real 8x8 digits, labels 0..9
   (``arrays.DigitsSource``);
+* ``"stacked_digits"`` / ``"stacked_mnist"``: three digits in the three
+  channels, labels the 1,000 modes (``stacked.StackedSource``; MNIST from
+  TFDS's default data dir);
 * an in-memory numpy array ``[N, H, W, C]``, or a pair ``(images, labels int
   [N])`` (``arrays.NumpySource``);
 * a folder of images or a StyleGAN dataset zip: ``"folder:PATH"``,
@@ -62,6 +65,7 @@ need none.
 """
 
 import collections
+import functools
 import itertools
 from typing import (Any, Iterable, Iterator, Optional, Protocol, Sequence,
                     Tuple, Union, runtime_checkable)
@@ -73,6 +77,7 @@ from ganjax import parallel
 from ganjax.contract import IMAGE, LABEL
 from ganjax.data import arrays
 from ganjax.data import folder
+from ganjax.data import stacked
 from ganjax.data import tfds_source
 from ganjax.data import toy
 from ganjax.data.errors import (DataError, DatasetNotFoundError,
@@ -111,7 +116,9 @@ class Source(Protocol):
 
 # Named sources held in memory: name -> a function returning the kind. A new
 # named data set is one entry here (and its kind, e.g. in arrays.py).
-NAMED_SOURCES = {"digits": arrays.DigitsSource}
+NAMED_SOURCES = {"digits": arrays.DigitsSource,
+                 **{name: functools.partial(stacked.StackedSource, name)
+                    for name in stacked.BASES}}
 # Toy distributions: name -> (sampler name in ganjax.data.toy, dimension).
 TOY_SOURCES = {
     "toy_ring8": ("ring", 2),

@@ -29,6 +29,13 @@ samples; ``alex64``: AlexNet LPIPS v0.1, images resized to 64 x 64, one
 channel repeated to RGB), and with labels its mean within each class,
 ``lpips_diversity_per_class<count>_...``.
 
+Stacked digits (``stacked_digits``, ``stacked_mnist``;
+``ganjax.data.stacked``): ``modes<count>_<dataset>`` (of the 1,000 modes,
+those the samples reach, each channel classified by the base data set's cnn
+classifier) and ``mode_kl<count>_<dataset>`` (KL of the mode histogram to
+uniform, nats; ``ganjax.metrics.stacked_modes``); no feature network by
+default.
+
 With labels (conditional samples): ``class_accuracy`` (the cnn classifier's
 accuracy on the samples of each requested class, mean over classes; real
 test images give the ceiling), ``min_class_accuracy`` (the worst class) and,
@@ -45,6 +52,7 @@ from typing import Any, Sequence
 import jax
 import numpy as np
 
+from ganjax.data import stacked
 from ganjax.metrics import conditional
 from ganjax.metrics import features as features_lib
 from ganjax.metrics import real_data
@@ -54,6 +62,7 @@ from ganjax.metrics.kid import kernel_inception_distance
 from ganjax.metrics.parzen import parzen_window_evaluation
 from ganjax.metrics.precision_recall import precision_recall
 from ganjax.metrics.reference_stats import reference_statistics
+from ganjax.metrics.stacked_modes import stacked_modes
 
 NETWORKS = ("cnn", "inception")
 LPIPS_WEIGHTS_ENV = "GANJAX_LPIPS_WEIGHTS"  # ganjax.metrics.lpips.WEIGHTS_ENV
@@ -125,6 +134,8 @@ def check_samples(samples: Any, data_shape: Sequence[int],
 
 def _default_networks(dataset, inception_weights: str | None,
                       verbose: bool) -> tuple:
+  if isinstance(dataset, str) and dataset in stacked.BASES:
+    return ()  # mode coverage by the base's classifier (see prepare)
   if not isinstance(dataset, str):  # a user's images
     labelled = dataset.num_classes() is not None
     if inception_weights:
@@ -244,6 +255,7 @@ class Evaluator:
     self.lpips_size = int(lpips_size) if lpips_size else None
     self._lpips: tuple[str, dict, str] | None = None  # (net, variables, sha)
     self._class_reference: dict[str, dict] = {}
+    self._mode_network: features_lib.FeatureNetwork | None = None
 
   # ---------------------------------------------------------- preparation
 
@@ -278,6 +290,10 @@ class Evaluator:
               self.data_shape))
       self._parzen_data = (flat(self.parzen_validation_split),
                            flat(self.parzen_test_split))
+    if self.dataset in stacked.BASES and self._mode_network is None:
+      self._mode_network = features_lib.cnn_network(
+          stacked.BASES[self.dataset][0], self.cache_dir, self.data_dir,
+          verbose=self.verbose)
     if self.lpips_weights and self._lpips is None:
       from ganjax.metrics import lpips  # pylint: disable=g-import-not-at-top
       self._lpips = lpips.load_lpips(self.lpips_weights)
@@ -286,6 +302,8 @@ class Evaluator:
   @property
   def num_classes(self) -> int:
     """Classes of the data set (from the real reference labels); after ``prepare()``."""
+    if not self.networks:
+      return stacked.NUM_MODES
     ref = self._reference[self.networks[0]]
     return int(np.max(ref["labels"])) + 1
 
@@ -369,6 +387,10 @@ class Evaluator:
         except ValueError as e:  # a class with < 2 samples
           raise InvalidSamplesError(str(e)) from None
         out[f"intra_fid{prefix}"] = intra["mean"]
+    if self._mode_network is not None:
+      modes = stacked_modes(self._mode_network, images)
+      out[f"modes{tag}_{self.dataset}"] = float(modes["modes"])
+      out[f"mode_kl{tag}_{self.dataset}"] = modes["kl"]
     if self._lpips is not None:
       from ganjax.metrics.diversity import mean_pairwise_lpips  # pylint: disable=g-import-not-at-top
       net, variables, _ = self._lpips
@@ -443,6 +465,18 @@ class Evaluator:
             f"{self.dataset}:{ref}, mean over classes (about {n} / classes "
             "samples each: biased upward for few samples, compare at equal "
             "counts).")
+    if self.dataset in stacked.BASES:
+      base = stacked.BASES[self.dataset][0]
+      net = self._mode_network
+      out["network_modes"] = (dict(net.info) if net else
+                              f"cnn classifier of {base}")
+      how = (f"each channel of the {n} generated samples classified by the "
+             f"cnn classifier of {base} (argmax), mode = 100 * red + 10 * "
+             "green + blue")
+      out[f"modes{tag}_{self.dataset}"] = (
+          f"modes of the 1,000 receiving at least one sample; {how}.")
+      out[f"mode_kl{tag}_{self.dataset}"] = (
+          f"KL(mode histogram || uniform over 1,000), nats; {how}.")
     if self._lpips is not None:
       net, _, digest = self._lpips
       prefix = f"{tag}_{self.dataset}_{self._lpips_tag()}"

@@ -24,6 +24,7 @@ import re
 import numpy as np
 
 from ganjax.data import sources
+from ganjax.data import stacked
 from ganjax.data.errors import DatasetNotFoundError
 
 _SPLIT = re.compile(r"^(\w+)(?:\[(-?\d*):(-?\d*)\])?$")
@@ -86,7 +87,8 @@ def load_split(dataset, split: str = "test", data_dir: str | None = None
   """A whole split of a real data set.
 
   Args:
-    dataset: ``"digits"``, ``"fashion_mnist"``, a TFDS name, or a data set
+    dataset: ``"digits"``, ``"fashion_mnist"``, ``"stacked_digits"``,
+      ``"stacked_mnist"`` (labels: the modes), a TFDS name, or a data set
       object (see the module docstring).
     split: ``"train"``, ``"test"`` (``"all"`` for digits), optionally with a
       slice: ``"train[50000:]"``.
@@ -99,6 +101,10 @@ def load_split(dataset, split: str = "test", data_dir: str | None = None
   split_name, sl = parse_split(split)
   if not isinstance(dataset, str):
     images, labels = dataset.load_unit(split_name)
+  elif dataset in stacked.BASES:
+    images, labels, maxval = stacked.StackedSource(dataset, data_dir).load(
+        split_name, labels=True)
+    images = images.astype(np.float32) / maxval
   elif dataset == "digits":
     images, labels = sources.load_digits(split_name)
     images = images.astype(np.float32) / 16.0
@@ -121,5 +127,7 @@ def data_shape(dataset, data_dir: str | None = None) -> tuple[int, ...]:
            "mnist": (28, 28, 1), "kmnist": (28, 28, 1), "cifar10": (32, 32, 3)}
   if dataset in known:
     return known[dataset]
+  if dataset in stacked.BASES:
+    return stacked.StackedSource(dataset).data_shape()
   images, _ = load_split(dataset, "test[:1]", data_dir)
   return tuple(images.shape[1:])
