@@ -31,13 +31,19 @@ def test_every_config_builds():
           "toy_grid25"} <= set(names)
   shapes = {"mnist": (28, 28, 1), "fashion_mnist": (28, 28, 1),
             "cifar10": (32, 32, 3), "digits": (8, 8, 1), "toy_ring8": (2,),
-            "toy_grid25": (2,), "folder:my_images": (64, 64, 3)}
+            "toy_grid25": (2,), "folder:my_images": (64, 64, 3),
+            "stacked_digits": (8, 8, 3), "imagenet_resized/32x32": (32, 32, 3)}
+  classes = {"imagenet_resized/32x32": 1000}  # not prepared here
   reference = set(base.get_config().keys())
   for name in names:
     module = __import__(f"experiments.configs.{name}", fromlist=["get_config"])
     c = module.get_config()
     assert set(c.keys()) == reference, name
-    exp = builders.build(c, data_shape=shapes[c.dataset], num_devices=1)
+    shape = shapes[c.dataset]
+    if c.image_size:  # resized by the pipeline
+      shape = (c.image_size, c.image_size) + shape[2:]
+    exp = builders.build(c, data_shape=shape, num_devices=1,
+                         dataset_classes=classes.get(c.dataset, -1))
     assert exp.gan.k == c.k
   wgan = __import__("experiments.configs.wgan_gp_cifar10",
                     fromlist=["x"]).get_config()
@@ -94,8 +100,8 @@ def test_conditional_config_errors_name_the_fix():
 
 
 @pytest.mark.parametrize("change, message", [
-    (dict(model=builders.Config({"name": "gann"})),
-     "Unknown model 'gann'. Did you mean 'dcgan'?"),
+    (dict(model=builders.Config({"name": "dcgann"})),
+     "Unknown model 'dcgann'. Did you mean 'dcgan'?"),
     (dict(loss="hinje"), "Unknown loss 'hinje'. Did you mean 'hinge'?"),
     (dict(dataset="mnsit"), "Unknown dataset 'mnsit'"),
     (dict(k=0), "config.k must be a positive integer, got 0"),

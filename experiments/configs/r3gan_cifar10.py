@@ -38,7 +38,7 @@ def get_config() -> ml_collections.ConfigDict:
   c = base.get_config()
   decay_steps = -(-DECAY_IMAGES // BATCH_SIZE)  # 39,063
   c.dataset = "cifar10"
-  c.model = ml_collections.ConfigDict(dict(name="r3gan", preset="cifar10"))
+  c.model = base.model_config("r3gan", preset="cifar10")
   c.latent_dim = 64
   c.num_classes = 10
   c.fake_labels = "real"

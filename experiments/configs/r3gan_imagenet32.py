@@ -17,6 +17,7 @@ Published FID 1.27.
 
 import ml_collections
 
+from experiments.configs import base
 from experiments.configs import r3gan_cifar10
 
 BATCH_SIZE = 4096
@@ -27,7 +28,7 @@ def get_config() -> ml_collections.ConfigDict:
   c = r3gan_cifar10.get_config()
   decay_steps = -(-DECAY_IMAGES // BATCH_SIZE)  # 48,829
   c.dataset = "imagenet_resized/32x32"
-  c.model = ml_collections.ConfigDict(dict(name="r3gan", preset="imagenet32"))
+  c.model = base.model_config("r3gan", preset="imagenet32")
   c.num_classes = 1000
   c.batch_size = BATCH_SIZE
   c.num_steps = decay_steps
