@@ -28,7 +28,8 @@ def get_config() -> ml_collections.ConfigDict:
   c = r3gan_cifar10.get_config()
   decay_steps = -(-DECAY_IMAGES // BATCH_SIZE)  # 48,829
   c.dataset = "imagenet_resized/32x32"
-  c.model = base.model_config("r3gan", preset="imagenet32")
+  c.model = base.model_config("r3gan", preset="imagenet32",
+                              fast_conv_grad=False)
   c.num_classes = 1000
   c.batch_size = BATCH_SIZE
   c.num_steps = decay_steps
