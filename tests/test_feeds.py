@@ -6,6 +6,7 @@ import jax.numpy as jnp
 import pytest
 
 import chex
+from experiments import builders
 from experiments import guards
 from experiments import feeds
 from experiments import train
@@ -70,6 +71,27 @@ def test_resume_on_the_host_path_reads_one_chunk(tmp_path, monkeypatch):
   tt.run(config, tmp_path)
   # Resumed at step 10: the examples of steps 10..19, nothing before them.
   assert taken[0] == (10, 10) and all(first >= 10 for first, _ in taken)
+
+
+def test_host_chunks_are_bounded_in_bytes_whatever_the_call_length(
+    monkeypatch):
+  """data_on_device=false: a call's examples on the host are at most
+  HOST_CHUNK_BYTES, so host memory does not grow with steps_per_call."""
+  config = _chunked(data_on_device="false", steps_per_call=100_000)
+  experiment = builders.build(config)
+  placement = train.check(config, experiment)
+  one_step = config.k * config.batch_size * 8 * 8  # uint8 digits
+  monkeypatch.setattr(feeds, "HOST_CHUNK_BYTES", 3 * one_step)
+  feed = feeds.feed(config, experiment, placement)
+  assert feed.max_steps == 3
+  taken, first = feed.data_for(0)
+  assert int(first) == 0 and taken.images.nbytes == 3 * one_step
+  lengths = train.CallLengths(config, 100_000, feed.max_steps)
+  assert lengths.next(0) == 1  # compiles
+  lengths.observe(1, 1.0, compiled=True)
+  assert lengths.next(1) == 1
+  lengths.observe(1, 1e-6, compiled=False)  # fast steps: long calls wanted
+  assert [lengths.next(s) for s in (2, 5)] == [3, 3]
 
 
 def test_call_lengths_stop_at_every_cadence():

@@ -201,8 +201,12 @@ def test_a_signal_as_the_run_finishes_ends_it_normally(tmp_path, monkeypatch):
   result = tt.run(tt.tiny_config(), tmp_path)
   assert result["signal"] == "SIGTERM" and result["steps"] == 4
   assert steps_on_disk(tmp_path) == [2, 4]
-  assert train.format_summary(result).startswith(
-      "SIGTERM received as the run finished; Done: step 4")
+  line = train.format_summary(result)
+  assert line.startswith("SIGTERM received as the run finished; Done: step 4")
+  # 3 steps after the compiling call: no steps/s figure, and it says why.
+  assert result["steps_per_s"] is None
+  assert ("too short to measure steps/s after compilation (that takes 20 "
+          "steps and 2 s)") in line
 
 
 def unwritable(path):
