@@ -1,6 +1,7 @@
 """The runner against the bare step it runs, start-up time, and resume positioning.
 
     python -m benchmarks.runner [--quick] [--out benchmarks/results/runner.md]
+    python -m benchmarks.runner --stops [--out benchmarks/results/runner_stops.md]
 
 Also the ``runner`` section of ``benchmarks/benchmark.py``. Measured in one
 process, candidates alternated round by round (ratios between medians):
@@ -19,6 +20,20 @@ process, candidates alternated round by round (ratios between medians):
    sized split (60,000 uint8 images; exact epochs): the examples of the
    first call after the resume, on the host path (on the device path the
    position is the step itself: nothing to do).
+
+``--stops`` (its own file) measures what a safe stop costs and takes:
+
+4. One call in flight: steps/s of the runner's compiled call when the loop
+   waits for each call's metrics before dispatching the next (as
+   ``experiments.train`` does, so that a signal is acted on after one call)
+   against dispatching every call and waiting once at the end.
+5. The asynchronous checkpoint write: a loop of training calls with a save
+   after each, the write in the background (``Checkpointer``'s default) or
+   waited for, and the same loop without saves.
+6. Signal to checkpoint: ``python -m experiments.train`` (default config),
+   SIGTERM a few seconds after its first sample grid; seconds until the
+   checkpoint of the step it stopped at is on disk, and until it exits. At
+   the defaults and with ``steps_per_call=1000`` and 20,000-step cadences.
 """
 
 from __future__ import annotations
@@ -26,10 +41,13 @@ from __future__ import annotations
 import argparse
 import datetime
 import os
+import re
+import signal
 import statistics
 import subprocess
 import sys
 import tempfile
+import threading
 import time
 
 os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "3")
@@ -39,13 +57,18 @@ import numpy as np  # pylint: disable=wrong-import-position
 
 from benchmarks.machine import cpu_name, load_average  # pylint: disable=wrong-import-position
 from experiments import builders  # pylint: disable=wrong-import-position
+from experiments import feeds  # pylint: disable=wrong-import-position
+from experiments import guards  # pylint: disable=wrong-import-position
+from experiments import resume as resume_lib  # pylint: disable=wrong-import-position
 from experiments import train  # pylint: disable=wrong-import-position
 from experiments.configs import dcgan_digits  # pylint: disable=wrong-import-position
+from ganjax import checkpoint as checkpoint_lib  # pylint: disable=wrong-import-position
 from ganjax.data import on_device  # pylint: disable=wrong-import-position
 from ganjax.data import pipeline  # pylint: disable=wrong-import-position
 
 RESULTS = os.path.join(os.path.dirname(os.path.abspath(__file__)), "results",
                        "runner.md")
+STOPS_RESULTS = os.path.join(os.path.dirname(RESULTS), "runner_stops.md")
 REPO = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 
 
@@ -136,6 +159,187 @@ def resume_positioning_seconds(step: int = 100_000) -> dict:
   return times
 
 
+def compiled_call(config, steps: int):
+  """``(state, run)``: the runner's compiled call of ``steps`` steps on
+  ``config``'s feed; ``run(state, first_step) -> (state, metrics)``."""
+  config = config.copy_and_resolve_references()
+  config.steps_per_call = steps
+  experiment = builders.build(config)
+  placement = train.check(config, experiment)
+  feed = feeds.feed(config, experiment, placement)
+  call = feeds.train_call(guards.guard_step(experiment.gan.step), feed,
+                          placement)
+  state = placement.put_state(jax.jit(experiment.gan.init)(
+      resume_lib.init_key(config),
+      resume_lib.example_batch(config, experiment)))
+  n = placement.put_state(np.int32(steps))
+
+  def run(state, first):
+    return call(state, feed.data_for(first), n)
+
+  state, metrics = run(state, 0)  # compiles
+  jax.block_until_ready(metrics)
+  return state, run
+
+
+def in_flight_steps_per_s(config, steps: int, calls: int,
+                          rounds: int) -> dict:
+  """steps/s with one call in flight vs every call queued (alternated)."""
+  state, run = compiled_call(config, steps)
+  out = {"one": [], "queued": []}
+  for _ in range(rounds):
+    for mode in out:
+      start = time.perf_counter()
+      for i in range(calls):
+        state, metrics = run(state, i * steps)
+        if mode == "one":
+          jax.block_until_ready(metrics)
+      jax.block_until_ready(state)
+      out[mode].append(calls * steps / (time.perf_counter() - start))
+  return out
+
+
+def checkpoint_overlap_seconds(config, steps: int, saves: int,
+                               rounds: int) -> dict:
+  """Seconds of ``saves`` calls of ``steps`` steps, each followed by a save:
+  written in the background, waited for, or no save (alternated)."""
+  state, run = compiled_call(config, steps)
+  out = {"none": [], "background": [], "waited": []}
+  for _ in range(rounds):
+    for mode in out:
+      with tempfile.TemporaryDirectory() as directory:
+        ckpt = checkpoint_lib.Checkpointer(
+            directory, keep=2, async_save=mode == "background")
+        start = time.perf_counter()
+        for i in range(saves):
+          state, metrics = run(state, i * steps)
+          jax.block_until_ready(metrics)
+          if mode != "none":
+            ckpt.save(i + 1, state, force=True)
+        ckpt.close()  # waits for the last write
+        out[mode].append(time.perf_counter() - start)
+  return out
+
+
+def signal_to_checkpoint_seconds(extra=(), after_s: float = 3.0) -> dict:
+  """SIGTERM to ``experiments.train`` ``after_s`` seconds after its progress
+  bar passed the first (compiling) call: seconds until the checkpoint of its
+  stop is on disk, and to exit."""
+  with tempfile.TemporaryDirectory() as workdir:
+    proc = subprocess.Popen(
+        [sys.executable, "-m", "experiments.train",
+         "--config=experiments/configs/dcgan_digits.py", f"--workdir={workdir}",
+         "--config.num_steps=10000000", *extra],
+        cwd=REPO, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, text=True)
+    err = []
+    reader = threading.Thread(target=lambda: err.extend(iter(
+        lambda: proc.stderr.read(1), "")), daemon=True)
+    reader.start()
+    ckpts = os.path.join(workdir, "checkpoints")
+    while not re.search(r"\b([2-9]|\d\d+)/10000000", "".join(err[-200:])):
+      assert proc.poll() is None, "".join(err)[-2000:]
+      time.sleep(0.02)
+    time.sleep(after_s)
+    before = set(os.listdir(ckpts)) if os.path.isdir(ckpts) else set()
+    start = time.perf_counter()
+    proc.send_signal(signal.SIGTERM)
+    saved = None
+    while proc.poll() is None or saved is None:
+      new = {d for d in (os.listdir(ckpts) if os.path.isdir(ckpts) else ())
+             if d.isdigit()} - before
+      if new and saved is None:
+        saved = time.perf_counter() - start
+      if proc.poll() is not None and saved is None:
+        break
+      time.sleep(0.01)
+    exited = time.perf_counter() - start
+    reader.join()
+  line = next((l for l in "".join(err).splitlines()
+               if "SIGTERM received" in l), "")
+  return {"saved_s": saved, "exit_s": exited, "code": proc.returncode,
+          "line": line}
+
+
+def render_stops(in_flight, overlap, signals, argv, started) -> str:
+  """The ``--stops`` measurements as markdown."""
+  med = statistics.median
+  lines = [
+      "# Runner: the cost and time of a safe stop",
+      "",
+      f"`python -m benchmarks.runner {' '.join(argv)}`, started {started}.",
+      f"Machine: {cpu_name()}, {os.cpu_count()} cores, JAX "
+      f"{jax.__version__} on {jax.default_backend()}; load average at the "
+      f"end: {load_average()} (a shared machine: compare within a table, "
+      "candidates alternated).",
+      "",
+      "## One call in flight (dcgan_digits 8x8, batch 64)",
+      "",
+      "| steps a call | one in flight, steps/s | all queued, steps/s | "
+      "one / queued | rounds (one; queued) |",
+      "|---:|---:|---:|---:|---|",
+  ]
+  for steps, r in in_flight.items():
+    one, queued = med(r["one"]), med(r["queued"])
+    lines.append(f"| {steps} | {one:.1f} | {queued:.1f} | {one / queued:.2f} "
+                 f"| {', '.join(f'{x:.0f}' for x in r['one'])}; "
+                 f"{', '.join(f'{x:.0f}' for x in r['queued'])} |")
+  o = overlap["result"]
+  none, bg, waited = med(o["none"]), med(o["background"]), med(o["waited"])
+  lines += [
+      "",
+      f"## Checkpoint writes ({overlap['name']}, a save after each call of "
+      f"{overlap['steps']} steps, {overlap['saves']} saves)",
+      "",
+      "| writes | seconds | over no saves |",
+      "|---|---:|---:|",
+      f"| none | {none:.2f} | |",
+      f"| in the background (Checkpointer default) | {bg:.2f} | "
+      f"{bg - none:+.2f} s |",
+      f"| waited for | {waited:.2f} | {waited - none:+.2f} s |",
+      "",
+      f"Background writes take {bg - waited:+.2f} s against waited ones "
+      "(negative: the overlap saved that much); rounds: "
+      + "; ".join(f"{k} {', '.join(f'{x:.2f}' for x in v)}"
+                  for k, v in o.items()) + ".",
+      "",
+      "## SIGTERM to a checkpoint (dcgan_digits, `python -m experiments.train`)",
+      "",
+      "| run | signal to checkpoint on disk, s | signal to exit, s | exit code "
+      "| message |",
+      "|---|---:|---:|---:|---|",
+  ]
+  for name, results in signals.items():
+    for r in results:
+      saved = f"{r['saved_s']:.2f}" if r["saved_s"] is not None else "none"
+      lines.append(f"| {name} | {saved} | {r['exit_s']:.2f} | {r['code']} | "
+                   f"{r['line'][:110]} |")
+  lines.append("")
+  return "\n".join(lines)
+
+
+def stops(argv, out: str, quick: bool) -> str:
+  started = datetime.datetime.now().isoformat(timespec="seconds")
+  default = configs()["dcgan_digits 8x8 (float32)"]
+  rounds = 2 if quick else 3
+  in_flight = {steps: in_flight_steps_per_s(default, steps, calls, rounds)
+               for steps, calls in ((1, 300), (10, 60), (100, 10))}
+  print(in_flight, flush=True)
+  overlap = {"name": "dcgan_digits 8x8", "steps": 100, "saves": 10,
+             "result": checkpoint_overlap_seconds(default, 100, 10, rounds)}
+  print(overlap, flush=True)
+  long = ("--config.steps_per_call=1000", "--config.log_every=20000",
+          "--config.eval_every=20000", "--config.checkpoint_every=20000")
+  signals = {"defaults": [signal_to_checkpoint_seconds()
+                          for _ in range(rounds)],
+             "steps_per_call=1000, cadences 20,000": [
+                 signal_to_checkpoint_seconds(long) for _ in range(rounds)]}
+  text = render_stops(in_flight, overlap, signals, argv, started)
+  os.makedirs(os.path.dirname(out), exist_ok=True)
+  with open(out, "w") as f:
+    f.write(text)
+  return text
+
+
 def render(rows, startup, resume, argv, started) -> str:
   lines = [
       "# Runner vs bare step",
@@ -177,9 +381,15 @@ def render(rows, startup, resume, argv, started) -> str:
 def main(argv=None):
   parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
   parser.add_argument("--quick", action="store_true")
-  parser.add_argument("--out", default=RESULTS)
+  parser.add_argument("--stops", action="store_true",
+                      help="measure what a safe stop costs and takes")
+  parser.add_argument("--out", default=None)
   args = parser.parse_args(argv)
   argv = sys.argv[1:] if argv is None else argv
+  if args.stops:
+    print(stops(argv, args.out or STOPS_RESULTS, args.quick))
+    return
+  args.out = args.out or RESULTS
   started = datetime.datetime.now().isoformat(timespec="seconds")
   steps, rounds = (300, 2) if args.quick else (1000, 3)
   dtypes = ["float32"] + (["bfloat16"] if jax.default_backend() != "cpu"

@@ -182,6 +182,16 @@ def test_runner_benchmark_measures_resume_and_renders():
              bare_all=[10.0], steps=5)
   text = runner.render([row], 3.0, {0: 1e-3, 100_000: 1e-3}, [], "start")
   assert "| tiny | 5 | 9.0 | 10.0 | 0.90 |" in text and "step 100,000" in text
+  text = runner.render_stops(
+      {1: {"one": [9.0], "queued": [10.0]}},
+      {"name": "tiny", "steps": 1, "saves": 2,
+       "result": {"none": [1.0], "background": [1.5], "waited": [2.0]}},
+      {"defaults": [{"saved_s": 1.25, "exit_s": 2.0, "code": 143,
+                     "line": "SIGTERM received: stopped at step 7"}]},
+      [], "start")
+  assert "| 1 | 9.0 | 10.0 | 0.90 |" in text
+  assert "Background writes take -0.50 s against waited ones" in text
+  assert "| defaults | 1.25 | 2.00 | 143 | SIGTERM received" in text
 
 
 def test_population_benchmark_quick_runs_checks_members_and_renders(tmp_path):
