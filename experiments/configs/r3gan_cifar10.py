@@ -24,7 +24,8 @@ length is not in the official code (it trains until stopped): num_steps
 covers the schedules once. CIFAR-10 must be prepared for TFDS, FID needs the
 InceptionV3 weights (docs/inception_weights.md). The grouped convolutions
 are single ``feature_group_count`` convolutions (``fast_conv_grad=False``,
-for accelerators; on a CPU ``True`` trains faster). Published FID 1.96
+for accelerators; ``True`` is the CPU form, see
+``ganjax.models.r3gan.Conv``). Published FID 1.96
 (conditional, 50k samples against the training set).
 """
 
