@@ -31,7 +31,7 @@ process, candidates alternated round by round (ratios between medians):
    after each, the write in the background (``Checkpointer``'s default) or
    waited for, and the same loop without saves.
 6. Signal to checkpoint: ``python -m experiments.train`` (default config),
-   SIGTERM a few seconds after its first sample grid; seconds until the
+   SIGTERM 3 s after its first (compiling) call; seconds until the
    checkpoint of the step it stopped at is on disk, and until it exits. At
    the defaults and with ``steps_per_call=1000`` and 20,000-step cadences.
 """
