@@ -10,12 +10,19 @@
   they run in one ``jax.lax.scan`` (compile time independent of k).
   ``choose_d_loop`` decides once per discriminator and input shape (``GAN.init``
   asks first; the step finds the answer in the cache).
+* The map over the members of a population (``ganjax.population``). Under
+  ``jax.vmap`` each member's convolution weights turn the convolutions into
+  grouped ones, which XLA:CPU runs about half as fast as the members one
+  after another (``benchmarks/results/population_speed.md``); MLPs run faster
+  vmapped. ``choose_member_map`` picks ``jax.lax.map`` over the members for
+  models with convolutions on CPU, ``jax.vmap`` everywhere else.
 * Initialisation: ``init_variables`` jits ``module.init``, compiled once per
   (equal) module and input shape, from an ``rbg`` key (fast to compile on
   CPU), the same per key under ``jax.vmap``.
 """
 
 import functools
+from typing import Sequence
 
 import flax.linen as nn
 import jax
@@ -68,18 +75,19 @@ def _memoised(fn):
 # ------------------------------------------------------------------ loops
 
 
-def _plain_convs_in(jaxpr) -> bool:
-  """Whether ``jaxpr`` has a ``conv_general_dilated`` outside a ``custom_vjp``."""
+def _convs_in(jaxpr, inside_custom_vjp: bool) -> bool:
+  """Whether ``jaxpr`` has a ``conv_general_dilated`` (also inside a
+  ``custom_vjp``, when ``inside_custom_vjp``)."""
   for eqn in jaxpr.eqns:
     name = eqn.primitive.name
     if name == "conv_general_dilated":
       return True
-    if name.startswith("custom_vjp"):
+    if name.startswith("custom_vjp") and not inside_custom_vjp:
       continue  # a custom backward pass, e.g. ganjax.models.layers'
     for param in eqn.params.values():
       for sub in param if isinstance(param, (tuple, list)) else (param,):
         sub = getattr(sub, "jaxpr", sub)  # ClosedJaxpr -> Jaxpr
-        if hasattr(sub, "eqns") and _plain_convs_in(sub):
+        if hasattr(sub, "eqns") and _convs_in(sub, inside_custom_vjp):
           return True
   return False
 
@@ -89,10 +97,9 @@ def _one_example(inputs: tuple) -> tuple:
                for x in inputs)
 
 
-@_memoised
-def _has_plain_convs(module: nn.Module, params, stats, one: tuple) -> bool:
-  """Whether ``module`` in training mode has plain ``lax`` convs (slow
-  gradients in loops on CPU); traced abstractly on the inputs ``one``."""
+def _train_jaxpr(module: nn.Module, params, stats, one: tuple):
+  """The jaxpr of ``module`` in training mode on the inputs ``one`` (traced
+  abstractly), or None when it cannot take them."""
 
   def apply(params, stats, inputs):
     variables = {"params": params, **({"batch_stats": stats} if stats else {})}
@@ -102,10 +109,24 @@ def _has_plain_convs(module: nn.Module, params, stats, one: tuple) -> bool:
 
   avals = lambda tree: jax.tree.map(_aval, tree)
   try:
-    jaxpr = jax.make_jaxpr(apply)(avals(params), avals(stats), one).jaxpr
+    return jax.make_jaxpr(apply)(avals(params), avals(stats), one).jaxpr
   except Exception:  # pylint: disable=broad-except
-    return False  # inputs D cannot take: the step's checks say why
-  return _plain_convs_in(jaxpr)
+    return None  # inputs the module cannot take: the step's checks say why
+
+
+@_memoised
+def _has_plain_convs(module: nn.Module, params, stats, one: tuple) -> bool:
+  """Whether ``module`` in training mode has plain ``lax`` convs (slow
+  gradients in loops on CPU)."""
+  jaxpr = _train_jaxpr(module, params, stats, one)
+  return jaxpr is not None and _convs_in(jaxpr, inside_custom_vjp=False)
+
+
+@_memoised
+def _has_convs(module: nn.Module, params, stats, one: tuple) -> bool:
+  """Whether ``module`` in training mode has convolutions of any kind."""
+  jaxpr = _train_jaxpr(module, params, stats, one)
+  return jaxpr is not None and _convs_in(jaxpr, inside_custom_vjp=True)
 
 
 def choose_d_loop(d_loop: str, discriminator: nn.Module, params, stats,
@@ -139,6 +160,28 @@ def unrolled_scan(f, init, xs):
 def loop(d_loop: str):
   """The loop for a resolved ``d_loop``: ``jax.lax.scan`` or ``unrolled_scan``."""
   return jax.lax.scan if d_loop == "scan" else unrolled_scan
+
+
+# ------------------------------------------------------------ populations
+
+MEMBER_MAPS = ("auto", "vmap", "map")
+
+
+def choose_member_map(member_map: str, players: Sequence[tuple]) -> str:
+  """``'vmap'`` or ``'map'`` for ``Population(member_map=member_map)`` here.
+
+  Args:
+    member_map: ``'auto'``, ``'vmap'`` or ``'map'``.
+    players: ``(module, params, stats, inputs)`` of each model as the step
+      applies it (one member's arrays or avals; inputs as in
+      ``choose_d_loop``).
+  """
+  if member_map != "auto":
+    return member_map
+  convs = (jax.default_backend() == "cpu"
+           and any(_has_convs(module, params, stats, _one_example(inputs))
+                   for module, params, stats, inputs in players))
+  return "map" if convs else "vmap"
 
 
 # ------------------------------------------------------------------- init
