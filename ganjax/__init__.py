@@ -11,12 +11,14 @@ The core never imports TensorFlow; only ``ganjax.data.tfds_source`` does, lazily
 """
 
 from ganjax import (augment, checkpoint, contract, data, images, loops,
-                    losses, metrics, models, optim, parallel, penalties,
-                    streams, terms)
+                    losses, metrics, models, optim, parallel, pbt, penalties,
+                    population, streams, terms)
 from ganjax.gan import GAN, GANState
+from ganjax.population import Population, PopulationState
 
 __version__ = "0.1.0"
 
-__all__ = ["GAN", "GANState", "augment", "checkpoint", "contract", "data",
-           "images", "loops", "losses", "metrics", "models", "optim",
-           "parallel", "penalties", "streams", "terms"]
+__all__ = ["GAN", "GANState", "Population", "PopulationState", "augment",
+           "checkpoint", "contract", "data", "images", "loops", "losses",
+           "metrics", "models", "optim", "parallel", "pbt", "penalties",
+           "population", "streams", "terms"]
