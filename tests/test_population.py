@@ -149,8 +149,8 @@ def test_a_member_gone_non_finite_is_frozen_and_the_others_go_on(trained):
 
 def test_members_move_by_their_own_learning_rates(trained):
   # Adam's first update moves every parameter by about its learning rate.
-  pop, _, first, _, _ = trained
-  pstate, _ = pop.step(first, _batch(1))
+  pop, step, first, _, _ = trained
+  pstate, _ = step(first, _batch(1))
   moved = lambda i: np.max(np.abs(
       _member(pstate, i).g_params["Dense_1"]["bias"]
       - _member(first, i).g_params["Dense_1"]["bias"]))
@@ -246,14 +246,14 @@ def test_a_population_of_four_seeds_learns():
                d_optimizer=optax.adam(5e-4, b1=0.5), latent_dim=4)
   pop = gj.Population(gan, size=4)
   pstate = pop.init(jax.random.key(0), jnp.zeros((64, 1)))
-  error = lambda p: np.asarray(jax.vmap(
+  error = jax.jit(lambda p: jax.vmap(
       lambda s: jnp.abs(jnp.mean(s) - 1.0) + jnp.abs(jnp.std(s) - 0.5))(
           pop.sample(p, jax.random.key(2), 2000)))
   before = error(pstate)
   run = gj.loops.scan_steps(
       pop.step, lambda key: toy.gaussian_1d(key, 64, 1.0, 0.5)[None], 600)
   pstate, metrics = run(pstate, jax.random.key(1))
-  after = error(pstate)
+  before, after = np.asarray(before), np.asarray(error(pstate))
   print(f"|mean - 1| + |std - 0.5| over 4 seeds: "
         f"{population_lib.mean_std(before)} -> {population_lib.mean_std(after)}")
   assert metrics["alive"].shape == (600, 4) and np.all(metrics["alive"] == 1)
