@@ -78,10 +78,6 @@ class PopulationState:
     return jnp.max(self.members.step)
 
 
-def _snake(name: str) -> str:
-  return re.sub(r"(?<=[a-z0-9])(?=[A-Z])", "_", name).lower()
-
-
 def _with_fields(obj, **changes):
   """A shallow copy of the frozen dataclass ``obj`` with fields changed,
   without running its ``__post_init__``: traced values cannot be validated
@@ -150,7 +146,7 @@ def _gan_setters(gan: GAN) -> dict[str, Setter]:
         terms = g.loss_terms
         return r(g, loss_terms=terms[:i] + (r(terms[i], **{field: v}),)
                  + terms[i + 1:])
-      add(f"{_snake(type(term).__name__)}_{field}", set_term)
+      add(f"{penalties_lib.name_of(term)}_{field}", set_term)
   ambiguous = sorted(name for name, count in seen.items() if count > 1)
   return {name: setter for name, setter in setters.items()
           if name not in ambiguous}
@@ -171,7 +167,7 @@ def optimizer_hparams(opt_state) -> tuple[set, set]:
     states = getattr(state, "hyperparams_states", {})
     for name in state.hyperparams:
       (scheduled if name in states else constant).add(name)
-  return constant, scheduled - constant
+  return constant - scheduled, scheduled
 
 
 def _optimizer_name(name: str) -> tuple[str, str] | None:
