@@ -302,7 +302,7 @@ class Evaluator:
   @property
   def num_classes(self) -> int:
     """Classes of the data set (from the real reference labels); after ``prepare()``."""
-    if not self.networks:
+    if self.dataset in stacked.BASES:  # its labels are the modes
       return stacked.NUM_MODES
     ref = self._reference[self.networks[0]]
     return int(np.max(ref["labels"])) + 1
