@@ -415,9 +415,9 @@ class Population:
   def step(self, pstate: PopulationState, batch):
     """One ``GAN.step`` of every member, each with its own hyper-parameters.
 
-    A member whose new state or metrics hold a non-finite value is frozen:
-    it keeps the state it had before that step and ``alive`` turns False;
-    the others go on.
+    A member whose losses, gradients, parameters or batch statistics turn
+    non-finite in a step is frozen: it keeps the state it had before that
+    step and ``alive`` turns False; the others go on.
 
     Args:
       pstate: a ``PopulationState``.
@@ -448,9 +448,15 @@ class Population:
     per_member = (pstate.hparams,) + (() if self.shared_batch else (batch,))
     members = set_optimizer_hparams(pstate.members, pstate.hparams)
     new, metrics = self._over_members(one, members, *per_member)
+    # The metrics hold the losses and both gradient norms (non-finite when a
+    # gradient is); the parameters and batch statistics catch an update that
+    # overflows. Optimizer states and the EMA follow from these, so they are
+    # not read again (a pass over them costs as much as a select).
     finite = lambda x: jnp.all(jnp.isfinite(x), axis=tuple(range(1, x.ndim)))
+    checked = (metrics, new.g_params, new.d_params, new.g_batch_stats,
+               new.d_batch_stats)
     alive = pstate.alive & jnp.all(jnp.stack([
-        finite(x) for x in jax.tree.leaves((new, metrics))
+        finite(x) for x in jax.tree.leaves(checked)
         if jnp.issubdtype(x.dtype, jnp.inexact)]), axis=0)
     keep = lambda n, o: jnp.where(
         alive.reshape((-1,) + (1,) * (n.ndim - 1)), n, o)
