@@ -49,7 +49,6 @@ from ganjax import backend
 from ganjax import penalties as penalties_lib
 from ganjax.gan import GAN, GANState
 
-PyTree = Any
 PLAYERS = ("g", "d")
 _INJECT_STATES = (optax.InjectHyperparamsState,
                   optax.InjectStatefulHyperparamsState)

@@ -1,0 +1,167 @@
+"""A population's step against its members run one after another.
+
+``gj.Population`` with ``member_map='auto'`` (and the other map, for
+reference) against N single runs stepped one after another (one jitted
+``gan.step`` per member, each on its own state): member-steps per second,
+for the digits DCGAN (``experiments/configs/dcgan_digits.py``) and the small
+MLP (100-128-784), so that the claim "a population is never slower than its
+members one after another" is measured where it is made.
+
+  python -m benchmarks.population_throughput [--members=8] [--rounds=5]
+
+Writes ``benchmarks/results/population_throughput.md``.
+"""
+
+import argparse
+import datetime
+import os
+import sys
+
+import jax
+import jax.numpy as jnp
+
+import ganjax as gj
+from benchmarks.benchmark import interleave, log, median
+from benchmarks.machine import cpu_name, load_average
+from experiments import builders
+from experiments.configs import dcgan_digits
+
+RESULTS = os.path.join(os.path.dirname(os.path.abspath(__file__)), "results",
+                       "population_throughput.md")
+BATCH = 64
+# A population must be at least this fast, relative to its members one after
+# another, with member_map='auto' (a target, checked when the table is made).
+TARGET_VS_LOOP = 0.95
+
+
+def models() -> dict:
+  return {
+      "dcgan_digits (8x8), B 64": (
+          lambda: builders.build(dcgan_digits.get_config()).gan, (8, 8, 1)),
+      "small MLP (100-128-784), B 64": (
+          lambda: gj.GAN(*gj.models.small_mlp((28, 28, 1)), latent_dim=100),
+          (28, 28, 1)),
+  }
+
+
+def loop_runner(gan, states, batch):
+  """``run(n)``: n steps of every member, one member after another."""
+  step = jax.jit(gan.step, donate_argnums=0)
+  holder = list(states)
+
+  def run(n):
+    for _ in range(n):
+      for i, state in enumerate(holder):
+        holder[i], _ = step(state, batch)
+    jax.block_until_ready(holder)
+
+  return run
+
+
+def population_runner(pop, pstate, batch):
+  """``run(n)``: n population steps (donated)."""
+  step = jax.jit(pop.step, donate_argnums=0)
+  holder = [pstate]
+
+  def run(n):
+    for _ in range(n):
+      holder[0], _ = step(holder[0], batch)
+    jax.block_until_ready(holder[0])
+
+  return run
+
+
+def measure(name, build, data_shape, members: int, rounds: int,
+            min_round_s: float) -> list[dict]:
+  gan = build()
+  low, high = gan.generator.output_range
+  batch = jax.random.uniform(jax.random.key(1), (gan.k, BATCH) + data_shape,
+                             minval=low, maxval=high)
+  keys = jax.random.split(jax.random.key(0), members)
+  auto = gj.Population(gan, size=members)
+  pstate = auto.init(keys, batch)
+  chosen = auto._map(pstate.members)  # pylint: disable=protected-access
+  other = "vmap" if chosen == "map" else "map"
+  copy = lambda tree: jax.tree.map(jnp.copy, tree)
+  candidates = {
+      "members one after another": loop_runner(
+          gan, [gan.init(key, batch) for key in keys], batch),
+      f"population, auto ({chosen})": population_runner(auto, copy(pstate),
+                                                        batch),
+      f"population, {other}": population_runner(
+          gj.Population(gan, size=members, member_map=other), copy(pstate),
+          batch),
+  }
+  log(f"{name}: N={members}, auto chooses {chosen}")
+  times = interleave(candidates, rounds, min_round_s)
+  loop = median(times["members one after another"])
+  rows = []
+  for candidate, seconds in times.items():
+    step_s = median(seconds)
+    rows.append(dict(model=name, members=members, candidate=candidate,
+                     ms=1e3 * step_s, low=1e3 * min(seconds),
+                     high=1e3 * max(seconds),
+                     member_steps=members / step_s, vs_loop=loop / step_s))
+    log(f"  {candidate}: {1e3 * step_s:.2f} ms per population step, "
+        f"{loop / step_s:.2f}x the loop")
+  return rows
+
+
+def render(rows, argv, started: str, load_start: str) -> str:
+  lines = [
+      "# Populations: a population's step against its members one after another",
+      "",
+      "- command: `" + " ".join(["python -m benchmarks.population_throughput"]
+                                + list(argv)) + "`",
+      f"- started {started}, finished "
+      f"{datetime.datetime.now().isoformat(timespec='seconds')}",
+      f"- device: {jax.default_backend()}; host: {os.cpu_count()} CPU cores "
+      f"({cpu_name()}), Python {sys.version.split()[0]}, jax {jax.__version__}",
+      f"- load average (1, 5, 15 min) at start {load_start}, at end "
+      f"{load_average()}",
+      "- method: the candidates alternate round by round in one process "
+      "(`benchmarks.benchmark.interleave`); medians over rounds, ratios of "
+      "medians. One step per call, states donated, one synthetic batch "
+      "shared by every member. `members one after another`: N states, each "
+      "stepped by the one jitted `gan.step` (compiled once). The machine is "
+      "shared: compare ratios within a table.",
+      f"- target: `population, auto` >= {TARGET_VS_LOOP}x the loop.",
+      "",
+      "| model | N | candidate | ms per population step | min-max (ms) | "
+      "member-steps/s | vs one after another |",
+      "|---|---:|---|---:|---:|---:|---:|",
+  ]
+  for r in rows:
+    lines.append(f"| {r['model']} | {r['members']} | {r['candidate']} | "
+                 f"{r['ms']:.2f} | {r['low']:.1f}-{r['high']:.1f} | "
+                 f"{r['member_steps']:,.1f} | {r['vs_loop']:.2f}x |")
+  misses = [r for r in rows if r["candidate"].startswith("population, auto")
+            and r["vs_loop"] < TARGET_VS_LOOP]
+  lines += ["", "Target met." if not misses else
+            "Target missed: " + "; ".join(
+                f"{r['model']} {r['vs_loop']:.2f}x" for r in misses) + "."]
+  return "\n".join(lines) + "\n"
+
+
+def main(argv=None):
+  parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+  parser.add_argument("--members", type=int, default=8)
+  parser.add_argument("--rounds", type=int, default=5)
+  parser.add_argument("--min_round_s", type=float, default=0.5)
+  parser.add_argument("--out", default=RESULTS)
+  args = parser.parse_args(argv)
+  started = datetime.datetime.now().isoformat(timespec="seconds")
+  load_start = load_average()
+  rows = []
+  for name, (build, shape) in models().items():
+    rows += measure(name, build, shape, args.members, args.rounds,
+                    args.min_round_s)
+  text = render(rows, sys.argv[1:] if argv is None else argv, started,
+                load_start)
+  with open(args.out, "w") as f:
+    f.write(text)
+  print(text)
+
+
+if __name__ == "__main__":
+  main()
