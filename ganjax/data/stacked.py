@@ -5,7 +5,7 @@ al., 2017; Lin et al., 2018; the R3GAN paper's Table 3): each example stacks
 three digits drawn independently and uniformly from a digit data set into
 the red, green and blue channels, so the data have 10^3 = 1,000 modes, equally
 likely; a generator's samples are sorted into modes by classifying each
-channel (``ganjax.metrics.stacked``).
+channel (``ganjax.metrics.stacked_modes``).
 
 * ``stacked_digits``: from sklearn's real 8x8 digits, which ship offline
   (``train``: 60,000 stacks of the 1,500 train digits; ``test``: 10,000
