@@ -20,8 +20,9 @@ Signals. ``Signals`` turns SIGTERM/SIGINT into a flag the loop checks
 between compiled calls: it then saves a checkpoint of the last finished
 step and stops (``Preempted``, exit code 128 + the signal's number). Inside
 ``Signals.interruptible`` (sample grids and scoring, which write nothing)
-the signal also ends that work at once; a second signal also ends the final
-checkpoint write (exit code 130: the save itself hangs).
+the signal also ends that work at once. A second signal (Ctrl-C twice) still
+lets the final checkpoint write finish; a third ends it (exit code 130: the
+save itself hangs).
 """
 
 import contextlib
@@ -78,7 +79,7 @@ class Signals:
 
   The loop checks ``signum`` between calls. Inside ``interruptible(n)``, the
   signal that brings the count above ``n`` raises ``Interrupted`` there
-  (``n=0``: the first signal ends sample grids and scoring; ``n=1``: a second
+  (``n=0``: the first signal ends sample grids and scoring; ``n=2``: a third
   one ends the final checkpoint write). Handlers are installed only in the
   main thread (elsewhere it is a no-op).
   """

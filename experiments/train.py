@@ -41,7 +41,7 @@ code). A NaN/Inf or a label out of range stops the run with exit code 3,
 naming the step; the last checkpoint stays the newest. SIGTERM / SIGINT:
 the call in flight finishes, its state is saved, and the run exits with 128
 + the signal's number (143, 130) (0 when that was the last step); a second
-signal ends the save itself. A file of the run that cannot be written
+signal still lets that save finish, a third ends it (a save that hangs). A file of the run that cannot be written
 (checkpoint, metrics, events, grid, config.json, best.json, lock) stops the
 run with one message naming it and the fix (exit code 2), after a
 checkpoint of the current step when one can still be written. Everything a
@@ -59,6 +59,7 @@ processes agree after every call on whether a signal arrived.
 
 import math
 import os
+import signal
 import sys
 import time
 
@@ -397,7 +398,9 @@ class _Run:
     if stop.signum:
       if saver.saved_step != step:  # never written: nothing finished after
         saver.save(step, placement.unreplicate(state), monitor.pending())
-      with stop.interruptible(after=stop.count):  # a signal during the write
+      # A second signal (Ctrl-C twice) still saves what is finished; only a
+      # third ends the write (a save that hangs).
+      with stop.interruptible(after=max(stop.count, 2)):
         saver.finish()
       if step < num_steps:
         raise guards.Preempted(stop.signum, step, saver.saved_step)
@@ -594,6 +597,8 @@ def main(argv):
     # killed: schedulers and retry loops see an unfinished run (0 would let
     # `train && evaluate` go on), and the checkpoint is already saved.
     print(str(e), file=sys.stderr)
+    for signum in guards.Signals.SIGNALS:  # saved: no traceback on the way out
+      signal.signal(signum, signal.SIG_IGN)
     sys.exit(128 + e.signum)
   except (guards.Interrupted, KeyboardInterrupt):
     cli.fail("interrupted again while the checkpoint was written: it may be "
