@@ -91,6 +91,9 @@ def measure(name, build, data_shape, members: int, rounds: int,
       f"population, {other}": population_runner(
           gj.Population(gan, size=members, member_map=other), copy(pstate),
           batch),
+      f"population, {chosen}, freeze_nonfinite=False": population_runner(
+          gj.Population(gan, size=members, member_map=chosen,
+                        freeze_nonfinite=False), copy(pstate), batch),
   }
   log(f"{name}: N={members}, auto chooses {chosen}")
   times = interleave(candidates, rounds, min_round_s)
@@ -123,8 +126,10 @@ def render(rows, argv, started: str, load_start: str) -> str:
       "(`benchmarks.benchmark.interleave`); medians over rounds, ratios of "
       "medians. One step per call, states donated, one synthetic batch "
       "shared by every member. `members one after another`: N states, each "
-      "stepped by the one jitted `gan.step` (compiled once). The machine is "
-      "shared: compare ratios within a table.",
+      "stepped by the one jitted `gan.step` (compiled once). "
+      "`freeze_nonfinite=False`: without the check for non-finite members "
+      "and the selection of the frozen ones' old state (an extra pass over "
+      "the state). The machine is shared: compare ratios within a table.",
       f"- target: `population, auto` >= {TARGET_VS_LOOP}x the loop.",
       "",
       "| model | N | candidate | ms per population step | min-max (ms) | "

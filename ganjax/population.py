@@ -257,12 +257,17 @@ class Population:
     shared_batch: True (the default): every member trains on the same batch
       ``[k, B, ...]`` (each with its own noise); False: the batch has a
       member axis, ``[N, k, B, ...]``, one batch per member.
+    freeze_nonfinite: True (the default): ``step`` freezes a member that
+      turns non-finite (see ``step``); the check and the selection of the
+      frozen members' old state are an extra pass over the state. False
+      skips both: ``alive`` stays True and a diverged member goes on NaN.
   """
   gan: GAN
   hparams: Mapping[str, Sequence[float]] | None = None
   size: int | None = None
   member_map: str = "auto"
   shared_batch: bool = True
+  freeze_nonfinite: bool = True
 
   def __post_init__(self):
     hparams = {name: tuple(float(v) for v in np.ravel(np.asarray(values)))
@@ -447,6 +452,9 @@ class Population:
     per_member = (pstate.hparams,) + (() if self.shared_batch else (batch,))
     members = set_optimizer_hparams(pstate.members, pstate.hparams)
     new, metrics = self._over_members(one, members, *per_member)
+    if not self.freeze_nonfinite:
+      return pstate.replace(members=new), dict(
+          metrics, alive=pstate.alive.astype(jnp.float32))
     # The metrics hold the losses and both gradient norms (non-finite when a
     # gradient is); the parameters and batch statistics catch an update that
     # overflows. Optimizer states and the EMA follow from these, so they are

@@ -106,15 +106,21 @@ def test_seeds_mapped_are_their_single_runs_bit_for_bit():
   G, D = gj.models.toy_mlp(1, hidden=8, depth=1)
   gan = gj.GAN(G, D, latent_dim=2, ema_decay=0.9)  # optax.adam, not injected
   pop = gj.Population(gan, size=2, member_map="map")
+  unchecked = gj.Population(gan, size=2, member_map="map",
+                            freeze_nonfinite=False)
   keys = jax.random.split(jax.random.key(4), 2)
-  pstate, step = pop.init(keys, _batch(1)), jax.jit(pop.step)
+  pstate = fast = pop.init(keys, _batch(1))
+  step, fast_step = jax.jit(pop.step), jax.jit(unchecked.step)
   single_step = jax.jit(gan.step)
   singles = [gan.init(key, _batch(1)) for key in keys]
   for _ in range(STEPS):
     pstate, _ = step(pstate, _batch(1))
+    fast, metrics = fast_step(fast, _batch(1))
     singles = [single_step(state, _batch(1))[0] for state in singles]
   for i, single in enumerate(singles):
     assert _leaves_equal(_member(pstate, i), single)
+    assert _leaves_equal(_member(fast, i), single)
+  assert metrics["alive"].tolist() == [1.0, 1.0]
 
 
 def test_members_with_their_learning_rates_are_their_single_runs(setup,
