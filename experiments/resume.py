@@ -363,7 +363,7 @@ class CheckpointSaver:
           f"{' and '.join(bad)}'s parameters or optimizer state; it was not "
           f"saved. The checkpoint of step {self.saved_step} in "
           f"{self.ckpt.directory} is the newest.")
-    self.check()
+    self.finish()  # the previous write; its error names its own step
     try:
       if self.ckpt.save(step, state, force=True,
                         record={"config": self.record, "step": int(step),

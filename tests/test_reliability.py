@@ -597,6 +597,29 @@ def test_a_failed_checkpoint_write_stops_the_run_there(six_steps, tmp_path,
   assert max(r["step"] for r in summary.read_jsonl(str(tmp_path))) == 4
 
 
+def test_a_background_write_that_fails_late_is_named_by_its_own_step(
+    tmp_path, monkeypatch):
+  """Step 2's write fails while step 4's save begins: the message names
+  step 2 (CI once saw "step 4" when the error surfaced inside the next save)."""
+  import errno  # pylint: disable=g-import-not-at-top
+  real_write = checkpoint.Checkpointer._write  # pylint: disable=protected-access
+
+  def write(self, step, items):
+    if step == 2:
+      time.sleep(0.5)  # still running when step 4 is saved
+      self._error = OSError(errno.ENOSPC, "No space left on device")
+      return
+    real_write(self, step, items)
+
+  monkeypatch.setattr(checkpoint.Checkpointer, "_write", write)
+  c = tt.tiny_config(num_steps=8, ema_decay=0.0, eval_every=8)
+  with pytest.raises(resume.CheckpointWriteError) as info:
+    tt.run(c, tmp_path)
+  assert "cannot write the checkpoint of step 2" in str(info.value)
+  assert "no checkpoint was saved" in str(info.value)
+  assert steps_on_disk(tmp_path) == []
+
+
 # ----------------------------------------------------- one clear message
 
 
