@@ -1,6 +1,7 @@
 """Tests of the TFDS source kind (mocked and real Fashion-MNIST prepared offline),
 the offline files (ganjax.data.sources) and experiments.prepare_data for TFDS."""
 
+import fcntl
 import hashlib
 import os
 import socket
@@ -109,13 +110,24 @@ def test_data_shape_without_loading(tmp_path):
 
 @pytest.fixture(scope="session")
 def fashion_mnist_dir(tmp_path_factory):
+  """Fashion-MNIST prepared once per test run: the pytest-xdist workers share
+  one directory under a lock (preparing it takes 10-20 s)."""
   if not HAVE_DEBIAN_FM:
     pytest.skip(f"{sources.FASHION_MNIST_DEBIAN_DIR} absent: install it with "
                 "`apt-get install -y dataset-fashion-mnist` (CI does).")
   from experiments import prepare_data  # pylint: disable=g-import-not-at-top
-  data_dir = str(tmp_path_factory.mktemp("tfds"))
-  assert prepare_data.main(["fashion_mnist", "--data_dir", data_dir]) == 0
-  return data_dir
+  run_dir = tmp_path_factory.getbasetemp()
+  if os.environ.get("PYTEST_XDIST_WORKER"):  # basetemp is per worker
+    run_dir = run_dir.parent
+  root = run_dir / "fashion_mnist_tfds"
+  root.mkdir(exist_ok=True)
+  with open(root / "lock", "w") as lock:
+    fcntl.flock(lock, fcntl.LOCK_EX)
+    if not (root / "prepared").exists():
+      assert prepare_data.main(["fashion_mnist", "--data_dir",
+                                str(root / "data")]) == 0
+      (root / "prepared").touch()
+  return str(root / "data")
 
 
 @pytest.fixture(scope="session")
