@@ -193,6 +193,38 @@ def rpgan(real_logits: chex.Array, fake_logits: chex.Array):
   return d_loss, g_loss
 
 
+def ragan(real_logits: chex.Array, fake_logits: chex.Array):
+  """The relativistic average GAN loss (RaGAN), with ``f = softplus``.
+
+  Each real logit is compared with the mean fake logit and each fake logit
+  with the mean real one: D learns that real data look more real than the
+  average fake, G the other way round. The means are over the whole global
+  batch (the step gathers the logits from every device first), so the loss
+  is the same on any number of devices.
+
+  References:
+    Jolicoeur-Martineau, 2019, The relativistic discriminator: a key element
+    missing from standard GAN, Eqs. 9-10 (https://arxiv.org/abs/1807.00734).
+
+  Args:
+    real_logits: ``[B]`` critic scores C(x) on real data.
+    fake_logits: ``[B']`` critic scores C(G(z)) on generated data.
+
+  Returns:
+    ``(d_loss, g_loss)``: ``E[softplus(-(C(x) - mean C(G(z))))]
+    + E[softplus(C(G(z)) - mean C(x))]``, and the same with real and fake
+    exchanged.
+  """
+  _check(real_logits, fake_logits)
+  real_rel = real_logits - jnp.mean(fake_logits)  # -log sigmoid(t) = softplus(-t)
+  fake_rel = fake_logits - jnp.mean(real_logits)
+  d_loss = (jnp.mean(jax.nn.softplus(-real_rel))
+            + jnp.mean(jax.nn.softplus(fake_rel)))
+  g_loss = (jnp.mean(jax.nn.softplus(-fake_rel))
+            + jnp.mean(jax.nn.softplus(real_rel)))
+  return d_loss, g_loss
+
+
 LOSSES: dict[str, LossFn] = {
     "minimax": minimax,
     "non_saturating": non_saturating,
@@ -200,6 +232,7 @@ LOSSES: dict[str, LossFn] = {
     "hinge": hinge,
     "least_squares": least_squares,
     "rpgan": rpgan,
+    "ragan": ragan,
 }
 
 # Losses whose discriminator output is a probability through a sigmoid, so

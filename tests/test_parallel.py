@@ -54,18 +54,6 @@ def _conditional_dcgan_gan():
                 loss_terms=[gj.terms.FeatureMatching(0.1)])
 
 
-def _ragan(real_logits, fake_logits):
-  """The relativistic average GAN loss, given as a function: batch means of
-  each side's logits (Jolicoeur-Martineau, 2019, Eq. 9)."""
-  real_rel = real_logits - jnp.mean(fake_logits)
-  fake_rel = fake_logits - jnp.mean(real_logits)
-  d_loss = -(jnp.mean(jax.nn.log_sigmoid(real_rel))
-             + jnp.mean(jax.nn.log_sigmoid(-fake_rel)))
-  g_loss = -(jnp.mean(jax.nn.log_sigmoid(fake_rel))
-             + jnp.mean(jax.nn.log_sigmoid(-real_rel)))
-  return d_loss, g_loss
-
-
 class _MinibatchStdD(nn.Module):
   """Minibatch std (groups of 4 across devices) and per-example dropout."""
   axis_name: str | None = None
@@ -80,9 +68,11 @@ class _MinibatchStdD(nn.Module):
 
 
 def _ragan_minibatch_std_gan():
-  """A RaGAN loss given as a function, a minibatch-std D with dropout."""
+  """RaGAN (batch means of the logits) passed as a function, a minibatch-std
+  D with dropout."""
   G = gj.models.MLPGenerator((4, 4, 1), hidden=(16,))
-  return gj.GAN(G, _MinibatchStdD(), loss=_ragan, g_optimizer=optax.sgd(0.1),
+  return gj.GAN(G, _MinibatchStdD(), loss=gj.losses.ragan,
+                g_optimizer=optax.sgd(0.1),
                 d_optimizer=optax.sgd(0.1), k=2, latent_dim=8)
 
 

@@ -1,4 +1,4 @@
-"""R3GAN's game: the relativistic losses, R2, R1 + R2 composed, lazy and
+"""R3GAN's game: the relativistic losses (RpGAN, RaGAN), R2, R1 + R2 composed, lazy and
 scheduled, the cosine schedules of its optimizer."""
 
 import flax.linen as nn
@@ -56,6 +56,57 @@ def test_rpgan_gradients_and_extreme_logits():
   assert all(np.all(np.isfinite(g)) for g in grads)
   with pytest.raises(AssertionError):
     losses.rpgan(jnp.zeros(3), jnp.zeros(2))  # pairs need equal batches
+
+
+# ---------------------------------------------------------------- RaGAN
+
+def _softplus(x):
+  return np.logaddexp(0.0, np.asarray(x, np.float64))
+
+
+def _sigmoid(x):
+  return 1.0 / (1.0 + np.exp(-np.asarray(x, np.float64)))
+
+
+def test_ragan_closed_form_on_tiny_logits():
+  """Jolicoeur-Martineau (2019), Eqs. 9-10, with batches of unequal size."""
+  real, fake = np.array([2.0, -1.0]), np.array([0.0, 1.0, 3.0])
+  real_rel, fake_rel = real - fake.mean(), fake - real.mean()
+  want_d = _softplus(-real_rel).mean() + _softplus(fake_rel).mean()
+  want_g = _softplus(-fake_rel).mean() + _softplus(real_rel).mean()
+  np.testing.assert_allclose(losses.ragan(jnp.asarray(real), jnp.asarray(fake)),
+                             (want_d, want_g), rtol=1e-6)
+  # D scores everything alike: relative scores 0, both losses 2 log 2.
+  same = jnp.full((3,), 0.4)
+  np.testing.assert_allclose(losses.ragan(same, same), (2 * np.log(2),) * 2,
+                             rtol=1e-6)
+  # Only differences between the two sides count.
+  np.testing.assert_allclose(
+      losses.ragan(jnp.asarray(real) + 5.0, jnp.asarray(fake) + 5.0),
+      (want_d, want_g), rtol=1e-6)
+  assert losses.get("ragan") is losses.ragan
+
+
+def test_ragan_gradients_and_extreme_logits():
+  real, fake = np.array([2.0, -1.0]), np.array([0.0, 1.0, 3.0])
+  grad_real, grad_fake = jax.grad(lambda r, f: losses.ragan(r, f)[0],
+                                  argnums=(0, 1))(jnp.asarray(real),
+                                                  jnp.asarray(fake))
+  # d/dr_k: -sigmoid(mean f - r_k) / B_r - mean_j sigmoid(f_j - mean r) / B_r;
+  # d/df_k: mean_i sigmoid(mean f - r_i) / B_f + sigmoid(f_k - mean r) / B_f.
+  s_real = _sigmoid(fake.mean() - real)
+  s_fake = _sigmoid(fake - real.mean())
+  np.testing.assert_allclose(grad_real, (-s_real - s_fake.mean()) / 2,
+                             rtol=1e-6)
+  np.testing.assert_allclose(grad_fake, (s_real.mean() + s_fake) / 3,
+                             rtol=1e-6)
+  big = jnp.full((2,), 100.0)
+  d_loss, g_loss = losses.ragan(big, -big)  # relative scores of +-200
+  np.testing.assert_allclose(d_loss, 0.0, atol=1e-6)
+  np.testing.assert_allclose(g_loss, 400.0, rtol=1e-6)
+  grads = jax.grad(lambda r, f: sum(losses.ragan(r, f)), argnums=(0, 1))(
+      big, -big)
+  assert all(np.all(np.isfinite(g)) for g in grads)
 
 
 # ------------------------------------------------------------------- R2
