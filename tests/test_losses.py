@@ -31,6 +31,11 @@ def _closed_form(name, real, fake):
       # Pairs (real i, fake i): -log sigmoid of the pair's difference.
       "rpgan": (-np.mean(np.log(_sigmoid(real - fake))),
                 -np.mean(np.log(_sigmoid(fake - real)))),
+      # Each side against the other side's mean logit.
+      "ragan": (-np.mean(np.log(_sigmoid(real - fake.mean())))
+                - np.mean(np.log(1 - _sigmoid(fake - real.mean()))),
+                -np.mean(np.log(_sigmoid(fake - real.mean())))
+                - np.mean(np.log(1 - _sigmoid(real - fake.mean())))),
   }[name]
 
 

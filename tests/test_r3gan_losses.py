@@ -68,8 +68,9 @@ def _sigmoid(x):
   return 1.0 / (1.0 + np.exp(-np.asarray(x, np.float64)))
 
 
-def test_ragan_closed_form_on_tiny_logits():
-  """Jolicoeur-Martineau (2019), Eqs. 9-10, with batches of unequal size."""
+def test_ragan_compares_each_side_with_the_other_sides_mean():
+  """Jolicoeur-Martineau (2019), Eqs. 9-10, with batches of unequal size
+  (the closed form on equal ones is in test_losses)."""
   real, fake = np.array([2.0, -1.0]), np.array([0.0, 1.0, 3.0])
   real_rel, fake_rel = real - fake.mean(), fake - real.mean()
   want_d = _softplus(-real_rel).mean() + _softplus(fake_rel).mean()
@@ -84,29 +85,18 @@ def test_ragan_closed_form_on_tiny_logits():
   np.testing.assert_allclose(
       losses.ragan(jnp.asarray(real) + 5.0, jnp.asarray(fake) + 5.0),
       (want_d, want_g), rtol=1e-6)
-  assert losses.get("ragan") is losses.ragan
-
-
-def test_ragan_gradients_and_extreme_logits():
-  real, fake = np.array([2.0, -1.0]), np.array([0.0, 1.0, 3.0])
+  # The gradients: d/dr_k = -(sigmoid(mean f - r_k) + mean_j sigmoid(f_j -
+  # mean r)) / B_r; d/df_k = (mean_i sigmoid(mean f - r_i) + sigmoid(f_k -
+  # mean r)) / B_f.
   grad_real, grad_fake = jax.grad(lambda r, f: losses.ragan(r, f)[0],
                                   argnums=(0, 1))(jnp.asarray(real),
                                                   jnp.asarray(fake))
-  # d/dr_k: -sigmoid(mean f - r_k) / B_r - mean_j sigmoid(f_j - mean r) / B_r;
-  # d/df_k: mean_i sigmoid(mean f - r_i) / B_f + sigmoid(f_k - mean r) / B_f.
   s_real = _sigmoid(fake.mean() - real)
   s_fake = _sigmoid(fake - real.mean())
   np.testing.assert_allclose(grad_real, (-s_real - s_fake.mean()) / 2,
                              rtol=1e-6)
   np.testing.assert_allclose(grad_fake, (s_real.mean() + s_fake) / 3,
                              rtol=1e-6)
-  big = jnp.full((2,), 100.0)
-  d_loss, g_loss = losses.ragan(big, -big)  # relative scores of +-200
-  np.testing.assert_allclose(d_loss, 0.0, atol=1e-6)
-  np.testing.assert_allclose(g_loss, 400.0, rtol=1e-6)
-  grads = jax.grad(lambda r, f: sum(losses.ragan(r, f)), argnums=(0, 1))(
-      big, -big)
-  assert all(np.all(np.isfinite(g)) for g in grads)
 
 
 # ------------------------------------------------------------------- R2
