@@ -79,7 +79,7 @@ def get_config() -> ml_collections.ConfigDict:
       dict(aux_classifier=0.0, feature_matching=0.0))
 
   # The game (ganjax.GAN).
-  c.loss = "non_saturating"  # minimax | non_saturating | wasserstein | hinge | least_squares | rpgan
+  c.loss = "non_saturating"  # minimax | non_saturating | wasserstein | hinge | least_squares | rpgan | ragan
   c.k = 1                    # discriminator updates per generator update
   c.batch_size = 64          # global minibatch size m (split over devices)
   c.num_steps = 10_000       # generator updates
