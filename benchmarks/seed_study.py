@@ -1,0 +1,166 @@
+"""A seed study with a population: N seeds of a runner config in one program.
+
+  python -m benchmarks.seed_study --config=experiments/configs/dcgan_digits.py \
+      --seeds=5 --config.num_steps=2000 [--config.num_classes=-1]
+
+Builds the GAN of the config (``experiments.builders.build``, the runner's
+models, optimizers, schedules and EMA), starts member i from
+``gan.init(jax.random.key(seed + i), ...)`` (``gj.Population``), trains every
+member for ``config.num_steps`` steps on its own batches of the in-memory
+training split (drawn with replacement, uniformly, per member and step), then
+scores each member's EMA generator with ``ganjax.metrics.Evaluator`` and
+prints every metric as mean ± std over the members (std with ddof 1), with
+the members' values, as a Markdown table (``--out`` appends it to a file).
+
+Data sets: those ``ganjax.metrics.real_data.load_split`` reads into memory
+(``digits``, ``stacked_digits``, ``fashion_mnist`` once prepared). This is the
+library's population, not yet the runner's: no checkpoints, no resume, and
+member i is not the runner's run with seed s + i (the runner draws its data
+in epochs and its keys from ``experiments.streams``).
+"""
+
+import sys
+import time
+
+from absl import app
+from absl import flags
+import jax
+import jax.numpy as jnp
+from ml_collections import config_flags
+import numpy as np
+
+import ganjax as gj
+from ganjax.metrics import real_data
+from experiments import builders
+
+config_flags.DEFINE_config_file("config", None, "A runner config file.",
+                                lock_config=True)
+flags.DEFINE_integer("seeds", 5, "Members: seeds seed, seed + 1, ...")
+flags.DEFINE_integer("seed", 0, "The first member's seed.")
+flags.DEFINE_integer("num_samples", 1500, "Samples scored per member.")
+flags.DEFINE_integer("steps_per_call", 100, "Steps fused into one call.")
+flags.DEFINE_string("out", None, "Markdown file the table is appended to.")
+flags.DEFINE_string("name", None, "The study's name in the table "
+                    "(default: the config's dataset and overrides).")
+FLAGS = flags.FLAGS
+
+
+def in_value_range(images: np.ndarray, value_range) -> jnp.ndarray:
+  """[0, 1] images -> the generator's range."""
+  low, high = value_range
+  return jnp.asarray(images * (high - low) + low, jnp.float32)
+
+
+def member_batches(images, labels, num_members: int, k: int, batch_size: int):
+  """``key -> [N, k, B, ...]`` batches, each member's drawn with its own key."""
+
+  def one(key):
+    index = jax.random.randint(key, (k, batch_size), 0, images.shape[0])
+    if labels is None:
+      return images[index]
+    return {"image": images[index], "label": labels[index]}
+
+  return lambda key: jax.vmap(one)(jax.random.split(key, num_members))
+
+
+def load_data(config, experiment):
+  """The training split in G's range, ``(images, labels or None)``."""
+  images, labels = real_data.load_split(config.dataset, "train")
+  images = in_value_range(images, experiment.value_range)
+  if experiment.num_classes is None:
+    return images, None
+  return images, jnp.asarray(labels, jnp.int32)
+
+
+def example_batch(images, labels, batch_size: int):
+  """What every member is initialised from (shapes and value range)."""
+  if labels is None:
+    return images[:batch_size]
+  return {"image": images[:batch_size], "label": labels[:batch_size]}
+
+
+def data_key(seed: int) -> jax.Array:
+  """The key the batches of step s are drawn from, folded with s."""
+  return jax.random.key(seed + 10_000)
+
+
+def train(config, num_members: int, seed: int, steps_per_call: int):
+  """Returns ``(population, state, experiment, seconds)`` after training."""
+  experiment = builders.build(config)
+  images, labels = load_data(config, experiment)
+  population = gj.Population(experiment.gan, size=num_members,
+                             shared_batch=False)
+  keys = jax.vmap(jax.random.key)(seed + jnp.arange(num_members))
+  state = population.init(keys, example_batch(images, labels,
+                                              config.batch_size))
+  batches = member_batches(images, labels, num_members, config.k,
+                           config.batch_size)
+  calls, rest = divmod(config.num_steps, steps_per_call)
+  runs = {n: gj.loops.scan_steps(population.step, batches, n)
+          for n in {steps_per_call, rest} if n}
+  start = time.time()
+  for n in [steps_per_call] * calls + ([rest] if rest else []):
+    state, metrics = runs[n](state, data_key(seed))
+    print(f"step {int(state.step)}: d_loss "
+          f"{gj.population.mean_std(metrics['d_loss'][-1])}, alive "
+          f"{int(np.sum(state.alive))}/{num_members}", file=sys.stderr,
+          flush=True)
+  jax.block_until_ready(state)
+  return population, state, experiment, time.time() - start
+
+
+def score(population, state, experiment, dataset: str, num: int) -> list:
+  """Every metric of each member's EMA samples, a list of dicts."""
+  evaluator = gj.metrics.Evaluator(dataset, num=num, parzen=False,
+                                   verbose=False).prepare()
+  labels = (jnp.arange(num) % experiment.num_classes
+            if experiment.num_classes is not None else None)
+  sample = jax.jit(lambda s, i: population.sample(
+      s, jax.random.key(0), num, labels=labels, member=i))
+  low, high = experiment.value_range
+  scores = []
+  for i in range(population.size):
+    images = np.clip((np.asarray(sample(state, i)) - low) / (high - low), 0, 1)
+    scores.append(evaluator(images, None if labels is None
+                            else np.asarray(labels)))
+  return scores
+
+
+def table(name: str, scores: list, seconds: float, config, seed: int) -> str:
+  """Markdown: one row per metric, mean ± std and each member's value."""
+  n = len(scores)
+  lines = [f"### {name}", "",
+           f"{n} members (seeds {seed}-{seed + n - 1}), {config.num_steps} "
+           f"steps each at batch {config.batch_size}, trained together in "
+           f"{seconds:.0f} s with compilation ({n * config.num_steps / seconds:.1f}"
+           " member-steps/s); EMA generators.", "",
+           "| metric | mean ± std | members |", "|---|---:|---|"]
+  for metric in scores[0]:
+    values = np.array([s[metric] for s in scores])
+    lines.append(f"| {metric} | {gj.population.mean_std(values)} | "
+                 + ", ".join(f"{v:.4g}" for v in values) + " |")
+  return "\n".join(lines) + "\n"
+
+
+def main(argv):
+  del argv
+  config = FLAGS.config
+  population, state, experiment, seconds = train(
+      config, FLAGS.seeds, FLAGS.seed, FLAGS.steps_per_call)
+  if not bool(np.all(state.alive)):
+    print(f"members diverged (frozen): {np.flatnonzero(~state.alive)}",
+          file=sys.stderr)
+  scores = score(population, state, experiment, config.dataset,
+                 FLAGS.num_samples)
+  name = FLAGS.name or " ".join([config.dataset] + [
+      a for a in sys.argv[1:] if a.startswith("--config.")])
+  text = table(name, scores, seconds, config, FLAGS.seed)
+  print(text)
+  if FLAGS.out:
+    with open(FLAGS.out, "a") as f:
+      f.write(text + "\n")
+
+
+if __name__ == "__main__":
+  flags.mark_flags_as_required(["config"])
+  app.run(main)
