@@ -117,10 +117,9 @@ def score(population, state, experiment, dataset: str, num: int) -> list:
             if experiment.num_classes is not None else None)
   sample = jax.jit(lambda s, i: population.sample(
       s, jax.random.key(0), num, labels=labels, member=i))
-  low, high = experiment.value_range
   scores = []
   for i in range(population.size):
-    images = np.clip((np.asarray(sample(state, i)) - low) / (high - low), 0, 1)
+    images = gj.images.to_unit_range(sample(state, i), experiment.value_range)
     scores.append(evaluator(images, None if labels is None
                             else np.asarray(labels)))
   return scores
