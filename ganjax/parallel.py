@@ -3,8 +3,8 @@
 The step is written once with named-axis collectives (``jax.lax.pmean`` over
 ``BATCH_AXIS``); a placement only chooses how it is mapped over devices, and
 is the one place that lays out states and batches. Each is built on a
-``jax.sharding.Mesh`` with named axes (``BATCH_AXIS`` now; ``MEMBER_AXIS`` is
-reserved for the members of a population):
+``jax.sharding.Mesh`` with named axes (``BATCH_AXIS``; ``MEMBER_AXIS`` for
+the members of a population, see ``population_step`` below):
 
 * ``SingleDevice``: ``jax.jit``; no axis.
 * ``LocalDevices``: ``jax.pmap`` over this host's devices; the state is
@@ -449,3 +449,67 @@ def shard_map_step(gan: GAN, mesh: Mesh, sync_batch_norm: bool = True,
   """
   return MeshDevices(mesh).wrap(
       gan.parallel(BATCH_AXIS, sync_batch_norm).step, donate)
+
+
+# ------------------------------------------------------------- populations
+
+
+def population_mesh(member_shards: int,
+                    devices: Sequence[jax.Device] | None = None) -> Mesh:
+  """A 2-D mesh ``(MEMBER_AXIS, BATCH_AXIS)`` over ``devices`` (all by
+  default): ``member_shards`` groups of members, each group's batch split
+  over ``len(devices) / member_shards`` devices. With 8 devices, 8 holds one
+  member group per device at full batch, 2 splits each of 2 groups' batch
+  over 4 devices, 1 splits every member's batch over all 8."""
+  devices = np.asarray(devices if devices is not None else jax.devices())
+  if member_shards < 1 or devices.size % member_shards:
+    raise ValueError(f"population_mesh: member_shards={member_shards} must "
+                     f"divide the {devices.size} devices.")
+  return Mesh(devices.reshape(member_shards, -1), (MEMBER_AXIS, BATCH_AXIS))
+
+
+def population_step(population, mesh: Mesh, sync_batch_norm: bool = True,
+                    donate: bool = True) -> Callable:
+  """``population.step`` under ``jax.shard_map`` on a ``population_mesh``,
+  jitted: members split along ``MEMBER_AXIS``, each member's batch along
+  ``BATCH_AXIS`` (``GAN.parallel``, so that a member computes what it
+  computes on one device, whatever the layout).
+
+  Args:
+    population: a ``ganjax.Population`` whose size the member shards divide.
+    mesh: from ``population_mesh``.
+    sync_batch_norm, donate: as for ``pmap_step``.
+
+  Returns:
+    ``step(pstate, batch) -> (pstate, metrics)`` on global arrays: the state
+    and the metrics ``[N]`` sharded along the members
+    (``put_population``), the batch ``[k, B, ...]`` (``shared_batch``) or
+    ``[N, k, B, ...]`` sharded along B (and N) (``put_population_batch``).
+  """
+  member_shards = mesh.shape[MEMBER_AXIS]
+  if population.size % member_shards:
+    raise ValueError(f"population_step: the {population.size} members cannot "
+                     f"be split into the mesh's {member_shards} member shards;"
+                     " use a number of member shards that divides the size.")
+  local = dataclasses.replace(
+      population, gan=population.gan.parallel(BATCH_AXIS, sync_batch_norm),
+      hparams=None, size=population.size // member_shards)
+  batch_spec = (P(None, BATCH_AXIS) if population.shared_batch
+                else P(MEMBER_AXIS, None, BATCH_AXIS))
+  mapped = jax.shard_map(local.step, mesh=mesh,
+                         in_specs=(P(MEMBER_AXIS), batch_spec),
+                         out_specs=(P(MEMBER_AXIS), P(MEMBER_AXIS)),
+                         check_vma=False)
+  return jax.jit(mapped, donate_argnums=(0,) if donate else ())
+
+
+def put_population(pstate, mesh: Mesh):
+  """A ``PopulationState`` on ``mesh``, split along its members."""
+  return jax.device_put(pstate, NamedSharding(mesh, P(MEMBER_AXIS)))
+
+
+def put_population_batch(batch, mesh: Mesh, shared: bool = True):
+  """A step batch on ``mesh``: ``[k, B, ...]`` split along B (``shared``),
+  or ``[N, k, B, ...]`` along N and B."""
+  spec = P(None, BATCH_AXIS) if shared else P(MEMBER_AXIS, None, BATCH_AXIS)
+  return jax.device_put(batch, NamedSharding(mesh, spec))

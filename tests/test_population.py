@@ -178,6 +178,37 @@ def test_one_batch_per_member(setup):
     pop.step(pstate, _batch(1))
 
 
+def test_a_member_computes_the_same_on_any_layout_of_8_devices():
+  """8 members on 1 device, and on a (member, batch) mesh of 8 devices: one
+  member per device, or every member's batch split over 8: the same
+  parameters (batch means over devices are summed in another order: float32
+  rounding)."""
+  gan = _gan()
+  rates = tuple(1e-3 * (1 + i) for i in range(8))
+  pop = gj.Population(gan, hparams={"d_learning_rate": rates},
+                      shared_batch=False, member_map="vmap")
+  keys = jax.random.split(jax.random.key(0), 8)
+  batches = jnp.stack([_batch(10 + i) for i in range(8)])
+  init = jax.jit(pop.init)
+  alone, _ = jax.jit(pop.step)(init(keys, _batch(1)), batches)
+  for member_shards in (8, 1):
+    mesh = gj.parallel.population_mesh(member_shards)
+    step = gj.parallel.population_step(pop, mesh)
+    placed, metrics = step(
+        gj.parallel.put_population(init(keys, _batch(1)), mesh),
+        gj.parallel.put_population_batch(batches, mesh, shared=False))
+    kernel = placed.members.d_params["Dense_0"]["kernel"]  # [8, ...]
+    assert kernel.sharding.shard_shape(kernel.shape)[0] == 8 // member_shards
+    assert metrics["d_loss"].shape == (8,)
+    assert _max_diff(alone.members, jax.device_get(placed.members)) < 1e-6
+    assert _leaves_equal(alone.hparams, jax.device_get(placed.hparams))
+  with pytest.raises(ValueError, match="must divide the 8 devices"):
+    gj.parallel.population_mesh(3)
+  with pytest.raises(ValueError, match="cannot be split into the mesh's 8"):
+    gj.parallel.population_step(gj.Population(gan, size=4),
+                                gj.parallel.population_mesh(8))
+
+
 def test_sample_and_generate_of_one_member_or_all(setup, trained):
   gan = setup[0]
   pop, _, _, pstate, _ = trained
