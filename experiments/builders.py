@@ -31,6 +31,7 @@ import ml_collections
 import optax
 
 import ganjax as gj
+from experiments import members
 
 Config = ml_collections.ConfigDict
 
@@ -58,6 +59,8 @@ OPTIMIZERS: dict[str, Callable[..., optax.GradientTransformation]] = {
     "goodfellow_sgd": gj.optim.goodfellow_sgd,
     "r3gan_adam": gj.optim.r3gan_adam,
 }
+# Optimizers that hold their hyper-parameters in their state already.
+_INJECTED = ("goodfellow_sgd", "r3gan_adam")
 
 # "r1_r2": R1 and R2 with the same gamma (R3GAN's regulariser).
 PENALTIES = ("none", "gradient_penalty", "r1", "r1_r2")
@@ -77,6 +80,8 @@ class Experiment:
     is_toy: the data are points from a toy distribution.
     num_classes: the classes of a conditional run (batches carry labels),
       None for an unconditional one.
+    population: the ``ganjax.Population`` of ``config.population``
+      (experiments/members.py), None for a single run.
   """
   gan: gj.GAN
   data_shape: tuple
@@ -84,6 +89,7 @@ class Experiment:
   num_devices: int
   is_toy: bool
   num_classes: Optional[int] = None
+  population: Optional[gj.Population] = None
 
   def resolved(self) -> dict:
     record = {"data_shape": list(self.data_shape),
@@ -136,7 +142,7 @@ def check_fields(config: Config, reference: Optional[Config] = None) -> None:
         "name" not in config[key]:
       raise ConfigError(f"config.{key} must be a ConfigDict with a 'name' "
                         f"field (e.g. {reference[key].to_dict()}).")
-  for key in ("augment", "loss_terms"):
+  for key in ("augment", "loss_terms", "population"):
     if key not in config:
       continue
     if not isinstance(config[key], ml_collections.ConfigDict):
@@ -286,9 +292,13 @@ def build_models(config: Config, data_shape: Sequence[int],
 
 
 def build_optimizer(spec: Config, what: str,
-                    num_updates: Optional[int] = None
+                    num_updates: Optional[int] = None, inject: tuple = ()
                     ) -> optax.GradientTransformation:
   """An optax optimizer from ``{name: adam|sgd|rmsprop|goodfellow_sgd, **kwargs}``.
+
+  ``inject``: the names of hyper-parameters held in the optimizer's state
+  (``optax.inject_hyperparams``; a population sweeps them); the others stay
+  Python constants, so the updates are the same bit for bit.
 
   ``decay="linear"`` (optional field; default ``"none"``) decays
   ``learning_rate`` linearly to 0 over ``num_updates`` updates of this
@@ -316,6 +326,9 @@ def build_optimizer(spec: Config, what: str,
         f"the {what}'s learning rate must be a finite number >= 0, got {lr} "
         f"(--config.{short}_optimizer.learning_rate); optax optimizers "
         "descend with a positive learning rate.")
+  if inject and name not in _INJECTED:
+    factory = optax.inject_hyperparams(factory, static_args=tuple(
+        k for k in inspect.signature(factory).parameters if k not in inject))
   try:
     return factory(**kwargs)
   except (ValueError, TypeError) as e:
@@ -584,14 +597,20 @@ def build(config: Config, data_shape: Optional[Sequence[int]] = None,
         std=float(config.instance_noise_std),
         anneal_steps=int(config.instance_noise_anneal_steps))
   try:
+    population_spec = members.spec(config)
+  except members.ConfigError as e:
+    raise ConfigError(str(e)) from None
+  try:
     gan = gj.GAN(
         generator=generator,
         discriminator=discriminator,
         loss=config.loss,
-        g_optimizer=build_optimizer(config.g_optimizer, "generator",
-                                    config.num_steps),
-        d_optimizer=build_optimizer(config.d_optimizer, "discriminator",
-                                    config.num_steps * config.k),
+        g_optimizer=build_optimizer(
+            config.g_optimizer, "generator", config.num_steps,
+            inject=members.swept_optimizer_hparams(population_spec, "g")),
+        d_optimizer=build_optimizer(
+            config.d_optimizer, "discriminator", config.num_steps * config.k,
+            inject=members.swept_optimizer_hparams(population_spec, "d")),
         k=int(config.k),
         latent_dim=int(config.latent_dim),
         latent_distribution=config.latent_distribution,
@@ -610,10 +629,16 @@ def build(config: Config, data_shape: Optional[Sequence[int]] = None,
     if isinstance(e, ConfigError):
       raise
     raise ConfigError(str(e)) from None
+  population = None
+  if population_spec is not None:
+    try:
+      population = members.build(config, gan, population_spec, data_shape)
+    except members.ConfigError as e:
+      raise ConfigError(str(e)) from None
   return Experiment(gan=gan, data_shape=data_shape, value_range=value_range,
                     num_devices=num_devices,
                     is_toy=config.dataset in TOY_DATASETS,
-                    num_classes=num_classes)
+                    num_classes=num_classes, population=population)
 
 
 def config_from_dict(d: dict) -> Config:

@@ -4,6 +4,11 @@ r"""Evaluates generated samples: every metric of ``ganjax.metrics``, with its pr
     python -m experiments.evaluate --workdir=/tmp/run [--num=10000]   # samples the latest checkpoint
     python -m experiments.evaluate --real=train --dataset=fashion_mnist   # the real data's own scores
 
+A population's workdir (``config.population``) is scored member by member:
+the JSON adds ``members`` (each member's result) and ``population`` (every
+metric's mean, standard deviation and 95% confidence half-width), and a
+table goes to stderr; ``--member=i`` scores one member.
+
 With ``--workdir`` of a run on toy points (``toy_ring8``, ``toy_grid25``),
 the metrics are the mode coverage of ``--num`` samples (2,500 in the usual
 protocol; ``ganjax.metrics.mode_coverage``). ``--real=SPLIT`` scores the
@@ -42,6 +47,7 @@ import os
 import pickle
 import sys
 import time
+from typing import Optional
 
 os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "3")
 os.environ.setdefault("TF_ENABLE_ONEDNN_OPTS", "0")
@@ -89,6 +95,9 @@ def _parser() -> argparse.ArgumentParser:
                  help="cache of classifiers and reference statistics "
                  "(default $GANJAX_CACHE_DIR or ~/.cache/ganjax)")
   p.add_argument("--data_dir", default=None, help="TFDS data dir")
+  p.add_argument("--member", type=int, default=None,
+                 help="with --workdir of a population: score only this "
+                 "member (default: every member, then mean ± std)")
   p.add_argument("--out", default=None, help="also write the JSON here")
   return p
 
@@ -131,8 +140,10 @@ def load_labels(path: str):
     return data["labels"] if "labels" in data.files else None
 
 
-def samples_from_workdir(workdir: str, num: int, seed: int):
-  """``(samples, experiment, dataset, step, labels)`` from a run's latest checkpoint.
+def samples_from_workdir(workdir: str, num: int, seed: int,
+                         member: Optional[int] = None):
+  """``(samples, experiment, dataset, step, labels)`` from a run's latest
+  checkpoint (of a population: member ``member``'s, default the best).
 
   Images come as ``[num, H, W, C]`` in [0, 1], toy points as ``[num, d]``;
   labels (conditional image runs: every class equally often) or None.
@@ -142,7 +153,7 @@ def samples_from_workdir(workdir: str, num: int, seed: int):
   from experiments import sample  # pylint: disable=g-import-not-at-top
   from experiments import workdir as workdir_lib  # pylint: disable=g-import-not-at-top
   try:
-    run = resume.load(workdir)  # falls back like training
+    run = resume.load(workdir, member=member)  # falls back like training
   except (builders.ConfigError, workdir_lib.WorkdirError) as e:
     raise UsageError(str(e)) from None
   experiment = run.experiment
@@ -187,17 +198,73 @@ def toy_result(samples, dataset: str, source: dict, start: float) -> dict:
           "seconds": round(time.time() - start, 1)}
 
 
+def population_size(workdir: str) -> Optional[int]:
+  """The members of the population in ``workdir``, or None (a single run,
+  or no readable config: ``run`` then says what is wrong)."""
+  from experiments import builders  # pylint: disable=g-import-not-at-top
+  from experiments import members  # pylint: disable=g-import-not-at-top
+  from experiments import resume  # pylint: disable=g-import-not-at-top
+  try:
+    record, _ = resume.recorded_config(workdir, quiet=True)
+    if record is None:
+      return None
+    config, _ = resume.config_of(record)
+    spec = members.spec(config)
+  except (builders.ConfigError, members.ConfigError, ValueError, OSError):
+    return None
+  return spec.size if spec is not None else None
+
+
+def run_population(args: argparse.Namespace, size: int) -> dict:
+  """Every member of a population scored as ``run`` scores one run; the
+  result adds ``members`` (each member's result) and ``population``
+  (``{name: {mean, std, ci95}}``: std with ddof 1, the 95% confidence
+  interval's half-width from Student's t). Prints the table on stderr."""
+  from experiments import members  # pylint: disable=g-import-not-at-top
+  start = time.time()
+  results = [run(argparse.Namespace(**{**vars(args), "member": i}))
+             for i in range(size)]
+  names = [n for n in results[0]["metrics"]
+           if all(n in r["metrics"] for r in results)]
+  population = {}
+  for name in names:
+    mean, std, half = members.interval([r["metrics"][name] for r in results])
+    population[name] = {"mean": mean, "std": std, "ci95": half}
+  lines = ["| member | " + " | ".join(names) + " |",
+           "|---" * (len(names) + 1) + "|"]
+  lines += [f"| {i} | " + " | ".join(f"{r['metrics'][n]:.4g}" for n in names)
+            + " |" for i, r in enumerate(results)]
+  lines.append("| mean ± std (95% CI) | " + " | ".join(
+      f"{p['mean']:.4g} ± {p['std']:.2g} (± {p['ci95']:.2g})"
+      for p in population.values()) + " |")
+  print("\n".join(lines), file=sys.stderr)
+  return {"dataset": results[0]["dataset"],
+          "num_samples": results[0]["num_samples"],
+          "source": {**results[0]["source"], "member": None},
+          "members": results, "population": population,
+          "protocol": results[0]["protocol"],
+          "seconds": round(time.time() - start, 1)}
+
+
 def run(args: argparse.Namespace) -> dict:
   """The evaluation the parsed command line asks for, as a JSON-ready dict."""
   if args.num < 4:
     raise UsageError(f"--num must be at least 4, got {args.num}.")
   start = time.time()
   labels = None
+  if args.workdir and args.member is None:
+    size = population_size(args.workdir)
+    if size is not None:
+      return run_population(args, size)
+  if args.member is not None and not args.workdir:
+    raise UsageError("--member picks a member of a population's --workdir.")
   if args.workdir:
     samples, experiment, run_dataset, step, labels = samples_from_workdir(
-        args.workdir, args.num, args.seed)
+        args.workdir, args.num, args.seed, args.member)
     dataset = real_source(args.dataset, samples) if args.dataset else run_dataset
     source = {"workdir": args.workdir, "step": step, "seed": args.seed}
+    if args.member is not None:
+      source["member"] = args.member
     if experiment.is_toy:
       return toy_result(samples, run_dataset, source, start)
   elif args.real:

@@ -35,6 +35,7 @@ import numpy as np
 import ganjax as gj
 from experiments import builders
 from experiments import grids
+from experiments import members
 from ganjax.data import on_device
 
 DEVICE_MEMORY_FRACTION = 0.25
@@ -76,9 +77,19 @@ class Feed:
     return self.data(first_step)
 
 
-def data_key(config) -> jax.Array:
-  """The key the order of every epoch derives from."""
-  return gj.streams.run_key(config.seed, gj.streams.DATA)
+def data_key(config, experiment=None, stream: int = gj.streams.DATA):
+  """The key the order of every epoch derives from; for a population that
+  draws its members' own batches, ``[N]`` keys, member i's that of the run
+  with seed ``seed + i`` (``experiments.members``)."""
+  population = experiment.population if experiment is not None else None
+  if population is not None and not population.shared_batch:
+    return members.seed_keys(config, population.size, stream)
+  return gj.streams.run_key(config.seed, stream)
+
+
+def _per_key(draw: Callable, key: jax.Array):
+  """``draw(key)``, or for ``[N]`` keys the ``[N, ...]`` stack of each."""
+  return jax.vmap(draw)(key) if key.shape else draw(key)
 
 
 def _device_budget() -> int:
@@ -115,49 +126,57 @@ def feed(config, experiment: builders.Experiment, placement) -> Feed:
   images, labels, maxval = pipeline.load_split(
       builders.data_source(config), config.split, image_size=size,
       data_dir=builders.data_dir(config), labels=labelled)
-  key = data_key(config)
+  key = data_key(config, experiment)
   host = on_device.from_arrays(images, labels, experiment.value_range,
                                maxval, device=False)
   if on_device_wanted(config, images.nbytes):
     dataset = placement.put_state(host)
     return Feed("device",
-                lambda data, step, axis: on_device.batch_at(
-                    data, key, step, k, batch_size, axis),
+                lambda data, step, axis: _per_key(
+                    lambda key: on_device.batch_at(data, key, step, k,
+                                                   batch_size, axis), key),
                 lambda first: dataset, max_steps)
 
   per_step = k * batch_size
+  draws = key.shape[0] if key.shape else 1  # one per member
   max_steps = max(1, min(max_steps, HOST_CHUNK_BYTES //
-                         (per_step * host.images[0].nbytes)))
+                         (draws * per_step * host.images[0].nbytes)))
 
   def chunk(first):
-    """The examples of steps [first, first + max_steps)."""
-    taken = on_device.take(host, key, first, max_steps, per_step)
+    """The examples of steps [first, first + max_steps) ([N, ...] per
+    member of a population with its own batches)."""
+    take = lambda key: on_device.take(host, key, first, max_steps, per_step)
+    taken = (take(key) if not key.shape else
+             jax.tree.map(lambda *xs: np.stack(xs), *map(take, key)))
     return placement.put_state((taken, np.int32(first)))
 
   def batch_at(data, step, axis):
     taken, first = data
-    return on_device.sequential_batch_at(taken, step - first, k, batch_size,
-                                         axis)
+    sequential = lambda taken: on_device.sequential_batch_at(
+        taken, step - first, k, batch_size, axis)
+    return jax.vmap(sequential)(taken) if key.shape else sequential(taken)
 
   return Feed("host", batch_at, chunk, max_steps)
 
 
 def _toy_feed(config, experiment, k, batch_size, labelled, max_steps) -> Feed:
   sampler = grids.toy_sampler(config.dataset)
-  key = gj.streams.run_key(config.seed, gj.streams.TOY_DATA)
+  key = data_key(config, experiment, gj.streams.TOY_DATA)
   shape = (k, batch_size) + experiment.data_shape
+
+  def global_batch(key, step):
+    draw = jax.random.fold_in(key, step)
+    if labelled:
+      x, y = sampler(draw, k * batch_size, return_modes=True)
+      return {gj.contract.IMAGE: x.reshape(shape),
+              gj.contract.LABEL: y.reshape(shape[:2])}
+    return sampler(draw, k * batch_size).reshape(shape)
 
   def batch_at(data, step, axis):
     """The global batch of ``step`` (the same on every device), sliced."""
     del data
-    draw = jax.random.fold_in(key, step)
-    if labelled:
-      x, y = sampler(draw, k * batch_size, return_modes=True)
-      batch = {gj.contract.IMAGE: x.reshape(shape),
-               gj.contract.LABEL: y.reshape(shape[:2])}
-    else:
-      batch = sampler(draw, k * batch_size).reshape(shape)
-    return gj.parallel.local_slice(batch, axis)
+    return _per_key(lambda key: gj.parallel.local_slice(
+        global_batch(key, step), axis), key)
 
   return Feed("toy", batch_at, lambda first: (), max_steps)
 

@@ -84,6 +84,9 @@ class GridWriter:
 
   Conditional runs: one row per class, ``num_eval_samples // num_classes``
   samples each (at least one), the same noise in every row of a column.
+  Populations: one row per member, ``num_eval_samples // N`` samples each
+  (classes 0, 1, ... along a conditional row), the same noise in a column;
+  toy data: every member's points in one plot.
   """
 
   def __init__(self, config, experiment: builders.Experiment, workdir: str,
@@ -94,9 +97,20 @@ class GridWriter:
     self.writer = writer
     self.num = int(config.num_eval_samples)
     self.key = gj.streams.run_key(config.seed, gj.streams.FIXED_NOISE)
-    gan = experiment.gan
-    self.per_class = None
-    if experiment.num_classes is not None:
+    gan, population = experiment.gan, experiment.population
+    self.per_class = None  # the columns of a grid with rows
+    if population is not None:  # one row per member, the same latents
+      self.per_class = max(1, self.num // population.size)
+      labels = (None if experiment.num_classes is None else
+                jnp.arange(self.per_class, dtype=jnp.int32)
+                % experiment.num_classes)
+
+      def rows(state, key):
+        samples = population.sample(state, key, self.per_class, labels=labels)
+        return samples.reshape((-1,) + samples.shape[2:])
+
+      self._sample = jax.jit(rows)
+    elif experiment.num_classes is not None:
       self.per_class = max(1, self.num // experiment.num_classes)
       self._sample = jax.jit(lambda state, key: class_grid_samples(
           gan, state, key, self.per_class))

@@ -52,6 +52,7 @@ from ganjax import images as images_lib
 from ganjax import summary as summary_lib
 from ganjax.data import stacked
 from experiments import builders
+from experiments import members
 from experiments import sample
 from experiments import workdir as workdir_lib
 
@@ -158,6 +159,14 @@ def check_config(config, experiment: builders.Experiment,
         f"config.evaluation.best_metric={best!r} is not a metric of "
         f"{'toy' if experiment.is_toy else 'image'} data; choose from "
         f"{', '.join(choices)}, or 'none' to keep no best checkpoint.")
+  pbt = config.population.pbt
+  if experiment.population is not None and pbt.every:
+    ranked = pbt.metric or best
+    if ranked not in choices:
+      raise builders.ConfigError(
+          f"config.population.pbt.metric={ranked!r}: population-based "
+          f"training ranks the members by a metric of the evaluation; choose "
+          f"from {', '.join(choices)}.")
   if best == "parzen_ll" and not spec.parzen:
     raise builders.ConfigError(
         "config.evaluation.best_metric='parzen_ll' needs "
@@ -220,6 +229,11 @@ class PeriodicEvaluator:
     self.key = gj.streams.run_key(config.seed, gj.streams.EVAL_NOISE)
     self.num_classes = (None if experiment.is_toy
                         else sample.num_classes(experiment))
+    self.population = experiment.population
+    if self.population is not None:
+      self.member_keys = members.seed_keys(config, self.population.size,
+                                           gj.streams.EVAL_NOISE)
+    self.member_metrics = (None, [])  # (step, each member's metrics or None)
     self.best_path = os.path.join(workdir, workdir_lib.BEST_JSON)
     self.best = self._read_best()
     self._best_ckpt = None
@@ -240,16 +254,51 @@ class PeriodicEvaluator:
     except (OSError, json.JSONDecodeError):
       return None
 
-  def scores(self, state) -> dict:
-    """Every metric of ``num_samples`` samples of ``state``'s generator."""
+  def scores(self, state, key=None) -> dict:
+    """Every metric of ``num_samples`` samples of ``state``'s generator
+    (drawn from ``key``, default the run's)."""
     labels = (sample.balanced_labels(self.num, self.num_classes)
               if self.num_classes else None)
-    samples = sample.draw(self.experiment, state, self.num, key=self.key,
-                   labels=labels)
+    samples = sample.draw(self.experiment, state, self.num,
+                          key=self.key if key is None else key, labels=labels)
     if self.experiment.is_toy:
       return toy_scores(self.dataset, samples)
     samples = at_data_size(samples, self.evaluator.data_shape)
     return self.evaluator(samples, labels=labels)
+
+  def _population_scores(self, state) -> list:
+    """Each member's ``scores`` (None for a frozen member, or one whose
+    samples cannot be scored, e.g. NaN)."""
+    per_member = []
+    for i, alive in enumerate(np.asarray(state.alive)):
+      try:  # member i's samples are those of its single run (seed + i)
+        per_member.append(self.scores(members.member_state(
+            self.population, state, i), self.member_keys[i]) if alive
+                          else None)
+      except gj.metrics.InvalidSamplesError as e:
+        print(f"[eval] member {i}: not scored: {e}", file=sys.stderr)
+        per_member.append(None)
+    return per_member
+
+  def member_scores(self, step: int, short: str) -> Optional[list]:
+    """Each member's value of metric ``short`` (``fid``, ...) scored at
+    ``step`` (NaN for a member not scored), or None when ``step`` was not."""
+    scored_step, per_member = self.member_metrics
+    if scored_step != step:
+      return None
+    full = _short_names(next((m for m in per_member if m), {})).get(short)
+    return [float(m[full]) if m and full in m else float("nan")
+            for m in per_member]
+
+  @staticmethod
+  def higher(short: str) -> bool:
+    """Whether a larger value of metric ``short`` is better."""
+    return not LOWER_IS_BETTER[short]
+
+  @property
+  def best_name(self) -> Optional[str]:
+    """The short name of the metric the best checkpoint is chosen by."""
+    return self.best_short
 
   def _improved(self, name: str, metrics: dict) -> bool:
     """Whether ``metrics`` beat the best so far (ties in ``modes_captured``
@@ -277,25 +326,45 @@ class PeriodicEvaluator:
       OSError: a write failed (``filename`` names the file).
     """
     start = time.time()
+    per_member = None
     try:
       with interruptible():
-        metrics = self.scores(state)
+        if self.population is None:
+          metrics = self.scores(state)
+        else:
+          per_member = self._population_scores(state)
     except gj.metrics.InvalidSamplesError as e:  # e.g. NaN samples from G
       print(f"[eval] step {step}: not scored: {e}", file=sys.stderr)
       return {"eval_seconds": time.time() - start}
-    metrics["eval_seconds"] = time.time() - start
-    self.writer.scalars(step, metrics, prefix="eval/")
+    member = None
+    if per_member is not None:  # the population's record, and its best
+      self.member_metrics = (step, per_member)
+      names = _short_names(next((m for m in per_member if m), {}))
+      ranked = names.get(self.best_short or "fid") or next(iter(names.values()), None)
+      lower = LOWER_IS_BETTER.get(self.best_short or "fid", True)
+      metrics = members.aggregate(per_member, {ranked: lower} if ranked else {})
+      member = metrics.get("best_member")
+      metrics["eval_seconds"] = time.time() - start
+      members.write_scalars(self.writer, step, metrics, per_member, "eval/")
+    else:
+      metrics["eval_seconds"] = time.time() - start
+      self.writer.scalars(step, metrics, prefix="eval/")
     if self.best_short is not None:
       name = _short_names(metrics).get(self.best_short)
-      if name is not None and self._improved(name, metrics):
+      candidate = metrics if member is None else dict(
+          per_member[int(member)], member=int(member))
+      if name is not None and self._improved(name, candidate):
         try:
           self._best_ckpt.save(step, state, force=True)
         except OSError as e:
           raise OSError(e.errno, e.strerror, e.filename or
                         self._best_ckpt.directory) from None
-        self.best = {"metric": name, "value": metrics[name], "step": int(step),
+        self.best = {"metric": name, "value": candidate[name],
+                     "step": int(step),
                      "mode": "min" if LOWER_IS_BETTER[self.best_short]
-                     else "max", "metrics": metrics}
+                     else "max", "metrics": candidate}
+        if member is not None:  # the checkpoint holds every member
+          self.best["member"] = int(member)
         if self.enabled:
           workdir_lib.write_json(self.best_path, self.best)
     if self.enabled:

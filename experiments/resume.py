@@ -32,6 +32,7 @@ import ganjax as gj
 from ganjax import checkpoint as checkpoint_lib
 from experiments import builders
 from experiments import guards
+from experiments import members
 from experiments import workdir as workdir_lib
 
 # Fields whose change makes a checkpoint mean something else (or not load):
@@ -201,10 +202,21 @@ def example_batch(config, experiment: builders.Experiment):
   return jnp.zeros((config.k, 1) + experiment.data_shape, jnp.float32)
 
 
+def init_state(config, experiment: builders.Experiment):
+  """The run's initial state: ``GAN.init`` of ``init_key``, or for a
+  population every member's (member i from the key of seed + i)."""
+  if experiment.population is not None:
+    population = experiment.population
+    return jax.jit(population.init)(
+        members.init_keys(config, population.size),
+        example_batch(config, experiment))
+  return jax.jit(experiment.gan.init)(init_key(config),
+                                      example_batch(config, experiment))
+
+
 def template(config, experiment: builders.Experiment):
   """The shapes and dtypes of the run's state, to restore a checkpoint into."""
-  return jax.eval_shape(experiment.gan.init, init_key(config),
-                        example_batch(config, experiment))
+  return jax.eval_shape(lambda: init_state(config, experiment))
 
 
 def restore(ckpt: checkpoint_lib.Checkpointer, config,
@@ -224,7 +236,8 @@ def restore(ckpt: checkpoint_lib.Checkpointer, config,
   def check(step, state):
     if int(state.step) != step:
       raise ValueError(f"it holds a state at step {int(state.step)}")
-    bad = guards.nonfinite_players(state)
+    bad = guards.nonfinite_players(
+        state.members if isinstance(state, gj.PopulationState) else state)
     if bad:
       raise ValueError(f"the {' and '.join(bad)}'s part of it holds NaN or "
                        "Inf values")
@@ -258,20 +271,64 @@ def restore(ckpt: checkpoint_lib.Checkpointer, config,
 
 @dataclasses.dataclass
 class Run:
-  """A run's generator as the readers use it: ``load``'s result."""
+  """A run's generator as the readers use it: ``load``'s result.
+
+  For a population, ``state`` is member ``member``'s and ``population_state``
+  holds every member's (``experiments.members.member_state``).
+  """
   experiment: builders.Experiment
   state: gj.GANState
   config: ml_collections.ConfigDict
   step: int
+  member: Optional[int] = None
+  population_state: Optional[gj.PopulationState] = None
 
 
-def load(workdir: str, step: Optional[int] = None) -> Run:
+def best_member(workdir: str) -> Optional[int]:
+  """The member ``best.json`` names (a population's periodic evaluation), or
+  None."""
+  path = os.path.join(workdir, workdir_lib.BEST_JSON)
+  try:
+    with open(path) as f:
+      member = json.load(f).get("member")
+  except (OSError, ValueError, AttributeError):
+    return None
+  return member if isinstance(member, int) else None
+
+
+def _member_run(workdir, experiment, state, config, step, member) -> Run:
+  """The ``Run`` of ``state``: of member ``member`` (None: the best member,
+  else member 0, said on stderr) for a population."""
+  population = experiment.population
+  if population is None:
+    if member is not None:
+      raise builders.ConfigError(
+          f"--member={member}: {workdir} holds a single run, not a "
+          "population; leave --member out.")
+    return Run(experiment, state, config, step)
+  if member is None:
+    member = best_member(workdir)
+    if member is None:
+      member = 0
+      print(f"note: {workdir} holds a population of {population.size} "
+            "members and no best.json (no evaluation during training): using "
+            "member 0; pass --member=i for another.", file=sys.stderr)
+  try:
+    one = members.member_state(population, state, member)
+  except ValueError as e:
+    raise builders.ConfigError(f"--member={member}: {e}") from None
+  return Run(experiment, one, config, step, member, state)
+
+
+def load(workdir: str, step: Optional[int] = None,
+         member: Optional[int] = None) -> Run:
   """The checkpoint ``step`` of a run (default: its newest usable one).
 
   Without ``step``, falls back from checkpoints that cannot be used (broken,
   NaN) to the previous one like training does, with one warning line each,
   but moves nothing. A lost or corrupt ``config.json`` is replaced by the
-  config saved with the checkpoints (with a warning).
+  config saved with the checkpoints (with a warning). A population's
+  ``Run`` is of member ``member`` (default: the best, ``best_member``).
 
   Raises:
     builders.ConfigError: when the workdir has no run, no usable checkpoint
@@ -302,7 +359,7 @@ def load(workdir: str, step: Optional[int] = None) -> Run:
             f"none of the checkpoints of {ckpt.directory} (steps "
             f"{', '.join(map(str, steps))}) can be used; see the warnings "
             "above.")
-      return Run(experiment, state, config, step)
+      return _member_run(workdir, experiment, state, config, step, member)
     if step not in steps:
       raise builders.ConfigError(
           f"--step={step}: {ckpt.directory} has no checkpoint of that step; "
@@ -321,12 +378,13 @@ def load(workdir: str, step: Optional[int] = None) -> Run:
           f"({type(e).__name__}: {str(e).splitlines()[0][:300]}); the other "
           f"steps: {', '.join(str(s) for s in steps if s != step) or 'none'}."
       ) from None
-    bad = guards.nonfinite_players(state)
+    bad = guards.nonfinite_players(
+        state.members if isinstance(state, gj.PopulationState) else state)
     if bad:
       raise builders.ConfigError(
           f"the checkpoint of step {step} in {ckpt.directory} holds NaN or Inf "
           f"values (the {' and '.join(bad)}); its samples would be NaN.")
-    return Run(experiment, state, config, step)
+    return _member_run(workdir, experiment, state, config, step, member)
   finally:
     if ckpt is not None:
       ckpt.close()
@@ -356,7 +414,8 @@ class CheckpointSaver:
     """Starts writing ``state`` (one copy, on device or host) as step
     ``step``, with the run record and the log records ``pending`` since the
     last log step."""
-    bad = guards.nonfinite_players(state)
+    bad = guards.nonfinite_players(
+        state.members if isinstance(state, gj.PopulationState) else state)
     if bad:  # the guard's flags make this unreachable; never save it anyway
       raise guards.DivergenceError(
           f"the state of step {step} holds NaN or Inf values in the "

@@ -2,6 +2,9 @@ r"""Draws samples from a training run's latest checkpoint.
 
     python -m experiments.sample --workdir=/tmp/digits --num=10000 --out=samples.npy
 
+A population's workdir (``config.population``): ``--member=i`` picks the
+member (default: the best one, as ``best.json`` names it).
+
 Writes ``--out`` (``.npy``, float32) and a PNG grid of the first samples next
 to it (``samples.png``; ``--grid=0``: none). Images are ``[N, H, W, C]`` in
 [0, 1], whatever the generator's own range; toy data are points ``[N, d]`` in
@@ -19,6 +22,7 @@ a run (also for ``experiments.evaluate`` and the periodic evaluation).
 """
 
 import contextlib
+import functools
 import os
 from typing import Optional
 
@@ -52,6 +56,8 @@ def define_flags():
   flags.DEFINE_integer("step", -1, "Checkpoint step; -1 for the latest.")
   flags.DEFINE_bool("ema", True, "Use the EMA weights when the run has them.")
   flags.DEFINE_integer("grid", 100, "Samples shown in the PNG grid.")
+  flags.DEFINE_integer("member", None, "A population's member to draw from "
+                       "(default: the best, as best.json names it).")
   flags.mark_flags_as_required(["workdir"])
 
 
@@ -65,6 +71,18 @@ def num_classes(experiment: builders.Experiment) -> Optional[int]:
 def balanced_labels(num: int, classes: int) -> np.ndarray:
   """``arange(num) % classes`` as int32: every class equally often (+-1)."""
   return (np.arange(num) % classes).astype(np.int32)
+
+
+@functools.lru_cache(maxsize=8)
+def _samplers(gan, use_ema: bool):
+  """``gan``'s jitted ``sample`` without and with labels, compiled once per
+  GAN (a run's periodic evaluation draws many times)."""
+  sample = jax.jit(lambda state, key, n: gan.sample(state, key, n,
+                                                    use_ema=use_ema),
+                   static_argnums=2)
+  sample_labelled = jax.jit(lambda state, key, y: gan.sample(
+      state, key, y.shape[0], labels=y, use_ema=use_ema))
+  return sample, sample_labelled
 
 
 def draw_chunks(experiment: builders.Experiment, state, num: int,
@@ -85,11 +103,7 @@ def draw_chunks(experiment: builders.Experiment, state, num: int,
     if labels.shape != (num,):
       raise ValueError(f"draw() needs labels of shape [{num}], got "
                        f"{labels.shape}.")
-  sample = jax.jit(lambda state, key, n: gan.sample(state, key, n,
-                                                    use_ema=use_ema),
-                   static_argnums=2)
-  sample_labelled = jax.jit(lambda state, key, y: gan.sample(
-      state, key, y.shape[0], labels=y, use_ema=use_ema))
+  sample, sample_labelled = _samplers(gan, use_ema)
   key = jax.random.key(seed) if key is None else key
   for done in range(0, num, batch_size):
     n = min(batch_size, num - done)
@@ -165,7 +179,8 @@ def main(argv):
                f"{os.path.dirname(out)} ({e.strerror or e}; is a part of the "
                "path a file?).")
   try:
-    run = resume.load(FLAGS.workdir, None if FLAGS.step < 0 else FLAGS.step)
+    run = resume.load(FLAGS.workdir, None if FLAGS.step < 0 else FLAGS.step,
+                      FLAGS.member)
   except (builders.ConfigError, workdir_lib.WorkdirError) as e:
     cli.fail(str(e))
   experiment, state, config = run.experiment, run.state, run.config
@@ -176,6 +191,7 @@ def main(argv):
   except OSError as e:
     cli.fail(workdir_lib.write_error(e, then="run it again"))
   wrote = f"Wrote {FLAGS.num} samples {first.shape[1:]} (float32, step {run.step}" + (
+      f", member {run.member}" if run.member is not None else "") + (
       ", EMA weights" if FLAGS.ema and state.ema_g_params is not None else ""
   ) + f") to {out}"
   if FLAGS.grid == 0:

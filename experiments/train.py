@@ -57,6 +57,7 @@ writes the logs, samples and config, orbax writes the checkpoints. The
 processes agree after every call on whether a signal arrived.
 """
 
+import dataclasses
 import math
 import os
 import signal
@@ -81,6 +82,7 @@ from ganjax import summary as summary_lib  # noqa: E402
 from experiments import builders  # noqa: E402
 from experiments import cli  # noqa: E402
 from experiments import guards  # noqa: E402
+from experiments import members  # noqa: E402
 from experiments import periodic_eval  # noqa: E402
 from experiments import feeds  # noqa: E402
 from experiments import resume  # noqa: E402
@@ -282,8 +284,7 @@ class _Run:
       feeds.warn_if_batch_exceeds_split(config)
     feed = feeds.feed(config, experiment, placement)
     if state is None:
-      state = jax.jit(gan.init)(resume.init_key(config),
-                                resume.example_batch(config, experiment))
+      state = resume.init_state(config, experiment)
     if self.is_main:  # training starts with this config: record it
       self.write(resume.write_config, self.workdir, self.record)
       names = builders.class_names(config) if experiment.num_classes else None
@@ -307,27 +308,38 @@ class _Run:
     scorer = (periodic_eval.PeriodicEvaluator(config, experiment, self.workdir,
                                            writer, enabled=self.is_main)
               if config.evaluation.every > 0 else None)
+    exploiter = (members.Exploiter(config, experiment.population,
+                                   self.workdir, latest, self.is_main)
+                 if experiment.population is not None
+                 and config.population.pbt.every else None)
     try:
       return self.loop(state, start_step, latest, pending, feed, writer,
-                       sampler, scorer)
+                       sampler, scorer, exploiter)
     finally:
       self.close(ckpt, scorer, writer)
 
   def loop(self, state, start_step, latest, pending, feed, writer, sampler,
-           scorer) -> dict:
+           scorer, exploiter) -> dict:
     config, placement = self.config, self.placement
     num_steps, stop, saver = self.num_steps, self.stop, self.saver
     skip = bool(config.skip_nonfinite_updates)
+    population = self.experiment.population
     pgan = (self.experiment.gan.parallel(placement.axis_name,
                                          config.sync_batch_norm)
             if placement.axis_name else self.experiment.gan)
-    call = feeds.train_call(
-        guards.guard_step(pgan.step, skip), feed, placement)
+    if population is not None:  # it freezes a member that diverges
+      step_fn = dataclasses.replace(population, gan=pgan).step
+      monitor = members.PopulationMonitor(
+          placement.to_host, population.size, np.asarray(state.alive),
+          self.experiment.num_classes, start_step, pending)
+    else:
+      step_fn = guards.guard_step(pgan.step, skip)
+      monitor = guards.MetricsMonitor(
+          placement.to_host, skip, int(config.max_consecutive_skipped),
+          self.experiment.num_classes,
+          last_finite_record(self.workdir, latest), start_step, pending)
+    call = feeds.train_call(step_fn, feed, placement)
     lengths = CallLengths(config, num_steps, feed.max_steps)
-    monitor = guards.MetricsMonitor(
-        placement.to_host, skip, int(config.max_consecutive_skipped),
-        self.experiment.num_classes, last_finite_record(self.workdir, latest),
-        start_step, pending)
     bar = tqdm.tqdm(total=num_steps, initial=start_step,
                     disable=not self.progress, unit="step", dynamic_ncols=True,
                     file=sys.stderr)
@@ -339,7 +351,10 @@ class _Run:
       scalars = monitor.scalars(step)
       if scalars:
         last_metrics.clear()
-        last_metrics.update(writer.scalars(step, scalars))
+        last_metrics.update(
+            members.write_scalars(writer, step, scalars,
+                                  monitor.member_scalars, "train/")
+            if population is not None else writer.scalars(step, scalars))
       if "d_loss" in scalars:
         bar.set_postfix(d_loss=f"{scalars['d_loss']:.3f}",
                         g_loss=f"{scalars['g_loss']:.3f}", refresh=False)
@@ -380,6 +395,10 @@ class _Run:
                                      stop.interruptible)
             monitor.pause(last_scores["eval_seconds"])  # steps/s: training
             eval_seconds += last_scores["eval_seconds"]
+            if exploiter is not None and exploiter.is_due(step):
+              state = placement.put_state(self.write(
+                  self.exploit, exploiter, scorer, step,
+                  placement.unreplicate(state)))
         except guards.Interrupted:
           pass
         except workdir_lib.RunWriteError as e:
@@ -416,6 +435,19 @@ class _Run:
             "skipped_steps": monitor.skipped_total, "evaluation": last_scores,
             "best": scorer.best if scorer is not None else None,
             "signal": guards.signal_name(stop.signum)}
+
+  def exploit(self, exploiter, scorer, step, state):
+    """``state`` after population-based training on the scores of ``step``
+    (unchanged, with a warning, when they are missing: scoring was
+    interrupted or the samples could not be scored)."""
+    metric, higher = exploiter.metric or scorer.best_name, scorer.higher
+    scores = scorer.member_scores(step, metric)
+    if scores is None:
+      print(f"warning: step {step}: no scores of {metric!r} for "
+            "population-based training; the members go on unchanged.",
+            file=sys.stderr)
+      return state
+    return exploiter(step, state, scores, metric, higher(metric))
 
   def agree_on_stop(self) -> None:
     """Every process of a multi-process run stops after the same call."""

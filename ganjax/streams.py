@@ -17,6 +17,8 @@ the runner (``experiments/``):
 ``EVAL_NOISE``          4   the samples of the periodic evaluation
 ``DATA``                5   the order of every epoch of a data set
                             (``ganjax.data.on_device``)
+``PBT``                 6   population-based training: the exploit/explore
+                            draws of step ``s`` come from ``fold_in(key, s)``
 ======================  ==  ====================================================
 
 ``GAN.init(key)``: ``split(key, 3)`` gives the generator's initial
@@ -50,7 +52,7 @@ import jax
 import jax.numpy as jnp
 
 # Run streams of the seed.
-INIT, FIXED_NOISE, TOY_DATA, REAL_POINTS, EVAL_NOISE, DATA = range(6)
+INIT, FIXED_NOISE, TOY_DATA, REAL_POINTS, EVAL_NOISE, DATA, PBT = range(7)
 
 # Update streams of a step key.
 D_UPDATES, G_UPDATE = 0, 1

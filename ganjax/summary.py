@@ -159,17 +159,18 @@ class SummaryWriter:
                                       summary=summary))
 
   def scalars(self, step: int, scalars: Mapping[str, Any],
-              prefix: str = "train/") -> dict:
+              prefix: str = "train/", fields: Mapping[str, Any] = ()) -> dict:
     """Writes ``{name: scalar}`` at ``step``; returns them as floats.
 
-    TensorBoard tags get ``prefix``; JSONL keys are the plain names.
+    TensorBoard tags get ``prefix``; JSONL keys are the plain names, after
+    ``fields`` (e.g. ``{"member": 3}``: what the record is of).
     Non-finite values are written as they are (JSON ``NaN``/``Infinity``),
     so that a diverging run is visible in both.
     """
     values = {name: _to_float(v) for name, v in scalars.items()}
     if not self.enabled:
       return values
-    record = {"step": int(step)}
+    record = {"step": int(step), **dict(fields)}
     record.update(values)
     with _naming(self.jsonl_path):
       end = self._jsonl.tell()

@@ -179,4 +179,25 @@ def get_config() -> ml_collections.ConfigDict:
   c.skip_nonfinite_updates = False
   c.max_consecutive_skipped = 10
   c.override_config = False
+
+  # Populations (experiments/members.py): N members of this config trained
+  # together in one compiled step, in one workdir. size: N (0: a single
+  # run); member i starts from seed + i and, unless shared_data, draws the
+  # batches of the run with seed + i. sweep: each member's hyper-parameters.
+  # "d_lr=1e-4,2e-4,4e-4; g_lr=1e-4,2e-4" is a grid (";" separates its
+  # axes: 6 points); "d_lr=1e-4,2e-4 & g_lr=2e-4,4e-4" zips (items joined by
+  # "&" vary together along one axis: 2 points). size 0 takes one member per
+  # point; size N (a multiple of the points) repeats each point over N /
+  # points consecutive members (seeds). Names: g_lr, d_lr (the optimizers'
+  # learning rates), g_b1, d_b1, g_b2, d_b2, penalty_weight, ema_decay,
+  # instance_noise_std, ada_target, and ganjax.population.sweepable's.
+  # member_map: auto | map | vmap (ganjax.population.Population).
+  # pbt.every: population-based training every that many steps (a multiple
+  # of evaluation.every; 0: off): after the evaluation of that step, the
+  # worst `fraction` of the members continue from copies of the best on
+  # `metric` ("": evaluation.best_metric's), their hyper-parameters x0.8 or
+  # x1.2; lineage.jsonl records who copied whom and every member's values.
+  c.population = ml_collections.ConfigDict(dict(
+      size=0, sweep="", shared_data=False, member_map="auto",
+      pbt=ml_collections.ConfigDict(dict(every=0, fraction=0.25, metric=""))))
   return c
