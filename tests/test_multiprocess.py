@@ -35,9 +35,14 @@ def reference_state(config, workdir):
 
 def test_two_processes_train_like_one_process_on_two_devices(tmp_path):
   port = free_port()
+  # One CPU device per process; conftest.py's other XLA flags (its faster
+  # compilation without LLVM optimisation) are kept.
+  xla_flags = [f for f in os.environ.get("XLA_FLAGS", "").split()
+               if not f.startswith("--xla_force_host_platform_device_count")]
   env = {**os.environ, "PYTHONPATH": tt.REPO, "JAX_PLATFORMS": "cpu",
          "JAX_CPU_COLLECTIVES_IMPLEMENTATION": "gloo",
-         "XLA_FLAGS": "--xla_force_host_platform_device_count=1"}
+         "XLA_FLAGS": " ".join(
+             xla_flags + ["--xla_force_host_platform_device_count=1"])}
   args = [sys.executable, "-m", "experiments.train",
           "--config=experiments/configs/dcgan_digits.py",
           f"--workdir={tmp_path}", "--config.image_size=0",
@@ -51,7 +56,11 @@ def test_two_processes_train_like_one_process_on_two_devices(tmp_path):
                             env=env, stdout=subprocess.PIPE,
                             stderr=subprocess.PIPE, text=True)
            for i in range(2)]
-  outs = [p.communicate(timeout=240) for p in procs]
+  try:
+    outs = [p.communicate(timeout=240) for p in procs]
+  finally:  # on a timeout, no process is left waiting on its peer
+    for p in procs:
+      p.kill()
   for p, (out, err) in zip(procs, outs):
     assert p.returncode == 0, err[-3000:]
   assert f"Done: step {STEPS}" in outs[0][0]
