@@ -483,7 +483,7 @@ def build_loss_terms(config: Config, num_classes: Optional[int]) -> tuple:
   """``ganjax.terms`` callables from ``config.loss_terms`` (weights, 0: off)."""
   spec = config.loss_terms
   terms = []
-  for name in ("aux_classifier", "feature_matching"):
+  for name in ("aux_classifier", "feature_matching", "mode_seeking"):
     weight = spec[name]
     if not isinstance(weight, (int, float)) or isinstance(weight, bool) \
         or weight < 0:
@@ -513,6 +513,8 @@ def build_loss_terms(config: Config, num_classes: Optional[int]) -> tuple:
           "config.loss_terms.feature_matching > 0 needs D's features: set "
           "--config.model.return_features=True.")
     terms.append(gj.terms.FeatureMatching(weight=float(spec.feature_matching)))
+  if spec.mode_seeking > 0:
+    terms.append(gj.terms.ModeSeeking(weight=float(spec.mode_seeking)))
   return tuple(terms)
 
 

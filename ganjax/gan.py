@@ -457,6 +457,11 @@ class GAN:
     """One generator update on fresh noise, through the current discriminator."""
     keys = self._example_keys(update_key, real.shape[0])
     fake_labels = self._fake_labels(keys, real_labels)
+    if fake_labels is not None and any(
+        getattr(t, "pairs_share_labels", False) for t in self.loss_terms):
+      fake_labels = terms_lib.share_pair_labels(fake_labels)  # ModeSeeking
+    # The latents again, for the terms (XLA merges the two draws).
+    latents = self._latents(keys[:, LATENT]) if self.loss_terms else None
     real_in = self._d_input(real, keys, AUGMENT_REAL, NOISE_REAL, state)
 
     def loss_fn(params):
@@ -475,7 +480,8 @@ class GAN:
       metrics = {"g_loss": g_loss}
       outputs = terms_lib.UpdateOutputs(
           state.step, real_logits, fake_logits, real_aux, fake_aux,
-          real_labels, fake_labels, self.axis_name)
+          real_labels, fake_labels, self.axis_name, fake=fake,
+          latents=latents)
       total = self._add_terms(terms_lib.GENERATOR, outputs, g_loss, metrics)
       return total, (g_stats, metrics)
 

@@ -13,7 +13,7 @@ a mean of per-example values, so that it is the term of the global batch under
 """
 
 import dataclasses
-from typing import Any, Callable, NamedTuple, Optional
+from typing import Any, Callable, ClassVar, NamedTuple, Optional
 
 import chex
 import jax
@@ -36,6 +36,11 @@ class UpdateOutputs(NamedTuple):
     real_labels, fake_labels: int32 ``[B]`` class labels (None for an
       unconditional GAN): the data's, and those G was asked for.
     axis_name: the named axis of the data-parallel step, or None.
+    fake: ``[B, ...]`` G's samples before augmentation and instance noise,
+      differentiable in G's parameters; generator update only (None in
+      discriminator updates).
+    latents: ``[B, latent_dim]`` float32 latents G got; generator update
+      only, and only when the GAN has loss terms (None otherwise).
   """
   step: chex.Array
   real_logits: chex.Array
@@ -45,6 +50,8 @@ class UpdateOutputs(NamedTuple):
   real_labels: Optional[chex.Array]
   fake_labels: Optional[chex.Array]
   axis_name: Optional[str] = None
+  fake: Optional[chex.Array] = None
+  latents: Optional[chex.Array] = None
 
 
 LossTerm = Callable[[str, UpdateOutputs], dict]
@@ -124,3 +131,68 @@ class FeatureMatching:
     fake_mean = batch_mean(fake, out.axis_name)
     return {"feature_matching":
             self.weight * jnp.sum(jnp.square(real_mean - fake_mean))}
+
+
+def share_pair_labels(labels: chex.Array) -> chex.Array:
+  """``[B]`` labels with example ``2j + 1`` given the label of example ``2j``.
+
+  The pairs of ``ModeSeeking`` then share their condition. Pairs are adjacent
+  examples, so every device's slice of an even batch holds whole pairs and the
+  pairing does not depend on the device count.
+  """
+  _check_pairs(labels.shape[0], "share_pair_labels")
+  return jnp.repeat(labels[0::2], 2, axis=0)
+
+
+def _check_pairs(batch_size: int, term: str) -> None:
+  if batch_size % 2:
+    raise ValueError(
+        f"{term} pairs examples 2j and 2j + 1 of each device's batch, which "
+        f"must be even; got {batch_size}. Use an even per-device batch size "
+        "(batch_size / number of devices).")
+
+
+@dataclasses.dataclass(frozen=True)
+class ModeSeeking:
+  """Mode seeking: G maximises how far apart its samples are per unit of latent.
+
+  G's loss gains ``weight / (ratio + eps)`` (metric ``g_mode_seeking``) with
+  ``ratio = mean |G(z_1) - G(z_2)| / mean |z_1 - z_2|``, both means over the
+  pairs of the global batch and over pixels (latent dimensions), as the
+  authors' code computes it; D is not changed. The pairs are adjacent
+  examples ``(2j, 2j + 1)`` of the generator update: any even per-device
+  batch holds whole pairs, so 8 devices compute what one device computes. In
+  a conditional GAN the two examples of a pair share the label (the GAN gives
+  example ``2j + 1`` the label of ``2j`` in the generator update, see
+  ``pairs_share_labels``), as in the paper's conditional setting where both
+  latents get the same condition.
+
+  References:
+    Mao et al., 2019, Mode Seeking Generative Adversarial Networks for Diverse
+    Image Synthesis, Eq. 3 (https://arxiv.org/abs/1903.05628); the authors'
+    code (github.com/HelenMao/MSGAN) minimises ``1 / (ratio + 1e-5)``.
+
+  Attributes:
+    weight: multiplies the term (the paper's lambda_ms, 1 in its DCGAN runs).
+    eps: keeps the term finite when the pairs coincide.
+  """
+  weight: float = 1.0
+  eps: float = 1e-5
+  # Read by ganjax.GAN: the generator update gives pairs one label.
+  pairs_share_labels: ClassVar[bool] = True
+
+  def __call__(self, player: str, out: UpdateOutputs) -> dict:
+    if player != GENERATOR:
+      return {}
+    if out.fake is None or out.latents is None:
+      raise ValueError(
+          "ModeSeeking needs the generated batch and its latents "
+          "(UpdateOutputs.fake and .latents); ganjax.GAN's generator update "
+          "provides them. A custom step must fill both.")
+    _check_pairs(out.fake.shape[0], "ModeSeeking")
+    pair_mean = lambda x: jnp.mean(
+        jnp.abs(x[0::2] - x[1::2]).astype(jnp.float32).reshape(
+            x.shape[0] // 2, -1), axis=1)
+    ratio = (batch_mean(pair_mean(out.fake), out.axis_name) /
+             batch_mean(pair_mean(out.latents), out.axis_name))
+    return {"mode_seeking": self.weight / (ratio + self.eps)}

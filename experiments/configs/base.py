@@ -74,9 +74,12 @@ def get_config() -> ml_collections.ConfigDict:
   # aux_classifier: AC-GAN's class cross-entropy on real and fake (needs
   # num_classes and model.aux_classifier=True); feature_matching: G matches
   # the mean of D's features on real data (Salimans et al. 2016; needs
-  # model.return_features=True).
+  # model.return_features=True); mode_seeking: G maximises the distance of
+  # its samples per unit of latent distance over pairs of the batch (Mao et
+  # al. 2019, lambda_ms; pairs of a conditional GAN share their label; needs
+  # an even per-device batch).
   c.loss_terms = ml_collections.ConfigDict(
-      dict(aux_classifier=0.0, feature_matching=0.0))
+      dict(aux_classifier=0.0, feature_matching=0.0, mode_seeking=0.0))
 
   # The game (ganjax.GAN).
   c.loss = "non_saturating"  # minimax | non_saturating | wasserstein | hinge | least_squares | rpgan | ragan
