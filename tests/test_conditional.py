@@ -52,7 +52,9 @@ def test_conditional_ring_samples_land_on_their_class_mode():
   accuracy = [float(jnp.mean(nearest[labels == c] == c)) for c in range(8)]
   assert min(accuracy) >= 0.9, accuracy
   distance = jnp.linalg.norm(samples - toy.ring_centers()[labels], axis=-1)
-  assert float(jnp.mean(distance < 0.1)) > 0.8
+  # at least 80% within 5 standard deviations of their mode, counted exactly
+  # (float32's mean of 640 of 800 is 0.79999995)
+  assert int(jnp.sum(distance < 0.1)) >= 640, int(jnp.sum(distance < 0.1))
   # The control: before training, the classes do not pick their modes.
   assert min(float(jnp.mean(untrained[labels == c] == c))
              for c in range(8)) < 0.5
