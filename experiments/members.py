@@ -280,7 +280,7 @@ class PopulationMonitor:
     self.frozen = {}  # member -> the step it was frozen at (this process)
     self.fetched = list(pending)
     self.checked_until = step
-    self.skipped_total = 0
+    self.skipped_total = 0  # the summary's count: members freeze, none skip
     self.member_scalars = [None] * size
     self.t_log, self.step_log = time.time(), step
 
@@ -330,8 +330,6 @@ class PopulationMonitor:
                          for n in names} if steps else None)
     self.member_scalars = per_member
     out = aggregate(per_member)
-    out = {n: v for n, v in out.items() if not n.endswith("_std")
-           or n[:-4] in names}
     out["members_alive"] = float(np.sum(records[-1]["alive"]))
     now = time.time()
     out["steps_per_s"] = (step - self.step_log) / max(now - self.t_log, 1e-9)
