@@ -140,26 +140,41 @@ def load_labels(path: str):
     return data["labels"] if "labels" in data.files else None
 
 
+def load_run(workdir: str, member: Optional[int] = None):
+  """``resume.load`` of a run's latest usable checkpoint (of a population:
+  member ``member``'s, default the best), falling back like training."""
+  from experiments import builders  # pylint: disable=g-import-not-at-top
+  from experiments import resume  # pylint: disable=g-import-not-at-top
+  from experiments import workdir as workdir_lib  # pylint: disable=g-import-not-at-top
+  try:
+    return resume.load(workdir, member=member)
+  except (builders.ConfigError, workdir_lib.WorkdirError) as e:
+    raise UsageError(str(e)) from None
+
+
 def samples_from_workdir(workdir: str, num: int, seed: int,
-                         member: Optional[int] = None):
+                         member: Optional[int] = None, loaded=None):
   """``(samples, experiment, dataset, step, labels)`` from a run's latest
-  checkpoint (of a population: member ``member``'s, default the best).
+  checkpoint (of a population: member ``member``'s, default the best;
+  ``loaded``: the population's ``load_run``, not read again).
 
   Images come as ``[num, H, W, C]`` in [0, 1], toy points as ``[num, d]``;
   labels (conditional image runs: every class equally often) or None.
   """
   from experiments import builders  # pylint: disable=g-import-not-at-top
-  from experiments import resume  # pylint: disable=g-import-not-at-top
+  from experiments import members  # pylint: disable=g-import-not-at-top
   from experiments import sample  # pylint: disable=g-import-not-at-top
-  from experiments import workdir as workdir_lib  # pylint: disable=g-import-not-at-top
-  try:
-    run = resume.load(workdir, member=member)  # falls back like training
-  except (builders.ConfigError, workdir_lib.WorkdirError) as e:
-    raise UsageError(str(e)) from None
+  if loaded is None:
+    run = load_run(workdir, member)
+    state = run.state
+  else:
+    run = loaded
+    state = members.member_state(run.experiment.population,
+                                 run.population_state, member)
   experiment = run.experiment
   classes = None if experiment.is_toy else sample.num_classes(experiment)
   labels = sample.balanced_labels(num, classes) if classes else None
-  samples = sample.draw(experiment, run.state, num, seed, labels=labels)
+  samples = sample.draw(experiment, state, num, seed, labels=labels)
   return (samples, experiment, builders.data_source(run.config), run.step,
           labels)
 
@@ -222,8 +237,9 @@ def run_population(args: argparse.Namespace, size: int) -> dict:
   interval's half-width from Student's t). Prints the table on stderr."""
   from experiments import members  # pylint: disable=g-import-not-at-top
   start = time.time()
-  results = [run(argparse.Namespace(**{**vars(args), "member": i}))
-             for i in range(size)]
+  loaded, shared = load_run(args.workdir, member=0), {}
+  results = [run(argparse.Namespace(**{**vars(args), "member": i}), loaded,
+                 shared) for i in range(size)]
   names = [n for n in results[0]["metrics"]
            if all(n in r["metrics"] for r in results)]
   population = {}
@@ -246,8 +262,12 @@ def run_population(args: argparse.Namespace, size: int) -> dict:
           "seconds": round(time.time() - start, 1)}
 
 
-def run(args: argparse.Namespace) -> dict:
-  """The evaluation the parsed command line asks for, as a JSON-ready dict."""
+def run(args: argparse.Namespace, loaded=None, shared=None) -> dict:
+  """The evaluation the parsed command line asks for, as a JSON-ready dict.
+
+  ``loaded``, ``shared``: a population's run (``run_population``) and a dict
+  keeping the prepared evaluator for its next member.
+  """
   if args.num < 4:
     raise UsageError(f"--num must be at least 4, got {args.num}.")
   start = time.time()
@@ -260,7 +280,7 @@ def run(args: argparse.Namespace) -> dict:
     raise UsageError("--member picks a member of a population's --workdir.")
   if args.workdir:
     samples, experiment, run_dataset, step, labels = samples_from_workdir(
-        args.workdir, args.num, args.seed, args.member)
+        args.workdir, args.num, args.seed, args.member, loaded)
     dataset = real_source(args.dataset, samples) if args.dataset else run_dataset
     source = {"workdir": args.workdir, "step": step, "seed": args.seed}
     if args.member is not None:
@@ -290,25 +310,28 @@ def run(args: argparse.Namespace) -> dict:
 
   from ganjax import metrics  # pylint: disable=g-import-not-at-top
   from ganjax.data.errors import DatasetNotFoundError  # pylint: disable=g-import-not-at-top
+  shared = {} if shared is None else shared
   try:
-    evaluator = metrics.Evaluator(
+    from experiments import periodic_eval  # pylint: disable=g-import-not-at-top
+    evaluator = shared.get("evaluator") or metrics.Evaluator(
         dataset, args.num,
         networks=args.networks.split(",") if args.networks else None,
         inception_weights=args.inception_weights, cache_dir=args.cache_dir,
         data_dir=args.data_dir, parzen=not args.no_parzen, seed=args.seed,
         verbose=True, lpips_weights=args.lpips_weights)
-    from experiments import periodic_eval  # pylint: disable=g-import-not-at-top
     if "workdir" in source:  # a run trained at another image_size
       samples = periodic_eval.at_data_size(samples, evaluator.data_shape)
     # Refuse bad samples and weights before any expensive preparation.
     check_shape(samples, evaluator.data_shape)
-    if "inception" in evaluator.networks and evaluator.inception_weights:
+    prepared = "evaluator" in shared
+    if "inception" in evaluator.networks and evaluator.inception_weights \
+        and not prepared:
       periodic_eval.check_weights(evaluator.inception_weights, "inception")
-    if evaluator.lpips_weights:
+    if evaluator.lpips_weights and not prepared:
       periodic_eval.check_weights(evaluator.lpips_weights, "lpips")
     checked = metrics.check_samples(samples, evaluator.data_shape,
                                     min_count=evaluator.k + 1)
-    evaluator.prepare()
+    shared["evaluator"] = evaluator if prepared else evaluator.prepare()
   except (metrics.InvalidSamplesError, DatasetNotFoundError,
           FileNotFoundError) as e:
     raise UsageError(str(e)) from None

@@ -87,9 +87,11 @@ def data_key(config, experiment=None, stream: int = gj.streams.DATA):
   return gj.streams.run_key(config.seed, stream)
 
 
-def _per_key(draw: Callable, key: jax.Array):
-  """``draw(key)``, or for ``[N]`` keys the ``[N, ...]`` stack of each."""
-  return jax.vmap(draw)(key) if key.shape else draw(key)
+def _per_key(draw: Callable, key: jax.Array, x=None):
+  """``draw(x)`` (default ``x``: ``key``), or for ``[N]`` keys (a population
+  with its own batches) ``draw`` of each member's ``x`` stacked ``[N, ...]``."""
+  x = key if x is None else x
+  return jax.vmap(draw)(x) if key.shape else draw(x)
 
 
 def _device_budget() -> int:
@@ -154,7 +156,7 @@ def feed(config, experiment: builders.Experiment, placement) -> Feed:
     taken, first = data
     sequential = lambda taken: on_device.sequential_batch_at(
         taken, step - first, k, batch_size, axis)
-    return jax.vmap(sequential)(taken) if key.shape else sequential(taken)
+    return _per_key(sequential, key, taken)
 
   return Feed("host", batch_at, chunk, max_steps)
 

@@ -35,6 +35,8 @@ import jax
 import jax.numpy as jnp
 import numpy as np
 
+from ganjax.population import PopulationState
+
 # State fields (``ganjax.GANState``) of each player; the others (step, rng,
 # augment_p) belong to neither. Metrics: ``g_*`` are G's, the others D's.
 _D_FIELDS = ("d_",)
@@ -134,10 +136,13 @@ def players_finite(tree):
   """``(finite_d, finite_g)``: every float leaf of D's / G's part of ``tree``
   is finite. Jittable; scalars on the device.
 
-  ``tree``: a ``GANState`` (D's fields ``d_*``; G's ``g_*`` and the EMA
+  ``tree``: a ``GANState`` or a population's ``PopulationState`` (its
+  members' states; D's fields ``d_*``; G's ``g_*`` and the EMA
   ``ema_g*``; the others belong to neither) or a metrics dict (G's metrics
   are ``g_*``: ``g_loss``, ``g_grad_norm``; every other one is D's).
   """
+  if isinstance(tree, PopulationState):  # every member's parts together
+    tree = tree.members
   if hasattr(tree, "__dataclass_fields__"):
     parts = {name: getattr(tree, name) for name in tree.__dataclass_fields__}
     d = [v for n, v in parts.items() if n.startswith(_D_FIELDS)]

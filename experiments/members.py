@@ -25,6 +25,7 @@ aggregates. Evaluation records do the same with ``eval/`` and add
 ``<name>_best`` and ``best_member``.
 """
 
+import functools
 import itertools
 import json
 import math
@@ -211,7 +212,7 @@ def member_state(population: gj.Population, state, member: int):
   if not 0 <= member < population.size:
     raise ValueError(f"member {member} does not exist: the population has "
                      f"members 0-{population.size - 1}.")
-  return jax.tree.map(lambda x: x[member], state.members)
+  return population.member(state, member)
 
 
 # ---------------------------------------------------------------- monitor
@@ -367,33 +368,31 @@ class Exploiter:
   up to its checkpoint's step and writes the later ones again.
   """
 
-  def __init__(self, config, population: gj.Population, workdir: str,
-               resumed_step, enabled: bool = True):
+  def __init__(self, config, workdir: str, resumed_step, metric: str,
+               higher_is_better: bool, enabled: bool = True):
     pbt = config.population.pbt
-    self.every, self.fraction = int(pbt.every), float(pbt.fraction)
-    self.metric = str(pbt.metric)
+    self.every, self.metric = int(pbt.every), metric
     self.key = gj.streams.run_key(int(config.seed), gj.streams.PBT)
     self.path = os.path.join(workdir, LINEAGE_JSONL)
     self.enabled = enabled
-    self._exploit = jax.jit(
-        lambda key, state, scores, higher: gj.pbt.exploit_explore(
-            key, state, scores, fraction=self.fraction,
-            higher_is_better=higher), static_argnums=3)
+    self._exploit = jax.jit(functools.partial(
+        gj.pbt.exploit_explore, fraction=float(pbt.fraction),
+        higher_is_better=higher_is_better))
     self.lineage = [r for r in workdir_lib.read_records(self.path)
                     if resumed_step is not None and r["step"] <= resumed_step]
 
   def is_due(self, step: int) -> bool:
-    return self.every > 0 and step % self.every == 0
+    return step % self.every == 0
 
-  def __call__(self, step: int, state, scores: list, metric: str,
-               higher_is_better: bool):
-    """``state`` after exploit/explore on ``scores`` (float per member)."""
+  def __call__(self, step: int, state, scores: list):
+    """``state`` after exploit/explore on ``scores`` (``metric``'s value per
+    member)."""
     key = jax.random.fold_in(self.key, step)
-    new, parents = self._exploit(key, state, jnp.asarray(scores, jnp.float32),
-                                 bool(higher_is_better))
+    new, parents = self._exploit(key, state, jnp.asarray(scores, jnp.float32))
     parents = [int(p) for p in np.asarray(parents)]
     self.lineage.append({
-        "step": int(step), "metric": metric, "scores": [float(x) for x in scores],
+        "step": int(step), "metric": self.metric,
+        "scores": [float(x) for x in scores],
         "parents": parents, "hparams": {n: [float(v) for v in np.asarray(x)]
                                         for n, x in new.hparams.items()}})
     if self.enabled:  # the whole file, atomically: no line cut short
@@ -419,10 +418,9 @@ def interval(values) -> tuple[float, float, float]:
   """``(mean, std, half_width)`` of per-member values: std with ddof 1 and
   the half-width of the 95% confidence interval of the mean (Student's t
   with n - 1 degrees of freedom); std and half-width are NaN for one value."""
-  values = np.asarray(values, np.float64)
-  n = values.size
+  n = np.size(values)
+  mean, std = _mean_std(values)
   if n < 2:
-    return float(values.mean()), math.nan, math.nan
-  std = float(values.std(ddof=1))
+    return mean, math.nan, math.nan
   t = _T975[n - 2] if n - 1 <= len(_T975) else 1.96
-  return float(values.mean()), std, t * std / math.sqrt(n)
+  return mean, std, t * std / math.sqrt(n)

@@ -290,16 +290,6 @@ class PeriodicEvaluator:
     return [float(m[full]) if m and full in m else float("nan")
             for m in per_member]
 
-  @staticmethod
-  def higher(short: str) -> bool:
-    """Whether a larger value of metric ``short`` is better."""
-    return not LOWER_IS_BETTER[short]
-
-  @property
-  def best_name(self) -> Optional[str]:
-    """The short name of the metric the best checkpoint is chosen by."""
-    return self.best_short
-
   def _improved(self, name: str, metrics: dict) -> bool:
     """Whether ``metrics`` beat the best so far (ties in ``modes_captured``
     go to the higher ``high_quality_fraction``)."""
@@ -339,10 +329,10 @@ class PeriodicEvaluator:
     member = None
     if per_member is not None:  # the population's record, and its best
       self.member_metrics = (step, per_member)
-      names = _short_names(next((m for m in per_member if m), {}))
-      ranked = names.get(self.best_short or "fid") or next(iter(names.values()), None)
-      lower = LOWER_IS_BETTER.get(self.best_short or "fid", True)
-      metrics = members.aggregate(per_member, {ranked: lower} if ranked else {})
+      ranked = _short_names(next((m for m in per_member if m), {})).get(
+          self.best_short)
+      metrics = members.aggregate(per_member, {
+          ranked: LOWER_IS_BETTER[self.best_short]} if ranked else {})
       member = metrics.get("best_member")
       metrics["eval_seconds"] = time.time() - start
       members.write_scalars(self.writer, step, metrics, per_member, "eval/")

@@ -236,8 +236,7 @@ def restore(ckpt: checkpoint_lib.Checkpointer, config,
   def check(step, state):
     if int(state.step) != step:
       raise ValueError(f"it holds a state at step {int(state.step)}")
-    bad = guards.nonfinite_players(
-        state.members if isinstance(state, gj.PopulationState) else state)
+    bad = guards.nonfinite_players(state)
     if bad:
       raise ValueError(f"the {' and '.join(bad)}'s part of it holds NaN or "
                        "Inf values")
@@ -378,8 +377,7 @@ def load(workdir: str, step: Optional[int] = None,
           f"({type(e).__name__}: {str(e).splitlines()[0][:300]}); the other "
           f"steps: {', '.join(str(s) for s in steps if s != step) or 'none'}."
       ) from None
-    bad = guards.nonfinite_players(
-        state.members if isinstance(state, gj.PopulationState) else state)
+    bad = guards.nonfinite_players(state)
     if bad:
       raise builders.ConfigError(
           f"the checkpoint of step {step} in {ckpt.directory} holds NaN or Inf "
@@ -414,8 +412,7 @@ class CheckpointSaver:
     """Starts writing ``state`` (one copy, on device or host) as step
     ``step``, with the run record and the log records ``pending`` since the
     last log step."""
-    bad = guards.nonfinite_players(
-        state.members if isinstance(state, gj.PopulationState) else state)
+    bad = guards.nonfinite_players(state)
     if bad:  # the guard's flags make this unreachable; never save it anyway
       raise guards.DivergenceError(
           f"the state of step {step} holds NaN or Inf values in the "

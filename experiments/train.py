@@ -308,10 +308,12 @@ class _Run:
     scorer = (periodic_eval.PeriodicEvaluator(config, experiment, self.workdir,
                                            writer, enabled=self.is_main)
               if config.evaluation.every > 0 else None)
-    exploiter = (members.Exploiter(config, experiment.population,
-                                   self.workdir, latest, self.is_main)
-                 if experiment.population is not None
-                 and config.population.pbt.every else None)
+    exploiter = None
+    if experiment.population is not None and config.population.pbt.every:
+      metric = config.population.pbt.metric or scorer.best_short  # checked
+      exploiter = members.Exploiter(
+          config, self.workdir, latest, metric,
+          not periodic_eval.LOWER_IS_BETTER[metric], self.is_main)
     try:
       return self.loop(state, start_step, latest, pending, feed, writer,
                        sampler, scorer, exploiter)
@@ -440,14 +442,13 @@ class _Run:
     """``state`` after population-based training on the scores of ``step``
     (unchanged, with a warning, when they are missing: scoring was
     interrupted or the samples could not be scored)."""
-    metric, higher = exploiter.metric or scorer.best_name, scorer.higher
-    scores = scorer.member_scores(step, metric)
+    scores = scorer.member_scores(step, exploiter.metric)
     if scores is None:
-      print(f"warning: step {step}: no scores of {metric!r} for "
+      print(f"warning: step {step}: no scores of {exploiter.metric!r} for "
             "population-based training; the members go on unchanged.",
             file=sys.stderr)
       return state
-    return exploiter(step, state, scores, metric, higher(metric))
+    return exploiter(step, state, scores)
 
   def agree_on_stop(self) -> None:
     """Every process of a multi-process run stops after the same call."""

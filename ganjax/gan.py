@@ -460,13 +460,13 @@ class GAN:
     if fake_labels is not None and any(
         getattr(t, "pairs_share_labels", False) for t in self.loss_terms):
       fake_labels = terms_lib.share_pair_labels(fake_labels)  # ModeSeeking
-    # The latents again, for the terms (XLA merges the two draws).
-    latents = self._latents(keys[:, LATENT]) if self.loss_terms else None
+    latents = self._latents(keys[:, LATENT])  # G's and the terms'
     real_in = self._d_input(real, keys, AUGMENT_REAL, NOISE_REAL, state)
 
     def loss_fn(params):
       fake, g_stats = self._generate(params, state.g_batch_stats, keys,
-                                     fake_labels, update_key, train=True)
+                                     fake_labels, update_key, train=True,
+                                     latents=latents)
       fake_in = self._d_input(fake, keys, AUGMENT_FAKE, NOISE_FAKE, state)
       # D's batch statistics are not updated here. The real logits serve the
       # losses and terms that use them (relativistic ones, feature matching);
@@ -510,9 +510,11 @@ class GAN:
   # -------------------------------------------------------------- players
 
   def _generate(self, g_params, g_stats, keys, labels, update_key,
-                train: bool):
-    """Samples ``[B, ...]`` and G's new batch stats from per-example keys."""
-    z = self._cast(self._latents(keys[:, LATENT]))
+                train: bool, latents=None):
+    """Samples ``[B, ...]`` and G's new batch stats from per-example keys
+    (``latents``: the keys' latents, when the caller has drawn them)."""
+    z = self._cast(self._latents(keys[:, LATENT]) if latents is None
+                   else latents)
     rngs = {"dropout": streams.call_key(update_key, streams.G_CALL)}
     fake, new_stats = _apply(self._compute_generator, g_params, g_stats,
                              self._model_inputs(z, labels), train, rngs)

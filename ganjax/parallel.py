@@ -494,10 +494,10 @@ def population_step(population, mesh: Mesh, sync_batch_norm: bool = True,
   local = dataclasses.replace(
       population, gan=population.gan.parallel(BATCH_AXIS, sync_batch_norm),
       hparams=None, size=population.size // member_shards)
-  batch_spec = (P(None, BATCH_AXIS) if population.shared_batch
-                else P(MEMBER_AXIS, None, BATCH_AXIS))
   mapped = jax.shard_map(local.step, mesh=mesh,
-                         in_specs=(P(MEMBER_AXIS), batch_spec),
+                         in_specs=(P(MEMBER_AXIS),
+                                   _population_batch_spec(
+                                       population.shared_batch)),
                          out_specs=(P(MEMBER_AXIS), P(MEMBER_AXIS)),
                          check_vma=False)
   return jax.jit(mapped, donate_argnums=(0,) if donate else ())
@@ -511,5 +511,11 @@ def put_population(pstate, mesh: Mesh):
 def put_population_batch(batch, mesh: Mesh, shared: bool = True):
   """A step batch on ``mesh``: ``[k, B, ...]`` split along B (``shared``),
   or ``[N, k, B, ...]`` along N and B."""
-  spec = P(None, BATCH_AXIS) if shared else P(MEMBER_AXIS, None, BATCH_AXIS)
-  return jax.device_put(batch, NamedSharding(mesh, spec))
+  return jax.device_put(batch,
+                        NamedSharding(mesh, _population_batch_spec(shared)))
+
+
+def _population_batch_spec(shared: bool) -> P:
+  """A step batch's layout on a population mesh: ``[k, B, ...]`` split
+  along B when shared by the members, else ``[N, k, B, ...]`` along N and B."""
+  return P(None, BATCH_AXIS) if shared else P(MEMBER_AXIS, None, BATCH_AXIS)

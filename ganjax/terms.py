@@ -40,7 +40,7 @@ class UpdateOutputs(NamedTuple):
       differentiable in G's parameters; generator update only (None in
       discriminator updates).
     latents: ``[B, latent_dim]`` float32 latents G got; generator update
-      only, and only when the GAN has loss terms (None otherwise).
+      only (None in discriminator updates).
   """
   step: chex.Array
   real_logits: chex.Array

@@ -107,3 +107,11 @@ def tree_bytes(path):
       with open(full, "rb") as f:
         out[os.path.relpath(full, str(path))] = f.read()
   return out
+
+
+def cli_error(proc, code: int) -> str:
+  """The ``error: ...`` text of a command that failed with exit ``code``
+  and no traceback."""
+  assert proc.returncode == code, proc.stderr[-3000:]
+  assert "Traceback" not in proc.stderr
+  return proc.stderr[proc.stderr.index("error: "):]
