@@ -7,7 +7,8 @@ for the digits DCGAN (``experiments/configs/dcgan_digits.py``) and the small
 MLP (100-128-784), so that the claim "a population is never slower than its
 members one after another" is measured where it is made.
 
-  python -m benchmarks.population_throughput [--members=8] [--rounds=5]
+  python -m benchmarks.population_throughput [--members=1,4,8,16,32]
+      [--rounds=5]
 
 Writes ``benchmarks/results/population_throughput.md``.
 """
@@ -150,7 +151,8 @@ def render(rows, argv, started: str, load_start: str) -> str:
 
 def main(argv=None):
   parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-  parser.add_argument("--members", type=int, default=8)
+  parser.add_argument("--members", default="1,4,8,16,32",
+                      help="population sizes, comma-separated")
   parser.add_argument("--rounds", type=int, default=5)
   parser.add_argument("--min_round_s", type=float, default=0.5)
   parser.add_argument("--out", default=RESULTS)
@@ -159,8 +161,9 @@ def main(argv=None):
   load_start = load_average()
   rows = []
   for name, (build, shape) in models().items():
-    rows += measure(name, build, shape, args.members, args.rounds,
-                    args.min_round_s)
+    for members in map(int, args.members.split(",")):
+      rows += measure(name, build, shape, members, args.rounds,
+                      args.min_round_s)
   text = render(rows, sys.argv[1:] if argv is None else argv, started,
                 load_start)
   with open(args.out, "w") as f:
