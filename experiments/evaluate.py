@@ -1,7 +1,7 @@
 r"""Evaluates generated samples: every metric of ``ganjax.metrics``, with its protocol.
 
     python -m experiments.evaluate --samples=samples.npy --dataset=fashion_mnist [--num=10000]
-    python -m experiments.evaluate --workdir=/tmp/run [--num=10000]   # samples the latest checkpoint
+    python -m experiments.evaluate --workdir=/tmp/run [--num=10000] [--step=N]   # samples the latest checkpoint (or step N)
     python -m experiments.evaluate --real=train --dataset=fashion_mnist   # the real data's own scores
 
 A population's workdir (``config.population``) is scored member by member:
@@ -95,6 +95,9 @@ def _parser() -> argparse.ArgumentParser:
                  help="cache of classifiers and reference statistics "
                  "(default $GANJAX_CACHE_DIR or ~/.cache/ganjax)")
   p.add_argument("--data_dir", default=None, help="TFDS data dir")
+  p.add_argument("--step", type=int, default=-1,
+                 help="with --workdir: score the checkpoint of this step "
+                 "(-1, the default: the newest usable one)")
   p.add_argument("--member", type=int, default=None,
                  help="with --workdir of a population: score only this "
                  "member (default: every member, then mean ± std)")
@@ -140,23 +143,27 @@ def load_labels(path: str):
     return data["labels"] if "labels" in data.files else None
 
 
-def load_run(workdir: str, member: Optional[int] = None):
-  """``resume.load`` of a run's latest usable checkpoint (of a population:
-  member ``member``'s, default the best), falling back like training."""
+def load_run(workdir: str, member: Optional[int] = None,
+             step: Optional[int] = None):
+  """``resume.load`` of a run's checkpoint ``step`` (default: the latest
+  usable one, falling back like training; of a population: member
+  ``member``'s, default the best)."""
   from experiments import builders  # pylint: disable=g-import-not-at-top
   from experiments import resume  # pylint: disable=g-import-not-at-top
   from experiments import workdir as workdir_lib  # pylint: disable=g-import-not-at-top
   try:
-    return resume.load(workdir, member=member)
+    return resume.load(workdir, step=step, member=member)
   except (builders.ConfigError, workdir_lib.WorkdirError) as e:
     raise UsageError(str(e)) from None
 
 
 def samples_from_workdir(workdir: str, num: int, seed: int,
-                         member: Optional[int] = None, loaded=None):
-  """``(samples, experiment, dataset, step, labels)`` from a run's latest
-  checkpoint (of a population: member ``member``'s, default the best;
-  ``loaded``: the population's ``load_run``, not read again).
+                         member: Optional[int] = None, loaded=None,
+                         step: Optional[int] = None):
+  """``(samples, experiment, dataset, step, labels)`` from a run's checkpoint
+  ``step`` (default: the latest; of a population: member ``member``'s,
+  default the best; ``loaded``: the population's ``load_run``, not read
+  again).
 
   Images come as ``[num, H, W, C]`` in [0, 1], toy points as ``[num, d]``;
   labels (conditional image runs: every class equally often) or None.
@@ -165,7 +172,7 @@ def samples_from_workdir(workdir: str, num: int, seed: int,
   from experiments import members  # pylint: disable=g-import-not-at-top
   from experiments import sample  # pylint: disable=g-import-not-at-top
   if loaded is None:
-    run = load_run(workdir, member)
+    run = load_run(workdir, member, step)
     state = run.state
   else:
     run = loaded
@@ -237,7 +244,8 @@ def run_population(args: argparse.Namespace, size: int) -> dict:
   interval's half-width from Student's t). Prints the table on stderr."""
   from experiments import members  # pylint: disable=g-import-not-at-top
   start = time.time()
-  loaded, shared = load_run(args.workdir, member=0), {}
+  loaded, shared = load_run(args.workdir, member=0,
+                           step=None if args.step < 0 else args.step), {}
   results = [run(argparse.Namespace(**{**vars(args), "member": i}), loaded,
                  shared) for i in range(size)]
   names = [n for n in results[0]["metrics"]
@@ -278,9 +286,12 @@ def run(args: argparse.Namespace, loaded=None, shared=None) -> dict:
       return run_population(args, size)
   if args.member is not None and not args.workdir:
     raise UsageError("--member picks a member of a population's --workdir.")
+  if args.step >= 0 and not args.workdir:
+    raise UsageError("--step picks a checkpoint of a --workdir.")
   if args.workdir:
     samples, experiment, run_dataset, step, labels = samples_from_workdir(
-        args.workdir, args.num, args.seed, args.member, loaded)
+        args.workdir, args.num, args.seed, args.member, loaded,
+        None if args.step < 0 else args.step)
     dataset = real_source(args.dataset, samples) if args.dataset else run_dataset
     source = {"workdir": args.workdir, "step": step, "seed": args.seed}
     if args.member is not None:

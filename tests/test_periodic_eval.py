@@ -112,6 +112,16 @@ def test_toy_runs_score_mode_coverage(tmp_path):
                                      "high_quality_fraction"}
   assert printed["metrics"]["num_modes"] == 8
   assert "3 standard deviations" in printed["protocol"]["modes_captured"]
+  # --step scores an earlier checkpoint; a step without one is refused.
+  parse = lambda *argv: evaluate._parser().parse_args(
+      [f"--workdir={tmp_path}", "--num=500", *argv])
+  assert evaluate.run(parse("--step=10"))["source"]["step"] == 10
+  assert evaluate.run(parse("--step=-1"))["source"]["step"] == 20
+  with pytest.raises(evaluate.UsageError, match="15"):
+    evaluate.run(parse("--step=15"))
+  with pytest.raises(evaluate.UsageError, match="--step picks a checkpoint"):
+    evaluate.run(evaluate._parser().parse_args(
+        ["--real=train", "--dataset=digits", "--step=10"]))
 
 
 def test_toy_scores_of_the_data_itself_capture_every_mode():
