@@ -30,14 +30,14 @@ chex.set_n_cpu_devices(8)
 
 
 @pytest.fixture(scope="session")
-def cache_dir(tmp_path_factory, worker_id):
+def cache_dir(tmp_path_factory):
   """One metrics cache for the session, shared by the xdist workers and the
   commands the tests run: the digits classifier is trained once, by the
   first worker to get here while the others wait, and its reference
   statistics are computed once per key (files written atomically; the
   weights are checked against their sha256 when read)."""
   root = tmp_path_factory.getbasetemp()
-  if worker_id != "master":  # each worker's basetemp is in the run's folder
+  if "PYTEST_XDIST_WORKER" in os.environ:  # a worker's basetemp: the run's, /gwN
     root = root.parent
   path = root / "ganjax_metrics_cache"
   path.mkdir(exist_ok=True)
