@@ -13,7 +13,6 @@ import pytest
 import ganjax as gj
 from ganjax import metrics
 from ganjax.metrics import classifier, real_data, reference_stats
-from tests.helpers import optimised
 
 
 @pytest.fixture(scope="module")
@@ -66,9 +65,7 @@ def _train_tiny_gan(steps=500):
                d_optimizer=optax.adam(1e-3, b1=0.5), k=1, latent_dim=32)
   state = gan.init(jax.random.key(0), data[:2])
   batch = lambda key: data[jax.random.randint(key, (1, 64), 0, data.shape[0])]
-  run = optimised(gj.loops.scan_steps(gan.step, batch, steps), state,
-                  jax.random.key(1))
-  state, _ = run(state, jax.random.key(1))
+  state, _ = gj.loops.scan_steps(gan.step, batch, steps)(state, jax.random.key(1))
   return np.asarray(gan.sample(state, jax.random.key(2), 300))
 
 

@@ -18,7 +18,6 @@ from ganjax import metrics, parallel
 from ganjax.metrics import real_data
 from ganjax.models.r3gan import (BiasedActivation, Conv, ResidualBlock,
                                  downsample, lowpass_filter, upsample)
-from tests.helpers import optimised
 
 key = jax.random.key
 count = lambda tree: sum(x.size for x in jax.tree.leaves(tree))
@@ -327,8 +326,7 @@ def test_r3gan_learns_the_digits(cache_dir):
 
   before = fid(state)
   batch = lambda k: data[jax.random.randint(k, (1, 64), 0, data.shape[0])]
-  run = optimised(gj.loops.scan_steps(gan.step, batch, 50), state, key(1))
-  state, m = run(state, key(1))
+  state, m = gj.loops.scan_steps(gan.step, batch, 50)(state, key(1))
   after = fid(state)
   assert np.all(np.isfinite(m['d_loss'])) and int(state.step) == 50
   assert after < 0.5 * before, (before, after)
