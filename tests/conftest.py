@@ -5,6 +5,7 @@ workers and the training subprocesses inherit it through the environment):
 many tests compile the same tiny steps. It starts empty and is removed at
 the end, so no run sees another run's executables.
 """
+import fcntl
 import os
 import shutil
 import tempfile
@@ -30,10 +31,20 @@ chex.set_n_cpu_devices(8)
 
 @pytest.fixture(scope="session")
 def cache_dir(tmp_path_factory):
-  """One metrics cache for the session (per xdist worker): the digits
-  classifier and its reference statistics are computed once."""
-  path = tmp_path_factory.getbasetemp() / "ganjax_metrics_cache"
+  """One metrics cache for the session, shared by the xdist workers and the
+  commands the tests run: the digits classifier is trained once, by the
+  first worker to get here while the others wait, and its reference
+  statistics are computed once per key (files written atomically; the
+  weights are checked against their sha256 when read)."""
+  root = tmp_path_factory.getbasetemp()
+  if "PYTEST_XDIST_WORKER" in os.environ:  # a worker's basetemp: the run's, /gwN
+    root = root.parent
+  path = root / "ganjax_metrics_cache"
   path.mkdir(exist_ok=True)
+  from ganjax.metrics import classifier  # pylint: disable=import-outside-toplevel
+  with open(root / "ganjax_metrics_cache.lock", "w") as lock:
+    fcntl.flock(lock, fcntl.LOCK_EX)
+    classifier.load_or_train("digits", cache_dir=str(path), verbose=False)
   return str(path)
 
 

@@ -17,6 +17,7 @@ import optax
 
 import ganjax as gj
 from ganjax.data import toy
+from tests.helpers import optimised
 
 
 def _toy_gan(data_dim, latent_dim, hidden=128, depth=3, lr=1e-3):
@@ -31,6 +32,7 @@ def test_ring_of_8_modes_are_covered():
   state = gan.init(jax.random.key(0), jnp.zeros((batch_size, 2)))
   run = gj.loops.scan_steps(gan.step, lambda key: toy.ring(key, batch_size)[None],
                             num_steps=500)
+  run = optimised(run, state, jax.random.key(1))  # 2000 steps
   for _ in range(4):
     state, metrics = run(state, jax.random.key(1))
   samples = gan.sample(state, jax.random.key(2), 2500)
@@ -48,6 +50,7 @@ def test_one_dimensional_gaussian_drives_discriminator_to_one_half():
   run = gj.loops.scan_steps(
       gan.step, lambda key: toy.gaussian_1d(key, batch_size, 1.0, 0.5)[None],
       num_steps=500)
+  run = optimised(run, state, jax.random.key(1))  # 2000 steps
   state, early = run(state, jax.random.key(1))
   for _ in range(3):
     state, late = run(state, jax.random.key(1))

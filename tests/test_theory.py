@@ -15,6 +15,7 @@ import pytest
 
 import ganjax as gj
 from ganjax.data import toy
+from tests.helpers import optimised
 
 DATA_MEAN, DATA_STD = 0.5, 0.6
 GEN_MEAN, GEN_STD = -0.5, 0.8
@@ -77,6 +78,7 @@ def trained_discriminator():
       gan.step,
       lambda key: toy.gaussian_1d(key, batch_size, DATA_MEAN, DATA_STD)[None],
       num_steps=1000)
+  run = optimised(run, state, jax.random.key(1))  # 2000 steps
   for _ in range(2):
     state, _ = run(state, jax.random.key(1))
   logits = discriminator.apply({"params": state.d_params},
