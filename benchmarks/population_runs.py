@@ -102,6 +102,11 @@ def measure(name: str, config: list, sizes: list, steps: int, separate: int,
   return rows
 
 
+def _or_dash(value, spec: str) -> str:
+  """``value`` formatted by ``spec``, or "-" for a rate too short to measure."""
+  return "-" if value is None else format(value, spec)
+
+
 def render(rows: list, argv: list, started: str, load_start: str,
            steps: int) -> str:
   lines = [
@@ -131,12 +136,12 @@ def render(rows: list, argv: list, started: str, load_start: str,
   ]
   for r in rows:
     star = "" if r["measured"] else "*"
-    rate = lambda x, unit="": "-" if x is None else f"{x:.{2 if unit else 1}f}{unit}"
     lines.append(
         f"| {r['model']} | {r['members']} | {r['one_by_one']:.1f}{star} | "
         f"{r['population']:.1f} | {r['speedup']:.2f}x | "
-        f"{rate(r['single_rate'])} | {rate(r['member_rate'])} | "
-        f"{rate(r['rate_ratio'], 'x')} |")
+        f"{_or_dash(r['single_rate'], '.1f')} | "
+        f"{_or_dash(r['member_rate'], '.1f')} | "
+        f"{_or_dash(r['rate_ratio'], '.2f')}{'x' if r['rate_ratio'] else ''} |")
   return "\n".join(lines) + "\n"
 
 

@@ -145,8 +145,8 @@ def load_labels(path: str):
 
 def load_run(workdir: str, member: Optional[int] = None,
              step: Optional[int] = None):
-  """``resume.load`` of a run's checkpoint ``step`` (default: the latest
-  usable one, falling back like training; of a population: member
+  """``resume.load`` of a run's checkpoint ``step`` (None or negative: the
+  latest usable one, falling back like training; of a population: member
   ``member``'s, default the best)."""
   from experiments import builders  # pylint: disable=g-import-not-at-top
   from experiments import resume  # pylint: disable=g-import-not-at-top
@@ -244,8 +244,7 @@ def run_population(args: argparse.Namespace, size: int) -> dict:
   interval's half-width from Student's t). Prints the table on stderr."""
   from experiments import members  # pylint: disable=g-import-not-at-top
   start = time.time()
-  loaded, shared = load_run(args.workdir, member=0,
-                           step=None if args.step < 0 else args.step), {}
+  loaded, shared = load_run(args.workdir, member=0, step=args.step), {}
   results = [run(argparse.Namespace(**{**vars(args), "member": i}), loaded,
                  shared) for i in range(size)]
   names = [n for n in results[0]["metrics"]
@@ -290,8 +289,7 @@ def run(args: argparse.Namespace, loaded=None, shared=None) -> dict:
     raise UsageError("--step picks a checkpoint of a --workdir.")
   if args.workdir:
     samples, experiment, run_dataset, step, labels = samples_from_workdir(
-        args.workdir, args.num, args.seed, args.member, loaded,
-        None if args.step < 0 else args.step)
+        args.workdir, args.num, args.seed, args.member, loaded, args.step)
     dataset = real_source(args.dataset, samples) if args.dataset else run_dataset
     source = {"workdir": args.workdir, "step": step, "seed": args.seed}
     if args.member is not None:

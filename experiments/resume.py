@@ -321,7 +321,8 @@ def _member_run(workdir, experiment, state, config, step, member) -> Run:
 
 def load(workdir: str, step: Optional[int] = None,
          member: Optional[int] = None) -> Run:
-  """The checkpoint ``step`` of a run (default: its newest usable one).
+  """The checkpoint ``step`` of a run (None or negative, the default: its
+  newest usable one).
 
   Without ``step``, falls back from checkpoints that cannot be used (broken,
   NaN) to the previous one like training does, with one warning line each,
@@ -350,7 +351,7 @@ def load(workdir: str, step: Optional[int] = None,
       raise builders.ConfigError(
           f"{workdir} has no checkpoint yet; train first (python -m "
           f"experiments.train --workdir={workdir} --config=...).")
-    if step is None:
+    if step is None or step < 0:
       state, step = restore(ckpt, config, experiment, record,
                             move_aside=False)
       if step is None:

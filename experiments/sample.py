@@ -179,8 +179,7 @@ def main(argv):
                f"{os.path.dirname(out)} ({e.strerror or e}; is a part of the "
                "path a file?).")
   try:
-    run = resume.load(FLAGS.workdir, None if FLAGS.step < 0 else FLAGS.step,
-                      FLAGS.member)
+    run = resume.load(FLAGS.workdir, FLAGS.step, FLAGS.member)
   except (builders.ConfigError, workdir_lib.WorkdirError) as e:
     cli.fail(str(e))
   experiment, state, config = run.experiment, run.state, run.config
