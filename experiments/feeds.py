@@ -87,6 +87,16 @@ def data_key(config, experiment=None, stream: int = gj.streams.DATA):
   return gj.streams.run_key(config.seed, stream)
 
 
+def _key_argument(key: jax.Array, placement):
+  """``(placed key data, unwrap)``: the key as a call's argument, not a
+  constant compiled into it (runs that differ only in their seed share one
+  executable), placed as raw bits (a multi-process placement goes through
+  numpy), ``unwrap(data)`` the key again inside the call."""
+  impl = jax.random.key_impl(key)
+  return (placement.put_state(jax.random.key_data(key)),
+          lambda data: jax.random.wrap_key_data(data, impl=impl))
+
+
 def _per_key(draw: Callable, key: jax.Array, x=None):
   """``draw(x)`` (default ``x``: ``key``), or for ``[N]`` keys (a population
   with its own batches) ``draw`` of each member's ``x`` stacked ``[N, ...]``."""
@@ -122,7 +132,8 @@ def feed(config, experiment: builders.Experiment, placement) -> Feed:
   max_steps = int(config.steps_per_call)
   labelled = experiment.num_classes is not None
   if experiment.is_toy:
-    return _toy_feed(config, experiment, k, batch_size, labelled, max_steps)
+    return _toy_feed(config, experiment, k, batch_size, labelled, max_steps,
+                     placement)
   from ganjax.data import pipeline  # pylint: disable=g-import-not-at-top
   size = builders.image_size(config)
   images, labels, maxval = pipeline.load_split(
@@ -132,12 +143,15 @@ def feed(config, experiment: builders.Experiment, placement) -> Feed:
   host = on_device.from_arrays(images, labels, experiment.value_range,
                                maxval, device=False)
   if on_device_wanted(config, images.nbytes):
-    dataset = placement.put_state(host)
-    return Feed("device",
-                lambda data, step, axis: _per_key(
-                    lambda key: on_device.batch_at(data, key, step, k,
-                                                   batch_size, axis), key),
-                lambda first: dataset, max_steps)
+    key_data, unwrap = _key_argument(key, placement)
+    data = (placement.put_state(host), key_data)
+
+    def batch_at(data, step, axis):
+      dataset, key_data = data
+      return _per_key(lambda key: on_device.batch_at(
+          dataset, key, step, k, batch_size, axis), unwrap(key_data))
+
+    return Feed("device", batch_at, lambda first: data, max_steps)
 
   per_step = k * batch_size
   draws = key.shape[0] if key.shape else 1  # one per member
@@ -161,9 +175,11 @@ def feed(config, experiment: builders.Experiment, placement) -> Feed:
   return Feed("host", batch_at, chunk, max_steps)
 
 
-def _toy_feed(config, experiment, k, batch_size, labelled, max_steps) -> Feed:
+def _toy_feed(config, experiment, k, batch_size, labelled, max_steps,
+              placement) -> Feed:
   sampler = grids.toy_sampler(config.dataset)
-  key = data_key(config, experiment, gj.streams.TOY_DATA)
+  key_data, unwrap = _key_argument(
+      data_key(config, experiment, gj.streams.TOY_DATA), placement)
   shape = (k, batch_size) + experiment.data_shape
 
   def global_batch(key, step):
@@ -174,13 +190,12 @@ def _toy_feed(config, experiment, k, batch_size, labelled, max_steps) -> Feed:
               gj.contract.LABEL: y.reshape(shape[:2])}
     return sampler(draw, k * batch_size).reshape(shape)
 
-  def batch_at(data, step, axis):
+  def batch_at(key_data, step, axis):
     """The global batch of ``step`` (the same on every device), sliced."""
-    del data
     return _per_key(lambda key: gj.parallel.local_slice(
-        global_batch(key, step), axis), key)
+        global_batch(key, step), axis), unwrap(key_data))
 
-  return Feed("toy", batch_at, lambda first: (), max_steps)
+  return Feed("toy", batch_at, lambda first: key_data, max_steps)
 
 
 def train_call(step_fn: Callable, feed_: Feed, placement):

@@ -2,15 +2,19 @@
 data on the device or sent in chunks, the same run whatever the chunking,
 resume without replay."""
 
+import jax
 import jax.numpy as jnp
+import numpy as np
 import pytest
 
 import chex
+import ganjax as gj
 from experiments import builders
 from experiments import guards
 from experiments import feeds
 from experiments import train
 from experiments import workdir as workdir_lib
+from experiments.configs import toy_ring8
 from ganjax import checkpoint
 from tests import helpers as tt
 
@@ -109,3 +113,28 @@ def test_bad_data_on_device_values_are_refused():
   config = tt.tiny_config(data_on_device="maybe")
   with pytest.raises(Exception, match="data_on_device must be one of"):
     feeds.on_device_wanted(config, 10)
+
+
+def _ring(seed):
+  config = toy_ring8.get_config()
+  config.seed = seed
+  return config
+
+
+@pytest.mark.parametrize("config_of_seed", [
+    lambda seed: tt.tiny_config(seed=seed), _ring], ids=["device", "toy"])
+def test_the_seed_is_an_argument_of_the_call_not_compiled_in(config_of_seed):
+  """Runs that differ only in their seed draw other batches from one
+  program (a seed sweep of separate runs compiles once)."""
+  programs, batches = set(), []
+  for seed in (0, 1):
+    config = config_of_seed(seed)
+    experiment = builders.build(config)
+    placement = gj.parallel.make(experiment.num_devices)
+    feed = feeds.feed(config, experiment, placement)
+    draw = jax.jit(lambda data, step: feed.batch_at(data, step, None))
+    data = feed.data_for(0)
+    programs.add(draw.lower(data, jnp.int32(3)).as_text())
+    batches.append(jax.tree.leaves(draw(data, jnp.int32(3)))[0])
+  assert len(programs) == 1
+  assert not np.array_equal(*batches)
