@@ -17,6 +17,7 @@ import PIL.Image
 import pytest
 
 from experiments import builders
+from experiments import evaluate
 from experiments import prepare_data
 from experiments import resume
 from experiments import train
@@ -71,7 +72,9 @@ def env(tmp_path_factory):
                 "GANJAX_CACHE_DIR": str(root / "cache")}
 
 
-def test_readme_folder_example_trains_samples_and_scores(env):
+def test_readme_folder_example_trains_samples_and_scores(env, monkeypatch,
+                                                         capsys):
+  """Training and sampling run as commands, evaluation in this process."""
   cwd, environ = env
   commands = readme_folder_commands()
   assert [c[2] for c in commands] == ["experiments.train", "experiments.sample",
@@ -97,15 +100,18 @@ def test_readme_folder_example_trains_samples_and_scores(env):
   assert np.load(workdir / "samples.npy").shape == (1000, 8, 8, 3)
   assert (workdir / "samples.png").exists()
 
-  out = run(commands[2][1:], cwd, environ)
-  assert out.returncode == 0, out.stderr[-3000:]
-  result = json.loads(out.stdout)
+  monkeypatch.chdir(cwd)
+  monkeypatch.setenv("GANJAX_CACHE_DIR", environ["GANJAX_CACHE_DIR"])
+  capsys.readouterr()
+  assert evaluate.main(commands[2][3:]) == 0
+  out = capsys.readouterr()
+  result = json.loads(out.out)
   metrics = result["metrics"]
   assert result["dataset"] == "my_images8"
   assert np.isfinite(metrics["fid1k_my_images8_cnn"])
   assert 0 <= metrics["class_accuracy1k_my_images8_cnn"] <= 1
-  assert "no feature network" not in out.stderr  # labelled: the CNN fallback
-  assert "trained on its own labelled images" in out.stderr
+  assert "no feature network" not in out.err  # labelled: the CNN fallback
+  assert "trained on its own labelled images" in out.err
   # The data were decoded once: the sample and evaluate commands read the cache.
   assert len(os.listdir(cwd / "cache" / "data")) == 1
 

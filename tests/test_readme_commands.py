@@ -5,8 +5,9 @@ sampling and evaluation of its work directory), with the work directories and
 output files moved under a temporary folder and, for training, a few tiny
 steps appended (later flags win): what is checked is that each line parses,
 builds and trains. Training lines are parsed by the command's own flags
-(``train.define_flags``) and run in this process, which shares compiled
-functions between them; sampling and evaluation run as commands.
+(``train.define_flags``) and, like evaluation (``evaluate.main``), run in
+this process, which shares compiled functions between them; sampling runs as
+a command.
 """
 
 import json
@@ -17,6 +18,7 @@ from absl import flags
 import numpy as np
 import pytest
 
+from experiments import evaluate
 from experiments import train
 from tests.helpers import cli
 
@@ -46,7 +48,8 @@ def test_the_readme_shows_the_runner_commands():
     assert option in flags
 
 
-def test_every_command_line_runs(tmp_path, cache_dir):
+def test_every_command_line_runs(tmp_path, cache_dir, capsys, monkeypatch):
+  monkeypatch.setenv("GANJAX_CACHE_DIR", cache_dir)
   for command in COMMANDS:
     module, args = command[2], [a.replace("=runs/", f"={tmp_path}/runs/")
                                 .replace("=samples.npy", f"={tmp_path}/s.npy")
@@ -59,17 +62,18 @@ def test_every_command_line_runs(tmp_path, cache_dir):
       result = train.train_and_evaluate(values.config, values.workdir,
                                         progress=False)
       assert result["steps"] == 3, command
-      continue
-    proc = cli(module, *args, env={"GANJAX_CACHE_DIR": cache_dir},
-               timeout=600)
-    assert proc.returncode == 0, (command, proc.stderr[-3000:])
-    assert "Traceback" not in proc.stderr, command
-    if module == "experiments.sample":
+    elif module == "experiments.evaluate":
+      capsys.readouterr()
+      assert evaluate.main(args) == 0, command
+      scores = json.loads(capsys.readouterr().out)["metrics"]
+      assert all(np.isfinite(v) for v in scores.values()), scores
+    else:
+      proc = cli(module, *args, timeout=600)
+      assert proc.returncode == 0, (command, proc.stderr[-3000:])
+      assert "Traceback" not in proc.stderr, command
+      assert module == "experiments.sample", command
       assert np.load(tmp_path / "s.npy").shape == (10000, 8, 8, 1)
       assert (tmp_path / "s.png").exists()  # the grid of the first samples
-    else:
-      scores = json.loads(proc.stdout)["metrics"]
-      assert all(np.isfinite(v) for v in scores.values()), scores
   acgan = json.loads((tmp_path / "runs" / "acgan" / "config.json").read_text())
   assert acgan["model"]["aux_classifier"] and acgan["resolved"]["num_classes"] == 10
 
