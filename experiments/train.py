@@ -386,13 +386,22 @@ class _Run:
         if t_compiled is None:  # the first call compiles: time from its end
           t_compiled, step_compiled = time.time(), step
         self.agree_on_stop()
+        sampling = _is_due(step, config.eval_every, num_steps)
+        scoring = scorer is not None and scorer.is_due(step, num_steps)
+        checkpointing = _is_due(step, config.checkpoint_every, num_steps)
         try:
           if _is_due(step, config.log_every, num_steps):
             self.write(log, step)
-          if _is_due(step, config.eval_every, num_steps) and not stop.signum:
+          if (checkpointing and (sampling or scoring) and not stop.signum and
+              not (scoring and exploiter is not None and exploiter.is_due(step))):
+            # Saved before the sampling and scoring, which may compile for
+            # minutes while a signal waits: a pre-emption whose grace period
+            # ends then loses nothing. (PBT's exploit step changes the
+            # state: that checkpoint is saved after it.)
+            saver.save(step, placement.unreplicate(state), monitor.pending())
+          if sampling and not stop.signum:
             self.write(sampler, step, placement.unreplicate(state), stop.interruptible)
-          if (scorer is not None and scorer.is_due(step, num_steps)
-              and not stop.signum):
+          if scoring and not stop.signum:
             last_scores = self.write(scorer, step, placement.unreplicate(state),
                                      stop.interruptible)
             monitor.pause(last_scores["eval_seconds"])  # steps/s: training
@@ -405,7 +414,9 @@ class _Run:
           pass
         except workdir_lib.RunWriteError as e:
           self.save_then_raise(e, step, placement.unreplicate(state), monitor)
-        if _is_due(step, config.checkpoint_every, num_steps) or stop.signum:
+        if saver.saved_step == step:  # before the evaluation, above
+          saver.check()
+        elif checkpointing or stop.signum:
           saver.save(step, placement.unreplicate(state), monitor.pending())
         else:
           saver.check()

@@ -11,6 +11,7 @@ import re
 import shutil
 import signal
 import subprocess
+import sys
 import time
 
 import chex
@@ -205,6 +206,46 @@ def test_a_signal_as_the_run_finishes_ends_it_normally(tmp_path, monkeypatch):
   assert result["steps_per_s"] is None
   assert ("too short to measure steps/s after compilation (that takes 20 "
           "steps and 2 s)") in line
+
+
+def test_a_grace_period_that_ends_in_the_evaluation_loses_no_step(tmp_path):
+  """At a step that saves and samples, the checkpoint is written first: the
+  sampling (and scoring) may compile for minutes, while a signal waits for
+  Python. Here the process ends abruptly inside the sampling of step 4, as
+  when a pre-emption's grace period ends there: step 4 is on disk, and the
+  run resumes from it to the state of an uninterrupted run."""
+  workdir = tmp_path / "w"
+  code = (
+      "import os, sys, time\n"
+      "from absl import app\n"
+      "from ganjax import checkpoint\n"
+      "from experiments import grids, train\n"
+      "real = grids.GridWriter.__call__\n"
+      "def ended(self, step, *args, **kwargs):\n"
+      "  if step == 4:  # compiling, long enough for the write ...\n"
+      f"    ckpt, t = os.path.join({str(workdir)!r}, 'checkpoints'), time.time()\n"
+      "    while checkpoint.latest_step(ckpt) != 4 and time.time() - t < 20:\n"
+      "      time.sleep(0.05)\n"
+      "    os._exit(137)  # ... then the grace period ends\n"
+      "  return real(self, step, *args, **kwargs)\n"
+      "grids.GridWriter.__call__ = ended\n"
+      "train.define_flags()\n"
+      "app.run(train.main, flags_parser=train.parse_flags)\n")
+  args = ("--config.num_steps=6", "--config.checkpoint_every=2",
+          "--config.eval_every=4")
+  proc = subprocess.run(
+      [sys.executable, "-c", code, f"--workdir={workdir}", *tt.TINY_ARGS,
+       *args], cwd=tt.REPO, capture_output=True, text=True, timeout=120,
+      env={**os.environ, "PYTHONPATH": tt.REPO})
+  assert proc.returncode == 137, proc.stderr[-2000:]
+  assert steps_on_disk(workdir) == [2, 4]
+  c = tt.tiny_config(num_steps=6, checkpoint_every=2, eval_every=4,
+                     ema_decay=0.999)
+  assert tt.run(c, workdir)["steps_run"] == 2
+  tt.run(c, tmp_path / "ref")
+  assert tt.losses_by_step(workdir) == tt.losses_by_step(tmp_path / "ref")
+  chex.assert_trees_all_equal(tt.final_state(workdir, c),
+                              tt.final_state(tmp_path / "ref", c))
 
 
 def unwritable(path):
