@@ -40,6 +40,7 @@ from __future__ import annotations
 
 import argparse
 import datetime
+import math
 import os
 import re
 import signal
@@ -68,6 +69,8 @@ from ganjax.data import pipeline  # pylint: disable=wrong-import-position
 
 RESULTS = os.path.join(os.path.dirname(os.path.abspath(__file__)), "results",
                        "runner.md")
+# The least wall time of the steps each runner/bare measurement times.
+TIMED_SECONDS = 5.0
 STOPS_RESULTS = os.path.join(os.path.dirname(RESULTS), "runner_stops.md")
 REPO = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 
@@ -121,15 +124,32 @@ def bare_step_runner(config):
   return run
 
 
+def timed_steps(steps: int, steps_per_s: float) -> int:
+  """At least ``steps``, and enough for ``TIMED_SECONDS`` at ``steps_per_s``
+  (the runner reports no steps/s for under ``train.MIN_TIMED_SECONDS``)."""
+  return max(steps, math.ceil(steps_per_s * TIMED_SECONDS))
+
+
 def compare(name: str, config, steps: int, rounds: int) -> dict:
+  """Runner against bare step; each timed for at least ``steps`` steps and
+  ``TIMED_SECONDS`` (from a first estimate of the bare step: about 1 ms on
+  an accelerator, where 1,000 steps would be too short to time). A run
+  makes one more call first: the runner times the steps after it."""
   bare = bare_step_runner(config)
+  timed = timed_steps(steps, bare(max(10, steps // 10)))
+  run_steps = int(config.steps_per_call) + timed
   runner, stepped = [], []
   for _ in range(rounds):  # alternated, so that load hits both alike
-    runner.append(runner_steps_per_s(config, steps))
-    stepped.append(bare(steps))
+    runner.append(runner_steps_per_s(config, run_steps))
+    stepped.append(bare(timed))
+  if None in runner:
+    raise RuntimeError(f"{name}: experiments.train timed too few steps after "
+                       f"its first call in {run_steps} steps (it needs "
+                       f"{train.MIN_TIMED_STEPS} steps and "
+                       f"{train.MIN_TIMED_SECONDS} s).")
   r, b = statistics.median(runner), statistics.median(stepped)
   return {"name": name, "runner": r, "bare": b, "ratio": r / b,
-          "runner_all": runner, "bare_all": stepped, "steps": steps}
+          "runner_all": runner, "bare_all": stepped, "steps": run_steps}
 
 
 def startup_seconds() -> float:

@@ -175,6 +175,29 @@ def test_every_jitted_step_donates_the_state():
                (initial.g_params, initial.d_params))
 
 
+def test_runner_benchmark_times_seconds_not_only_steps(monkeypatch):
+  """On an accelerator (a step of about 1 ms) a fixed 1,000 steps is too
+  short for the runner's own steps/s: runs are sized to last TIMED_SECONDS
+  after their first call, and a runner that still reports none is named."""
+  from benchmarks import runner
+  assert runner.timed_steps(1000, 50.0) == 1000        # CPU: the steps
+  assert runner.timed_steps(1000, 2000.0) == 10_000    # GPU: 5 s of them
+  asked = []
+  monkeypatch.setattr(runner, "bare_step_runner",
+                      lambda config: lambda steps: 2000.0)
+  monkeypatch.setattr(runner, "runner_steps_per_s",
+                      lambda config, steps: asked.append(steps) or 1900.0)
+  from tests import helpers  # pylint: disable=import-outside-toplevel
+  config = helpers.tiny_config()
+  row = runner.compare("tiny", config, 1000, 2)
+  assert asked == [config.steps_per_call + 10_000] * 2
+  assert row["steps"] == asked[0] and row["ratio"] == 0.95
+  monkeypatch.setattr(runner, "runner_steps_per_s", lambda config, steps: None)
+  with pytest.raises(RuntimeError, match="timed too few steps after its "
+                     "first call"):
+    runner.compare("tiny", config, 1000, 1)
+
+
 def test_runner_benchmark_measures_resume_and_renders():
   from benchmarks import runner
   resume = runner.resume_positioning_seconds(step=1000)
