@@ -8,7 +8,18 @@ MLP (100-128-784), so that the claim "a population is never slower than its
 members one after another" is measured where it is made.
 
   python -m benchmarks.population_throughput [--members=1,4,8,16,32]
-      [--rounds=5]
+      [--rounds=5] [--models=dcgan_digits,small_mlp] [--peak_tflops=T]
+
+On a GPU, the issue's row (DCGAN 28x28 at batch 64, up to 64 members, with
+model FLOP utilisation against the chip's peak, e.g. 494.7 dense TF32
+TFLOP/s for an H100 or H200 SXM, 66.9 without tensor cores):
+
+  python -m benchmarks.population_throughput --models=dcgan28 \
+      --members=1,8,16,32,64 --peak_tflops=494.7 \
+      --out=benchmarks/results/population_throughput_gpu.md
+
+Model FLOPs are XLA's count for one member's step (``cost_analysis`` of the
+compiled ``gan.step``), times member-steps per second.
 
 Writes ``benchmarks/results/population_throughput.md``.
 """
@@ -35,14 +46,31 @@ BATCH = 64
 TARGET_VS_LOOP = 0.95
 
 
-def models() -> dict:
-  return {
-      "dcgan_digits (8x8), B 64": (
-          lambda: builders.build(dcgan_digits.get_config()).gan, (8, 8, 1)),
-      "small MLP (100-128-784), B 64": (
-          lambda: gj.GAN(*gj.models.small_mlp((28, 28, 1)), latent_dim=100),
-          (28, 28, 1)),
-  }
+def _dcgan28():
+  """The runner benchmark's DCGAN 28x28 (latent 100) on the digits config."""
+  config = dcgan_digits.get_config()
+  config.image_size, config.latent_dim = 28, 100
+  return builders.build(config).gan
+
+
+MODELS = {  # --models name: (table name, build, data shape)
+    "dcgan_digits": ("dcgan_digits (8x8), B 64",
+                     lambda: builders.build(dcgan_digits.get_config()).gan,
+                     (8, 8, 1)),
+    "small_mlp": ("small MLP (100-128-784), B 64",
+                  lambda: gj.GAN(*gj.models.small_mlp((28, 28, 1)),
+                                 latent_dim=100), (28, 28, 1)),
+    "dcgan28": ("DCGAN 28x28, B 64", _dcgan28, (28, 28, 1)),
+}
+
+
+def step_flops(gan, state, batch) -> float:
+  """XLA's FLOP count of one ``gan.step`` (one member's step), 0 when the
+  backend gives none."""
+  cost = jax.jit(gan.step).lower(state, batch).compile().cost_analysis()
+  if isinstance(cost, (list, tuple)):  # older jax: one dict per program
+    cost = cost[0] if cost else {}
+  return float((cost or {}).get("flops", 0.0))
 
 
 def loop_runner(gan, states, batch):
@@ -79,6 +107,7 @@ def measure(name, build, data_shape, members: int, rounds: int,
   batch = jax.random.uniform(jax.random.key(1), (gan.k, BATCH) + data_shape,
                              minval=low, maxval=high)
   keys = jax.random.split(jax.random.key(0), members)
+  flops = step_flops(gan, gan.init(keys[0], batch), batch)
   auto = gj.Population(gan, size=members)
   pstate = auto.init(keys, batch)
   chosen = auto._map(pstate.members)  # pylint: disable=protected-access
@@ -105,13 +134,15 @@ def measure(name, build, data_shape, members: int, rounds: int,
     rows.append(dict(model=name, members=members, candidate=candidate,
                      ms=1e3 * step_s, low=1e3 * min(seconds),
                      high=1e3 * max(seconds),
-                     member_steps=members / step_s, vs_loop=loop / step_s))
+                     member_steps=members / step_s, vs_loop=loop / step_s,
+                     tflops=flops * members / step_s / 1e12))
     log(f"  {candidate}: {1e3 * step_s:.2f} ms per population step, "
         f"{loop / step_s:.2f}x the loop")
   return rows
 
 
-def render(rows, argv, started: str, load_start: str) -> str:
+def render(rows, argv, started: str, load_start: str,
+           peak_tflops: float = 0.0) -> str:
   lines = [
       "# Populations: a population's step against its members one after another",
       "",
@@ -132,15 +163,23 @@ def render(rows, argv, started: str, load_start: str) -> str:
       "and the selection of the frozen ones' old state (an extra pass over "
       "the state). The machine is shared: compare ratios within a table.",
       f"- target: `population, auto` >= {TARGET_VS_LOOP}x the loop.",
+      "- model TFLOP/s: XLA's FLOP count of one member's step times "
+      "member-steps/s" + (f"; MFU against a peak of {peak_tflops:g} TFLOP/s."
+                          if peak_tflops else "."),
       "",
       "| model | N | candidate | ms per population step | min-max (ms) | "
-      "member-steps/s | vs one after another |",
-      "|---|---:|---|---:|---:|---:|---:|",
+      "member-steps/s | vs one after another | model TFLOP/s |"
+      + (" MFU |" if peak_tflops else ""),
+      "|---|---:|---|---:|---:|---:|---:|---:|" + ("---:|" if peak_tflops
+                                                  else ""),
   ]
   for r in rows:
     lines.append(f"| {r['model']} | {r['members']} | {r['candidate']} | "
                  f"{r['ms']:.2f} | {r['low']:.1f}-{r['high']:.1f} | "
-                 f"{r['member_steps']:,.1f} | {r['vs_loop']:.2f}x |")
+                 f"{r['member_steps']:,.1f} | {r['vs_loop']:.2f}x | "
+                 f"{r['tflops']:.3g} |" + (
+                     f" {100 * r['tflops'] / peak_tflops:.2f}% |"
+                     if peak_tflops else ""))
   misses = [r for r in rows if r["candidate"].startswith("population, auto")
             and r["vs_loop"] < TARGET_VS_LOOP]
   lines += ["", "Target met." if not misses else
@@ -155,17 +194,26 @@ def main(argv=None):
                       help="population sizes, comma-separated")
   parser.add_argument("--rounds", type=int, default=5)
   parser.add_argument("--min_round_s", type=float, default=0.5)
+  parser.add_argument("--models", default="dcgan_digits,small_mlp",
+                      help=f"comma-separated, of {', '.join(MODELS)}")
+  parser.add_argument("--peak_tflops", type=float, default=0.0,
+                      help="the device's peak TFLOP/s, for an MFU column")
   parser.add_argument("--out", default=RESULTS)
   args = parser.parse_args(argv)
+  unknown = set(args.models.split(",")) - set(MODELS)
+  if unknown:
+    parser.error(f"unknown --models {', '.join(sorted(unknown))}; "
+                 f"choose from {', '.join(MODELS)}")
   started = datetime.datetime.now().isoformat(timespec="seconds")
   load_start = load_average()
   rows = []
-  for name, (build, shape) in models().items():
+  for model in args.models.split(","):
+    name, build, shape = MODELS[model]
     for members in map(int, args.members.split(",")):
       rows += measure(name, build, shape, members, args.rounds,
                       args.min_round_s)
   text = render(rows, sys.argv[1:] if argv is None else argv, started,
-                load_start)
+                load_start, args.peak_tflops)
   with open(args.out, "w") as f:
     f.write(text)
   print(text)
