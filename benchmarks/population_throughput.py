@@ -34,6 +34,7 @@ import jax.numpy as jnp
 
 import ganjax as gj
 from benchmarks.benchmark import interleave, log, median
+from benchmarks import runner
 from benchmarks.machine import cpu_name, load_average
 from experiments import builders
 from experiments.configs import dcgan_digits
@@ -46,13 +47,6 @@ BATCH = 64
 TARGET_VS_LOOP = 0.95
 
 
-def _dcgan28():
-  """The runner benchmark's DCGAN 28x28 (latent 100) on the digits config."""
-  config = dcgan_digits.get_config()
-  config.image_size, config.latent_dim = 28, 100
-  return builders.build(config).gan
-
-
 MODELS = {  # --models name: (table name, build, data shape)
     "dcgan_digits": ("dcgan_digits (8x8), B 64",
                      lambda: builders.build(dcgan_digits.get_config()).gan,
@@ -60,7 +54,9 @@ MODELS = {  # --models name: (table name, build, data shape)
     "small_mlp": ("small MLP (100-128-784), B 64",
                   lambda: gj.GAN(*gj.models.small_mlp((28, 28, 1)),
                                  latent_dim=100), (28, 28, 1)),
-    "dcgan28": ("DCGAN 28x28, B 64", _dcgan28, (28, 28, 1)),
+    "dcgan28": ("DCGAN 28x28, B 64",
+                lambda: builders.build(runner.dcgan28_config()).gan,
+                (28, 28, 1)),
 }
 
 
@@ -100,14 +96,17 @@ def population_runner(pop, pstate, batch):
   return run
 
 
-def measure(name, build, data_shape, members: int, rounds: int,
-            min_round_s: float) -> list[dict]:
-  gan = build()
+def synthetic_batch(gan, data_shape):
+  """One ``[k, BATCH, *data_shape]`` batch in G's output range."""
   low, high = gan.generator.output_range
-  batch = jax.random.uniform(jax.random.key(1), (gan.k, BATCH) + data_shape,
-                             minval=low, maxval=high)
+  return jax.random.uniform(jax.random.key(1), (gan.k, BATCH) + data_shape,
+                            minval=low, maxval=high)
+
+
+def measure(name, gan, batch, flops: float, members: int, rounds: int,
+            min_round_s: float) -> list[dict]:
+  """The candidates at ``members`` members; ``flops``: one member's step."""
   keys = jax.random.split(jax.random.key(0), members)
-  flops = step_flops(gan, gan.init(keys[0], batch), batch)
   auto = gj.Population(gan, size=members)
   pstate = auto.init(keys, batch)
   chosen = auto._map(pstate.members)  # pylint: disable=protected-access
@@ -209,8 +208,11 @@ def main(argv=None):
   rows = []
   for model in args.models.split(","):
     name, build, shape = MODELS[model]
+    gan = build()
+    batch = synthetic_batch(gan, shape)
+    flops = step_flops(gan, gan.init(jax.random.key(0), batch), batch)
     for members in map(int, args.members.split(",")):
-      rows += measure(name, build, shape, members, args.rounds,
+      rows += measure(name, gan, batch, flops, members, args.rounds,
                       args.min_round_s)
   text = render(rows, sys.argv[1:] if argv is None else argv, started,
                 load_start, args.peak_tflops)

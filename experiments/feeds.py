@@ -87,16 +87,6 @@ def data_key(config, experiment=None, stream: int = gj.streams.DATA):
   return gj.streams.run_key(config.seed, stream)
 
 
-def _key_argument(key: jax.Array, placement):
-  """``(placed key data, unwrap)``: the key as a call's argument, not a
-  constant compiled into it (runs that differ only in their seed share one
-  executable), placed as raw bits (a multi-process placement goes through
-  numpy), ``unwrap(data)`` the key again inside the call."""
-  impl = jax.random.key_impl(key)
-  return (placement.put_state(jax.random.key_data(key)),
-          lambda data: jax.random.wrap_key_data(data, impl=impl))
-
-
 def _per_key(draw: Callable, key: jax.Array, x=None):
   """``draw(x)`` (default ``x``: ``key``), or for ``[N]`` keys (a population
   with its own batches) ``draw`` of each member's ``x`` stacked ``[N, ...]``."""
@@ -143,13 +133,16 @@ def feed(config, experiment: builders.Experiment, placement) -> Feed:
   host = on_device.from_arrays(images, labels, experiment.value_range,
                                maxval, device=False)
   if on_device_wanted(config, images.nbytes):
-    key_data, unwrap = _key_argument(key, placement)
-    data = (placement.put_state(host), key_data)
+    # The key is an argument of the call, not a constant compiled into it
+    # (runs that differ only in their seed share one executable), as uint32
+    # key data (a multi-process placement goes through numpy).
+    data = placement.put_state((host, jax.random.key_data(key)))
 
     def batch_at(data, step, axis):
       dataset, key_data = data
-      return _per_key(lambda key: on_device.batch_at(
-          dataset, key, step, k, batch_size, axis), unwrap(key_data))
+      draw = lambda key: on_device.batch_at(dataset, key, step, k, batch_size,
+                                            axis)
+      return _per_key(draw, gj.streams.as_key(key_data))
 
     return Feed("device", batch_at, lambda first: data, max_steps)
 
@@ -178,8 +171,8 @@ def feed(config, experiment: builders.Experiment, placement) -> Feed:
 def _toy_feed(config, experiment, k, batch_size, labelled, max_steps,
               placement) -> Feed:
   sampler = grids.toy_sampler(config.dataset)
-  key_data, unwrap = _key_argument(
-      data_key(config, experiment, gj.streams.TOY_DATA), placement)
+  key_data = placement.put_state(jax.random.key_data(  # as on the device path
+      data_key(config, experiment, gj.streams.TOY_DATA)))
   shape = (k, batch_size) + experiment.data_shape
 
   def global_batch(key, step):
@@ -193,7 +186,7 @@ def _toy_feed(config, experiment, k, batch_size, labelled, max_steps,
   def batch_at(key_data, step, axis):
     """The global batch of ``step`` (the same on every device), sliced."""
     return _per_key(lambda key: gj.parallel.local_slice(
-        global_batch(key, step), axis), unwrap(key_data))
+        global_batch(key, step), axis), gj.streams.as_key(key_data))
 
   return Feed("toy", batch_at, lambda first: key_data, max_steps)
 

@@ -388,12 +388,14 @@ class _Run:
         self.agree_on_stop()
         sampling = _is_due(step, config.eval_every, num_steps)
         scoring = scorer is not None and scorer.is_due(step, num_steps)
+        exploiting = (scoring and exploiter is not None and
+                      exploiter.is_due(step))
         checkpointing = _is_due(step, config.checkpoint_every, num_steps)
         try:
           if _is_due(step, config.log_every, num_steps):
             self.write(log, step)
-          if (checkpointing and (sampling or scoring) and not stop.signum and
-              not (scoring and exploiter is not None and exploiter.is_due(step))):
+          if (checkpointing and (sampling or scoring) and not exploiting and
+              not stop.signum):
             # Saved before the sampling and scoring, which may compile for
             # minutes while a signal waits: a pre-emption whose grace period
             # ends then loses nothing. (PBT's exploit step changes the
@@ -406,7 +408,7 @@ class _Run:
                                      stop.interruptible)
             monitor.pause(last_scores["eval_seconds"])  # steps/s: training
             eval_seconds += last_scores["eval_seconds"]
-            if exploiter is not None and exploiter.is_due(step):
+            if exploiting:
               state = placement.put_state(self.write(
                   self.exploit, exploiter, scorer, step,
                   placement.unreplicate(state)))
@@ -414,11 +416,9 @@ class _Run:
           pass
         except workdir_lib.RunWriteError as e:
           self.save_then_raise(e, step, placement.unreplicate(state), monitor)
-        if saver.saved_step == step:  # before the evaluation, above
-          saver.check()
-        elif checkpointing or stop.signum:
+        if (checkpointing or stop.signum) and saver.saved_step != step:
           saver.save(step, placement.unreplicate(state), monitor.pending())
-        else:
+        else:  # nothing due, or saved before the evaluation above
           saver.check()
         if self.lock is not None:
           self.write(self.lock.check)

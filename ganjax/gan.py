@@ -105,13 +105,6 @@ def _like(new: PyTree, old: PyTree) -> PyTree:
   return jax.tree.map(lambda n, o: n.astype(o.dtype), new, old)
 
 
-def _as_key(rng) -> jax.Array:
-  """Accepts a typed key or legacy uint32 key data; returns a typed key."""
-  if jnp.issubdtype(rng.dtype, jax.dtypes.prng_key):
-    return rng
-  return jax.random.wrap_key_data(rng)
-
-
 @dataclasses.dataclass(frozen=True, eq=False)
 class GAN:
   """A generative adversarial network: two flax modules, a loss, two optimizers.
@@ -297,7 +290,7 @@ class GAN:
     if isinstance(example_batch, dict) and self.conditional:
       contract.check_label_range(example_batch.get(contract.LABEL),
                                  self.num_classes)
-    g_key, d_key, run_key = jax.random.split(_as_key(rng), 3)
+    g_key, d_key, run_key = jax.random.split(streams.as_key(rng), 3)
     z = jnp.zeros((2, self.latent_dim), jnp.float32)
     y = jnp.zeros((2,), jnp.int32) if self.conditional else None
     first = lambda a: None if a is None else a[:1]
@@ -368,7 +361,7 @@ class GAN:
     label_flag = None
     if labels is not None:
       label_flag, labels = self._clip_labels(labels)
-    d_keys, g_key = streams.update_keys(_as_key(state.rng), state.step, self.k)
+    d_keys, g_key = streams.update_keys(streams.as_key(state.rng), state.step, self.k)
     d_updates = state.step * self.k + jnp.arange(self.k, dtype=jnp.int32)
 
     loop = backend.loop(self._d_loop(
@@ -673,7 +666,7 @@ class GAN:
         uniformly (from ``rng``).
       use_ema: use the EMA weights when present (see ``generate``).
     """
-    rng = _as_key(rng)
+    rng = streams.as_key(rng)
     if num is None:
       if labels is None:
         raise ValueError("sample() needs num (or labels, whose length is num).")

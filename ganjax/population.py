@@ -47,6 +47,7 @@ import optax
 
 from ganjax import backend
 from ganjax import penalties as penalties_lib
+from ganjax import streams
 from ganjax.gan import GAN, GANState
 
 PLAYERS = ("g", "d")
@@ -358,8 +359,7 @@ class Population:
   def member_keys(self, rng: jax.Array) -> jax.Array:
     """``[N]`` keys: ``rng`` itself when it holds N keys, else
     ``jax.random.split(rng, N)``."""
-    if not jnp.issubdtype(rng.dtype, jax.dtypes.prng_key):
-      rng = jax.random.wrap_key_data(rng)
+    rng = streams.as_key(rng)
     if rng.shape == ():
       return jax.random.split(rng, self.size)
     if rng.shape != (self.size,):

@@ -51,6 +51,14 @@ from ``split(fold_in(key, EXTRA_SALT), num)``.
 import jax
 import jax.numpy as jnp
 
+def as_key(rng) -> jax.Array:
+  """A typed key from a typed key or uint32 key data (``jax.random.key_data``:
+  how ``state.rng`` and the runner's compiled calls carry keys)."""
+  if jnp.issubdtype(rng.dtype, jax.dtypes.prng_key):
+    return rng
+  return jax.random.wrap_key_data(rng)
+
+
 # Run streams of the seed.
 INIT, FIXED_NOISE, TOY_DATA, REAL_POINTS, EVAL_NOISE, DATA, PBT = range(7)
 

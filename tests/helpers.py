@@ -4,6 +4,7 @@ Tiny models on the real 8x8 digits (sklearn, offline), so that a run takes
 seconds on two CPU cores.
 """
 
+import json
 import os
 import subprocess
 import sys
@@ -107,6 +108,16 @@ def tree_bytes(path):
       with open(full, "rb") as f:
         out[os.path.relpath(full, str(path))] = f.read()
   return out
+
+
+def evaluate_in_process(args, capsys):
+  """``python -m experiments.evaluate args`` run in this process (its
+  imports and compiled functions shared): ``(the printed JSON, stderr)``."""
+  from experiments import evaluate  # pylint: disable=import-outside-toplevel
+  capsys.readouterr()
+  assert evaluate.main(list(args)) == 0, args
+  out = capsys.readouterr()
+  return json.loads(out.out), out.err
 
 
 def cli_error(proc, code: int) -> str:

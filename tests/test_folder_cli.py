@@ -17,12 +17,12 @@ import PIL.Image
 import pytest
 
 from experiments import builders
-from experiments import evaluate
 from experiments import prepare_data
 from experiments import resume
 from experiments import train
 from experiments.configs import dcgan_folder
 from ganjax.data import image_cache
+from tests.helpers import evaluate_in_process
 
 REPO = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 README = os.path.join(REPO, "README.md")
@@ -102,16 +102,13 @@ def test_readme_folder_example_trains_samples_and_scores(env, monkeypatch,
 
   monkeypatch.chdir(cwd)
   monkeypatch.setenv("GANJAX_CACHE_DIR", environ["GANJAX_CACHE_DIR"])
-  capsys.readouterr()
-  assert evaluate.main(commands[2][3:]) == 0
-  out = capsys.readouterr()
-  result = json.loads(out.out)
+  result, err = evaluate_in_process(commands[2][3:], capsys)
   metrics = result["metrics"]
   assert result["dataset"] == "my_images8"
   assert np.isfinite(metrics["fid1k_my_images8_cnn"])
   assert 0 <= metrics["class_accuracy1k_my_images8_cnn"] <= 1
-  assert "no feature network" not in out.err  # labelled: the CNN fallback
-  assert "trained on its own labelled images" in out.err
+  assert "no feature network" not in err  # labelled: the CNN fallback
+  assert "trained on its own labelled images" in err
   # The data were decoded once: the sample and evaluate commands read the cache.
   assert len(os.listdir(cwd / "cache" / "data")) == 1
 

@@ -18,9 +18,8 @@ from absl import flags
 import numpy as np
 import pytest
 
-from experiments import evaluate
 from experiments import train
-from tests.helpers import cli
+from tests.helpers import cli, evaluate_in_process
 
 README = pathlib.Path(__file__).resolve().parents[1] / "README.md"
 # The "Your own images" block trains on a folder: tests/test_folder_cli.py
@@ -63,9 +62,7 @@ def test_every_command_line_runs(tmp_path, cache_dir, capsys, monkeypatch):
                                         progress=False)
       assert result["steps"] == 3, command
     elif module == "experiments.evaluate":
-      capsys.readouterr()
-      assert evaluate.main(args) == 0, command
-      scores = json.loads(capsys.readouterr().out)["metrics"]
+      scores = evaluate_in_process(args, capsys)[0]["metrics"]
       assert all(np.isfinite(v) for v in scores.values()), scores
     else:
       proc = cli(module, *args, timeout=600)

@@ -223,7 +223,7 @@ def test_a_grace_period_that_ends_in_the_evaluation_loses_no_step(tmp_path):
       "real = grids.GridWriter.__call__\n"
       "def ended(self, step, *args, **kwargs):\n"
       "  if step == 4:  # compiling, long enough for the write ...\n"
-      f"    ckpt, t = os.path.join({str(workdir)!r}, 'checkpoints'), time.time()\n"
+      f"    ckpt, t = {resume.checkpoint_dir(str(workdir))!r}, time.time()\n"
       "    while checkpoint.latest_step(ckpt) != 4 and time.time() - t < 20:\n"
       "      time.sleep(0.05)\n"
       "    os._exit(137)  # ... then the grace period ends\n"
