@@ -42,11 +42,14 @@ def gaussian_statistics(features: chex.Array) -> tuple[jax.Array, jax.Array]:
   if n < 2:
     raise ValueError(f"gaussian_statistics needs at least 2 feature vectors, "
                      f"got {n}.")
-  dtype = compute_dtype(features)
-  x = jnp.asarray(features, dtype)
+  return _gaussian_statistics(jnp.asarray(features, compute_dtype(features)))
+
+
+@jax.jit
+def _gaussian_statistics(x):
   mu = jnp.mean(x, axis=0)
   centred = x - mu
-  sigma = jnp.matmul(centred.T, centred, precision=HIGHEST) / (n - 1)
+  sigma = jnp.matmul(centred.T, centred, precision=HIGHEST) / (x.shape[0] - 1)
   return mu, sigma
 
 

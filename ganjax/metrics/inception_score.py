@@ -43,9 +43,9 @@ def inception_score(probs: chex.Array, num_splits: int = 10) -> dict:
   split_of = np.searchsorted(
       np.arange(1, num_splits) * n // num_splits, np.arange(n), side="right")
   dtype = compute_dtype(probs)
-  scores = _split_scores(jnp.asarray(probs, dtype), jnp.asarray(split_of),
-                         num_splits)
-  return {"mean": jnp.mean(scores), "std": jnp.std(scores)}
+  mean, std = _split_scores(jnp.asarray(probs, dtype), jnp.asarray(split_of),
+                            num_splits)
+  return {"mean": mean, "std": std}
 
 
 @functools.partial(jax.jit, static_argnums=2)
@@ -54,7 +54,8 @@ def _split_scores(p, split_of, num_splits):
   marginals = jax.ops.segment_sum(p, split_of, num_splits) / counts[:, None]
   kl = jnp.sum(_xlogy_ratio(p, marginals[split_of]), axis=1)
   mean_kl = jax.ops.segment_sum(kl, split_of, num_splits) / counts
-  return jnp.exp(mean_kl)
+  scores = jnp.exp(mean_kl)
+  return jnp.mean(scores), jnp.std(scores)
 
 
 def class_coverage(probs: chex.Array, threshold: float = 0.01) -> dict:
@@ -79,12 +80,20 @@ def class_coverage(probs: chex.Array, threshold: float = 0.01) -> dict:
     "histogram": [K] fractions}``.
   """
   chex.assert_rank(probs, 2)
+  histogram, kl, covered = _class_histogram(jnp.asarray(probs), threshold)
+  return {"classes_covered": int(covered),
+          "num_classes": int(probs.shape[1]),
+          "kl_to_uniform": kl,
+          "histogram": histogram}
+
+
+@jax.jit
+def _class_histogram(probs, threshold):
+  """``(histogram [K], KL(histogram || uniform), classes >= threshold)`` of
+  the argmax classes."""
   num_classes = probs.shape[1]
-  predicted = jnp.argmax(jnp.asarray(probs), axis=1)
+  predicted = jnp.argmax(probs, axis=1)
   histogram = jnp.bincount(predicted, length=num_classes) / probs.shape[0]
   kl = jnp.sum(_xlogy_ratio(histogram, jnp.full_like(histogram,
                                                      1.0 / num_classes)))
-  return {"classes_covered": int(jnp.sum(histogram >= threshold)),
-          "num_classes": int(num_classes),
-          "kl_to_uniform": kl,
-          "histogram": histogram}
+  return histogram, kl, jnp.sum(histogram >= threshold)

@@ -66,11 +66,10 @@ def kernel_inception_distance(real_features: chex.Array,
   if key is None:
     key = jax.random.key(0)
   dtype = compute_dtype(real_features, fake_features)
-  values = _kid_subsets(jnp.asarray(real_features, dtype),
-                        jnp.asarray(fake_features, dtype), key, num_subsets,
-                        size)
-  return {"mean": jnp.mean(values), "std": jnp.std(values),
-          "subset_size": size}
+  mean, std = _kid_subsets(jnp.asarray(real_features, dtype),
+                            jnp.asarray(fake_features, dtype), key,
+                            num_subsets, size)
+  return {"mean": mean, "std": std, "subset_size": size}
 
 
 @functools.partial(jax.jit, static_argnums=(3, 4))
@@ -82,4 +81,5 @@ def _kid_subsets(x, y, key, num_subsets, size):
     return mmd2_unbiased(sx, sy)
 
   # lax.map, not vmap: one subset's kernel matrices in memory at a time.
-  return jax.lax.map(one, jax.random.split(key, num_subsets))
+  values = jax.lax.map(one, jax.random.split(key, num_subsets))
+  return jnp.mean(values), jnp.std(values)

@@ -90,25 +90,31 @@ def parzen_log_likelihood(x: chex.Array, centers: chex.Array, sigma,
   Returns:
     ``[N]`` log-likelihoods for a scalar sigma, ``[S, N]`` for ``[S]``.
   """
-  x = jnp.reshape(jnp.asarray(x), (x.shape[0], -1))
-  centers = jnp.reshape(jnp.asarray(centers), (centers.shape[0], -1))
+  x = np.reshape(np.asarray(x), (x.shape[0], -1))
+  centers = np.reshape(np.asarray(centers), (centers.shape[0], -1))
   chex.assert_equal_shape_suffix([x, centers], 1)
   dtype = compute_dtype(x, centers)
-  x, centers = x.astype(dtype), centers.astype(dtype)
-  sigma_arr = jnp.asarray(sigma, dtype)
-  sigmas = jnp.atleast_1d(sigma_arr)
-  n, m, d = x.shape[0], centers.shape[0], x.shape[1]
+  sigma_arr = np.asarray(sigma, dtype)
+  n, m = x.shape[0], centers.shape[0]
   if m < 1 or n < 1:
     raise ValueError(f"Need at least one point and one centre, got {n} and {m}.")
+  ll = _parzen_log_likelihood(jnp.asarray(x, dtype), jnp.asarray(centers, dtype),
+                              jnp.asarray(np.atleast_1d(sigma_arr)),
+                              block_size(n, block_x), block_size(m, block_c))
+  return ll[0] if sigma_arr.ndim == 0 else ll
+
+
+@functools.partial(jax.jit, static_argnums=(3, 4))
+def _parzen_log_likelihood(x, centers, sigmas, bx, bc):
+  """``[S, N]`` log-likelihoods of ``x [N, d]``: one program per call."""
+  n, m, d = x.shape[0], centers.shape[0], x.shape[1]
   # Centring on the centres' mean keeps |x|^2 + |mu|^2 - 2 x.mu accurate.
   shift = jnp.mean(centers, axis=0)
-  bx, bc = block_size(n, block_x), block_size(m, block_c)
   xp, _ = pad_rows(x - shift, bx)
   cp, _ = pad_rows(centers - shift, bc)
   lse = _log_sum_exp_kernels(xp.reshape(-1, bx, d), cp, sigmas, m, bc)[:, :n]
   log_norm = math.log(m) + d * (jnp.log(sigmas) + 0.5 * math.log(2 * math.pi))
-  ll = lse - log_norm[:, None]
-  return ll[0] if sigma_arr.ndim == 0 else ll
+  return lse - log_norm[:, None]
 
 
 def select_sigma(centers: chex.Array, validation: chex.Array,
@@ -138,7 +144,7 @@ def select_sigma(centers: chex.Array, validation: chex.Array,
   def score(sigmas):
     lls = parzen_log_likelihood(validation, centers, np.asarray(sigmas),
                                 block_x, block_c)
-    means = np.asarray(jnp.mean(lls, axis=1), np.float64)
+    means = np.asarray(lls, np.float64).mean(axis=1)
     tried_sigmas.extend(float(s) for s in sigmas)
     tried_lls.extend(float(v) for v in means)
     return means

@@ -101,19 +101,26 @@ def precision_recall(real_features: chex.Array, fake_features: chex.Array,
   """
   chex.assert_rank([real_features, fake_features], 2)
   chex.assert_equal_shape_suffix([real_features, fake_features], 1)
+  n, m = real_features.shape[0], fake_features.shape[0]
+  for name, count in (("real", n), ("generated", m)):
+    if count <= k:
+      raise ValueError(f"precision_recall needs more than k={k} {name} "
+                       f"points, got {count}.")
   dtype = compute_dtype(real_features, fake_features)
-  real = jnp.asarray(real_features, dtype)
-  fake = jnp.asarray(fake_features, dtype)
+  precision, recall = _precision_recall(
+      jnp.asarray(real_features, dtype), jnp.asarray(fake_features, dtype), k,
+      block_size(n, block), block_size(m, block))
+  return {"precision": precision, "recall": recall}
+
+
+@functools.partial(jax.jit, static_argnums=(2, 3, 4))
+def _precision_recall(real, fake, k, b_real, b_fake):
+  """``(precision, recall)``: one program, so that a call compiles once."""
   # Centre both sets on the real mean: smaller norms, less cancellation in
   # |x|^2 + |y|^2 - 2 x.y.
   shift = jnp.mean(real, axis=0)
   real, fake = real - shift, fake - shift
   n, m = real.shape[0], fake.shape[0]
-  for name, count in (("real", n), ("generated", m)):
-    if count <= k:
-      raise ValueError(f"precision_recall needs more than k={k} {name} "
-                       f"points, got {count}.")
-  b_real, b_fake = block_size(n, block), block_size(m, block)
   real_p, _ = pad_rows(real, b_real)
   fake_p, _ = pad_rows(fake, b_fake)
   real_r2 = _kth_neighbour_sq(real_p, n, k, b_real)
@@ -127,4 +134,4 @@ def precision_recall(real_features: chex.Array, fake_features: chex.Array,
   real_q, _ = pad_rows(real, b_fake)
   fake_inside = _inside_any_ball(fake_q, real_p, real_r2, b_real)[:m]
   real_inside = _inside_any_ball(real_q, fake_p, fake_r2, b_fake)[:n]
-  return {"precision": jnp.mean(fake_inside), "recall": jnp.mean(real_inside)}
+  return jnp.mean(fake_inside), jnp.mean(real_inside)
