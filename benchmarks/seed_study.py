@@ -19,6 +19,7 @@ member i is not the runner's run with seed s + i (the runner draws its data
 in epochs and its keys from ``experiments.streams``).
 """
 
+import os
 import sys
 import time
 
@@ -40,6 +41,9 @@ flags.DEFINE_integer("seed", 0, "The first member's seed.")
 flags.DEFINE_integer("num_samples", 1500, "Samples scored per member.")
 flags.DEFINE_integer("steps_per_call", 100, "Steps fused into one call.")
 flags.DEFINE_string("out", None, "Markdown file the table is appended to.")
+flags.DEFINE_string("samples_out", None, "A folder for each member's scored "
+                    "samples (member_<i>.npz: uint8 images, labels), for "
+                    "analyses after the run.")
 flags.DEFINE_string("name", None, "The study's name in the table "
                     "(default: the config's dataset and overrides).")
 FLAGS = flags.FLAGS
@@ -109,8 +113,10 @@ def train(config, num_members: int, seed: int, steps_per_call: int):
   return population, state, experiment, time.time() - start
 
 
-def score(population, state, experiment, dataset: str, num: int) -> list:
-  """Every metric of each member's EMA samples, a list of dicts."""
+def score(population, state, experiment, dataset: str, num: int,
+          samples_out: str | None = None) -> list:
+  """Every metric of each member's EMA samples, a list of dicts; with
+  ``samples_out``, the samples are also written there."""
   evaluator = gj.metrics.Evaluator(dataset, num=num, parzen=False,
                                    verbose=False).prepare()
   labels = (jnp.arange(num) % experiment.num_classes
@@ -120,6 +126,12 @@ def score(population, state, experiment, dataset: str, num: int) -> list:
   scores = []
   for i in range(population.size):
     images = gj.images.to_unit_range(sample(state, i), experiment.value_range)
+    if samples_out:
+      os.makedirs(samples_out, exist_ok=True)
+      np.savez_compressed(
+          os.path.join(samples_out, f"member_{i}.npz"),
+          images=np.round(np.asarray(images) * 255).astype(np.uint8),
+          labels=np.asarray(labels) if labels is not None else np.zeros(0))
     scores.append(evaluator(images, None if labels is None
                             else np.asarray(labels)))
   return scores
@@ -150,7 +162,7 @@ def main(argv):
     print(f"members diverged (frozen): {np.flatnonzero(~state.alive)}",
           file=sys.stderr)
   scores = score(population, state, experiment, config.dataset,
-                 FLAGS.num_samples)
+                 FLAGS.num_samples, FLAGS.samples_out)
   name = FLAGS.name or " ".join([config.dataset] + [
       a for a in sys.argv[1:] if a.startswith("--config.")])
   text = table(name, scores, seconds, config, FLAGS.seed)

@@ -12,7 +12,8 @@ state to ``<workdir>/checkpoints_best/<step>`` (one kept) and records it in
      "mode": "min", "metrics": {...all scores of that step...}}
 
 Images are scored by ``ganjax.metrics.Evaluator`` (FID / KID / IS /
-precision / recall / class coverage with the data set's CNN, and the Parzen
+precision / recall / density / coverage / class coverage with the data set's
+CNN, and the Parzen
 log-likelihood when ``evaluation.parzen``); the metric names carry the
 protocol (``fid2k_fashion_mnist_cnn``: 2,000 samples, Fashion-MNIST CNN
 features). Toy mixtures are scored by ``ganjax.metrics.mode_coverage``
@@ -29,7 +30,8 @@ docs/lpips_weights.md) the mean pairwise LPIPS of the samples is added
 (``lpips_diversity``, and ``lpips_diversity_per_class`` for conditional runs).
 
 ``evaluation.best_metric`` is a short name: ``fid``, ``kid``, ``parzen_ll``,
-``precision``, ``recall``, ``is``, ``modes_captured``,
+``precision``, ``recall``, ``density``, ``coverage``, ``is``,
+``modes_captured``,
 ``high_quality_fraction``, and for conditional runs ``class_accuracy`` and
 ``intra_fid``, for stacked digits ``modes`` and ``mode_kl``; empty picks
 ``fid`` for images, ``modes_captured`` for toy data and ``modes`` for stacked
@@ -59,11 +61,13 @@ from experiments import workdir as workdir_lib
 
 # Short metric name -> whether lower is better.
 LOWER_IS_BETTER = {"fid": True, "kid": True, "parzen_ll": False,
-                   "precision": False, "recall": False, "is": False,
+                   "precision": False, "recall": False, "density": False,
+                   "coverage": False, "is": False,
                    "modes_captured": False, "high_quality_fraction": False,
                    "class_accuracy": False, "intra_fid": True,
                    "modes": False, "mode_kl": True}
-_IMAGE_METRICS = ("fid", "kid", "parzen_ll", "precision", "recall", "is")
+_IMAGE_METRICS = ("fid", "kid", "parzen_ll", "precision", "recall",
+                  "density", "coverage", "is")
 _CONDITIONAL_METRICS = ("class_accuracy", "intra_fid")
 _TOY_METRICS = ("modes_captured", "high_quality_fraction")
 _STACKED_METRICS = ("modes", "mode_kl")  # ganjax.data.stacked data sets

@@ -248,3 +248,38 @@ def test_precision_recall_constructed_cases():
   # far away: neither
   pr = metrics.precision_recall(real, fresh + 100.0)
   assert float(pr["precision"]) == 0.0 and float(pr["recall"]) == 0.0
+
+
+def test_density_coverage_matches_brute_force_with_blocks():
+  rng = np.random.default_rng(11)
+  real = rng.normal(size=(53, 6))
+  fake = rng.normal(size=(41, 6)) * 1.3 + 0.4
+  d_real = np.sqrt(((real[:, None] - real[None]) ** 2).sum(-1))
+  radii = np.sort(d_real, axis=1)[:, 5]                          # [N]
+  inside = np.sqrt(((fake[:, None] - real[None]) ** 2).sum(-1)) <= radii[None]
+  want_density = inside.sum() / (5 * fake.shape[0])             # Naeem et al. 2020
+  want_coverage = inside.any(axis=0).mean()
+  for block in (7, 16, 1024):  # padded rows (zeros after centring) never count
+    got = metrics.density_coverage(real.astype(np.float32),
+                                   fake.astype(np.float32), k=5, block=block)
+    assert float(got["density"]) == pytest.approx(want_density)
+    assert float(got["coverage"]) == pytest.approx(want_coverage)
+
+
+def test_coverage_is_not_inflated_by_outliers_where_recall_is():
+  rng = np.random.default_rng(12)
+  real = rng.normal(size=(1000, 2)).astype(np.float32)
+  # 200 samples collapsed near one real point, plus 10 scattered outliers:
+  # the outliers' own k-NN balls are huge and swallow most of the real set.
+  collapsed = real[:1] + 0.01 * rng.normal(size=(200, 2)).astype(np.float32)
+  outliers = 3.0 * rng.normal(size=(10, 2)).astype(np.float32)
+  fake = np.concatenate([collapsed, outliers])
+  recall = float(metrics.precision_recall(real, fake)["recall"])
+  dc = metrics.density_coverage(real, fake)
+  assert recall > 0.9, recall
+  # coverage: the few real balls at the collapse and those an outlier hits
+  assert float(dc["coverage"]) < 0.05, dc
+  # the same distribution: density about 1, coverage high
+  fresh = rng.normal(size=(1000, 2)).astype(np.float32)
+  dc = metrics.density_coverage(real, fresh)
+  assert 0.8 < float(dc["density"]) < 1.2 and float(dc["coverage"]) > 0.9, dc

@@ -157,11 +157,12 @@ def get_config() -> ml_collections.ConfigDict:
   # Sample-quality metrics during training (experiments/periodic_eval.py): every
   # `every` steps (0: off) score `num_samples` samples of G (its EMA weights
   # when ema_decay > 0) with ganjax.metrics.Evaluator (FID/KID/IS/precision/
-  # recall with the data set's CNN; Parzen when `parzen`) or, for toy data,
-  # mode coverage; to TensorBoard ("eval/") and metrics.jsonl. The state with
-  # the best `best_metric` (fid | kid | parzen_ll | precision | recall | is |
-  # modes_captured | high_quality_fraction; "": fid, or modes_captured for
-  # toy data; "none": off) is kept in checkpoints_best/ (see best.json).
+  # recall/density/coverage with the data set's CNN; Parzen when `parzen`) or,
+  # for toy data, mode coverage; to TensorBoard ("eval/") and metrics.jsonl.
+  # The state with the best `best_metric` (fid | kid | parzen_ll | precision |
+  # recall | density | coverage | is | modes_captured | high_quality_fraction;
+  # "": fid, or modes_captured for toy data; "none": off) is kept in
+  # checkpoints_best/ (see best.json).
   # networks: "" (cnn for MNIST-like data, inception otherwise) or e.g.
   # "cnn,inception"; inception_weights: "" = $GANJAX_INCEPTION_WEIGHTS;
   # lpips_weights: "" = $GANJAX_LPIPS_WEIGHTS (LPIPS diversity when set, see

@@ -60,6 +60,7 @@ from ganjax.metrics.frechet import frechet_distance, gaussian_statistics
 from ganjax.metrics.inception_score import class_coverage, inception_score
 from ganjax.metrics.kid import kernel_inception_distance
 from ganjax.metrics.parzen import parzen_window_evaluation
+from ganjax.metrics.precision_recall import density_coverage
 from ganjax.metrics.precision_recall import precision_recall
 from ganjax.metrics.reference_stats import reference_statistics
 from ganjax.metrics.stacked_modes import stacked_modes
@@ -194,6 +195,7 @@ class Evaluator:
       ``reference_split``).
     kid_subsets, kid_subset_size: KID's subsets.
     k: neighbours of improved precision / recall.
+    density_k: neighbours of density / coverage (Naeem et al. 2020: 5).
     is_splits: splits of the Inception-Score-style score.
     seed: KID subsets' seed.
     verbose: print what is being prepared (classifier training, caches).
@@ -213,7 +215,7 @@ class Evaluator:
                parzen_validation_split: str | None = None,
                parzen_test_split: str | None = None,
                kid_subsets: int = 100, kid_subset_size: int = 1000, k: int = 3,
-               is_splits: int = 10, seed: int = 0, verbose: bool = True,
+               density_k: int = 5, is_splits: int = 10, seed: int = 0, verbose: bool = True,
                lpips_weights: str | None = None,
                lpips_size: int | None = 64):
     if isinstance(dataset, str) and dataset.startswith("toy_"):
@@ -245,6 +247,7 @@ class Evaluator:
     self.parzen_test_split = parzen_test_split or reference_split
     self.kid_subsets, self.kid_subset_size = kid_subsets, kid_subset_size
     self.k, self.is_splits, self.seed = k, is_splits, seed
+    self.density_k = density_k
     self.verbose = verbose
     self.data_shape = real_data.data_shape(dataset, data_dir)
     self._feature_networks: dict[str, features_lib.FeatureNetwork] = {}
@@ -372,6 +375,9 @@ class Evaluator:
       pr = precision_recall(ref["features"], feats, k=self.k)
       out[f"precision{prefix}"] = float(pr["precision"])
       out[f"recall{prefix}"] = float(pr["recall"])
+      dc = density_coverage(ref["features"], feats, k=self.density_k)
+      out[f"density{prefix}"] = float(dc["density"])
+      out[f"coverage{prefix}"] = float(dc["coverage"])
       if name == "cnn":
         coverage = class_coverage(probs)
         out[f"classes_covered{prefix}"] = float(coverage["classes_covered"])
@@ -444,6 +450,12 @@ class Evaluator:
       out[f"precision{prefix}"] = (f"improved precision (k={self.k}), "
                                    f"{against}.")
       out[f"recall{prefix}"] = f"improved recall (k={self.k}), {against}."
+      out[f"density{prefix}"] = (
+          f"density (k={self.density_k}; real k-NN balls only, about 1 for "
+          f"samples like the data), {against}.")
+      out[f"coverage{prefix}"] = (
+          f"coverage (k={self.density_k}): fraction of real k-NN balls "
+          f"holding a generated sample, {against}.")
       if name == "cnn":
         out[f"classes_covered{prefix}"] = (
             "classes (argmax of the cnn classifier) receiving >= 1% of the "

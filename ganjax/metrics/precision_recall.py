@@ -1,9 +1,15 @@
-"""Improved precision and recall: k-nearest-neighbour manifolds in feature space.
+"""Precision and recall, density and coverage: k-nearest-neighbour manifolds in feature space.
 
 Each set's manifold is the union of balls around its points, of radius the
 distance to the point's k-th nearest neighbour in the same set. Precision is
 the fraction of generated points inside the real manifold (quality); recall
 the fraction of real points inside the generated manifold (diversity).
+Density and coverage use the real balls only (Naeem et al. 2020): density
+counts how many real balls hold each generated point, coverage is the
+fraction of real balls that hold a generated point. Recall's generated balls
+grow around outliers (an isolated sample's k-th neighbour is far away), so a
+few bad samples can cover much of the real set; coverage has no generated
+balls and does not reward them.
 
 Distances are computed in blocks of rows and columns (``block`` points at a
 time), so memory is ``O(block^2)`` whatever the number of points.
@@ -135,3 +141,80 @@ def _precision_recall(real, fake, k, b_real, b_fake):
   fake_inside = _inside_any_ball(fake_q, real_p, real_r2, b_real)[:m]
   real_inside = _inside_any_ball(real_q, fake_p, fake_r2, b_fake)[:n]
   return jnp.mean(fake_inside), jnp.mean(real_inside)
+
+
+@functools.partial(jax.jit, static_argnames=("num_query", "block"))
+def _ball_counts(query, ref, ref_radius_sq, num_query, block):
+  """For the balls around the reference rows (squared radii; -1 for padded
+  rows): ``([Q] how many balls hold each query row, [R] whether each ball
+  holds one of the first num_query query rows)``."""
+  ref_sq = jnp.sum(ref * ref, axis=1)
+  cols = (ref.reshape(-1, block, ref.shape[1]), ref_sq.reshape(-1, block),
+          ref_radius_sq.reshape(-1, block))
+  valid = (jnp.arange(query.shape[0]) < num_query).reshape(-1, block)
+
+  def row_block(args):
+    qb, qvalid = args
+    qb_sq = jnp.sum(qb * qb, axis=1)
+
+    def body(_, col):
+      cb, cb_sq, radius = col
+      inside = (squared_distances(qb, qb_sq, cb, cb_sq) <= radius[None, :]) & qvalid[:, None]
+      return None, (jnp.sum(inside, axis=1), jnp.any(inside, axis=0))
+
+    _, (counts, held) = jax.lax.scan(body, None, cols)
+    return jnp.sum(counts, axis=0), held.reshape(-1)
+
+  counts, held = jax.lax.map(
+      row_block, (query.reshape(-1, block, query.shape[1]), valid))
+  return counts.reshape(-1), jnp.any(held, axis=0)
+
+
+def density_coverage(real_features: chex.Array, fake_features: chex.Array,
+                     k: int = 5, block: int = 1024) -> dict:
+  """Density and coverage of generated features against real ones.
+
+  Use beside precision and recall when the generated set may hold outliers:
+  both are computed from balls around the real points only (radius: the
+  distance to the k-th nearest real neighbour), so a stray sample cannot
+  inflate them the way it inflates recall.
+
+  References: Naeem et al., 2020, "Reliable Fidelity and Diversity Metrics
+  for Generative Models", https://arxiv.org/abs/2002.09797 (k = 5).
+
+  Args:
+    real_features: ``[N, d]``.
+    fake_features: ``[M, d]``.
+    k: the neighbour that sets each real ball's radius.
+    block: points per block of the distance computations.
+
+  Returns:
+    ``{"density": scalar, "coverage": scalar}``: density is
+    ``sum_j #{real balls holding fake j} / (k M)`` (about 1 when the two sets
+    come from one distribution, unbounded above), coverage the fraction of
+    real balls holding at least one generated point, in [0, 1].
+  """
+  chex.assert_rank([real_features, fake_features], 2)
+  chex.assert_equal_shape_suffix([real_features, fake_features], 1)
+  n, m = real_features.shape[0], fake_features.shape[0]
+  if n <= k or m < 1:
+    raise ValueError(f"density_coverage needs more than k={k} real points "
+                     f"and a generated one, got {n} and {m}.")
+  dtype = compute_dtype(real_features, fake_features)
+  density, coverage = _density_coverage(
+      jnp.asarray(real_features, dtype), jnp.asarray(fake_features, dtype), k,
+      block_size(n, block))
+  return {"density": density, "coverage": coverage}
+
+
+@functools.partial(jax.jit, static_argnums=(2, 3))
+def _density_coverage(real, fake, k, b_real):
+  shift = jnp.mean(real, axis=0)
+  real, fake = real - shift, fake - shift
+  n, m = real.shape[0], fake.shape[0]
+  real_p, _ = pad_rows(real, b_real)
+  real_r2 = _kth_neighbour_sq(real_p, n, k, b_real)
+  real_r2 = jnp.where(jnp.arange(real_p.shape[0]) < n, real_r2, -1.0)
+  fake_q, _ = pad_rows(fake, b_real)
+  counts, held = _ball_counts(fake_q, real_p, real_r2, m, b_real)
+  return jnp.sum(counts) / (k * m), jnp.mean(held[:n])
