@@ -18,7 +18,11 @@ against its test split:
   the real points (< 1: the samples crowd closer together than the data);
 - per class (the requested class for conditional samples, the CNN's class
   otherwise): recall and coverage of the real images of that class by the
-  samples of that class, mean over classes.
+  samples of that class, mean over classes;
+- with ``--matched=n``: recall and coverage of the first n on-manifold
+  samples of each set, so that sets with more off-manifold samples are
+  compared on equal counts of good ones (recall's balls, and so recall,
+  grow as the count falls).
 
 Prints one Markdown row per folder: mean ± std over its members.
 """
@@ -39,8 +43,10 @@ def features(network, images: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
   return feats, np.argmax(probs, axis=1)
 
 
-def probe(real, real_class, fake, fake_class) -> dict:
-  """Every number of the module docstring for one sample set."""
+def probe(real, real_class, fake, fake_class, matched: int = 0) -> dict:
+  """Every number of the module docstring for one sample set (with
+  ``matched``, also recall and coverage of its first ``matched``
+  on-manifold samples: nan when it has fewer)."""
   m = gj.metrics
   pr = m.precision_recall(real, fake, k=3)
   dc = m.density_coverage(real, fake, k=5)
@@ -59,6 +65,15 @@ def probe(real, real_class, fake, fake_class) -> dict:
   recall_on = (float(m.precision_recall(real, on_manifold, k=3)["recall"])
                if len(on_manifold) > 3 else float("nan"))
   ratio = float(np.median(m.knn_radii(fake, 3)) / np.median(real_radius))
+  matched_scores = {}
+  if matched:
+    few = len(on_manifold) < matched
+    subset = on_manifold[:matched]
+    matched_scores = {
+        "recall_matched": float("nan") if few else float(
+            m.precision_recall(real, subset, k=3)["recall"]),
+        "coverage_matched": float("nan") if few else float(
+            m.density_coverage(real, subset, k=5)["coverage"])}
   per_class_recall, per_class_coverage = [], []
   for c in np.unique(real_class):
     r, f = real[real_class == c], fake[fake_class == c]
@@ -74,13 +89,17 @@ def probe(real, real_class, fake, fake_class) -> dict:
           "on_manifold_fraction": float(inside.mean()),
           "median_radius_ratio": ratio,
           "class_recall": float(np.mean(per_class_recall)),
-          "class_coverage": float(np.mean(per_class_coverage))}
+          "class_coverage": float(np.mean(per_class_coverage)),
+          **matched_scores}
 
 
 def main():
   parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
   parser.add_argument("folders", nargs="+")
   parser.add_argument("--dataset", default="fashion_mnist")
+  parser.add_argument("--matched", type=int, default=0,
+                      help="also score this many on-manifold samples of "
+                      "each set (equal counts, off-manifold ones left out)")
   args = parser.parse_args()
   network = gj.metrics.cnn_network(args.dataset, verbose=False)
   real_images, real_labels = real_data.load_split(args.dataset, "test")
@@ -93,7 +112,7 @@ def main():
       fake, fake_class = features(network, saved["images"])
       if saved["labels"].size:  # conditional: the requested class
         fake_class = saved["labels"]
-      results.append(probe(real, real_labels, fake, fake_class))
+      results.append(probe(real, real_labels, fake, fake_class, args.matched))
     rows.append((folder, len(results), {
         key: gj.population.mean_std([r[key] for r in results])
         for key in results[0]}))
