@@ -52,26 +52,39 @@ def _kth_neighbour_sq(x, n, k, block):
   return jax.lax.map(row_block, rows).reshape(-1)
 
 
-@functools.partial(jax.jit, static_argnames=("block",))
-def _inside_any_ball(query, ref, ref_radius_sq, block):
-  """For each query row: is it within radius of some reference row? Padded
-  reference rows carry radius -1 and never count."""
+@functools.partial(jax.jit, static_argnames=("num_query", "block"))
+def _ball_counts(query, ref, ref_radius_sq, num_query, block):
+  """For the balls around the reference rows (squared radii; -1 for padded
+  rows): ``([Q] how many balls hold each query row, [R] whether each ball
+  holds one of the first num_query query rows)``."""
   ref_sq = jnp.sum(ref * ref, axis=1)
   cols = (ref.reshape(-1, block, ref.shape[1]), ref_sq.reshape(-1, block),
           ref_radius_sq.reshape(-1, block))
+  valid = (jnp.arange(query.shape[0]) < num_query).reshape(-1, block)
 
-  def row_block(qb):
+  def row_block(args):
+    qb, qvalid = args
     qb_sq = jnp.sum(qb * qb, axis=1)
 
-    def body(inside, col):
+    def body(_, col):
       cb, cb_sq, radius = col
       d2 = squared_distances(qb, qb_sq, cb, cb_sq)
-      return inside | jnp.any(d2 <= radius[None, :], axis=1), None
+      inside = (d2 <= radius[None, :]) & qvalid[:, None]
+      return None, (jnp.sum(inside, axis=1), jnp.any(inside, axis=0))
 
-    inside, _ = jax.lax.scan(body, jnp.zeros(qb.shape[0], bool), cols)
-    return inside
+    _, (counts, held) = jax.lax.scan(body, None, cols)
+    return jnp.sum(counts, axis=0), held.reshape(-1)
 
-  return jax.lax.map(row_block, query.reshape(-1, block, query.shape[1])).reshape(-1)
+  counts, held = jax.lax.map(
+      row_block, (query.reshape(-1, block, query.shape[1]), valid))
+  return counts.reshape(-1), jnp.any(held, axis=0)
+
+
+def _radii_sq(x_padded, n, k, block):
+  """``_kth_neighbour_sq`` of the first n rows, -1 for the padded rows (a
+  ball nothing is inside)."""
+  r2 = _kth_neighbour_sq(x_padded, n, k, block)
+  return jnp.where(jnp.arange(x_padded.shape[0]) < n, r2, -1.0)
 
 
 def knn_radii(features: chex.Array, k: int = 3, block: int = 1024) -> jax.Array:
@@ -129,45 +142,14 @@ def _precision_recall(real, fake, k, b_real, b_fake):
   n, m = real.shape[0], fake.shape[0]
   real_p, _ = pad_rows(real, b_real)
   fake_p, _ = pad_rows(fake, b_fake)
-  real_r2 = _kth_neighbour_sq(real_p, n, k, b_real)
-  fake_r2 = _kth_neighbour_sq(fake_p, m, k, b_fake)
-  # Padded rows get radius -1: no point is ever inside them.
-  real_r2 = jnp.where(jnp.arange(real_p.shape[0]) < n, real_r2, -1.0)
-  fake_r2 = jnp.where(jnp.arange(fake_p.shape[0]) < m, fake_r2, -1.0)
-  # Query blocks use the other set's block size only for the padding of the
-  # query; reshape needs the query padded to its own block multiple.
+  real_r2 = _radii_sq(real_p, n, k, b_real)
+  fake_r2 = _radii_sq(fake_p, m, k, b_fake)
+  # Queries are padded to the block size of the balls they are tested against.
   fake_q, _ = pad_rows(fake, b_real)
   real_q, _ = pad_rows(real, b_fake)
-  fake_inside = _inside_any_ball(fake_q, real_p, real_r2, b_real)[:m]
-  real_inside = _inside_any_ball(real_q, fake_p, fake_r2, b_fake)[:n]
+  fake_inside = _ball_counts(fake_q, real_p, real_r2, m, b_real)[0][:m] > 0
+  real_inside = _ball_counts(real_q, fake_p, fake_r2, n, b_fake)[0][:n] > 0
   return jnp.mean(fake_inside), jnp.mean(real_inside)
-
-
-@functools.partial(jax.jit, static_argnames=("num_query", "block"))
-def _ball_counts(query, ref, ref_radius_sq, num_query, block):
-  """For the balls around the reference rows (squared radii; -1 for padded
-  rows): ``([Q] how many balls hold each query row, [R] whether each ball
-  holds one of the first num_query query rows)``."""
-  ref_sq = jnp.sum(ref * ref, axis=1)
-  cols = (ref.reshape(-1, block, ref.shape[1]), ref_sq.reshape(-1, block),
-          ref_radius_sq.reshape(-1, block))
-  valid = (jnp.arange(query.shape[0]) < num_query).reshape(-1, block)
-
-  def row_block(args):
-    qb, qvalid = args
-    qb_sq = jnp.sum(qb * qb, axis=1)
-
-    def body(_, col):
-      cb, cb_sq, radius = col
-      inside = (squared_distances(qb, qb_sq, cb, cb_sq) <= radius[None, :]) & qvalid[:, None]
-      return None, (jnp.sum(inside, axis=1), jnp.any(inside, axis=0))
-
-    _, (counts, held) = jax.lax.scan(body, None, cols)
-    return jnp.sum(counts, axis=0), held.reshape(-1)
-
-  counts, held = jax.lax.map(
-      row_block, (query.reshape(-1, block, query.shape[1]), valid))
-  return counts.reshape(-1), jnp.any(held, axis=0)
 
 
 def density_coverage(real_features: chex.Array, fake_features: chex.Array,
@@ -213,8 +195,7 @@ def _density_coverage(real, fake, k, b_real):
   real, fake = real - shift, fake - shift
   n, m = real.shape[0], fake.shape[0]
   real_p, _ = pad_rows(real, b_real)
-  real_r2 = _kth_neighbour_sq(real_p, n, k, b_real)
-  real_r2 = jnp.where(jnp.arange(real_p.shape[0]) < n, real_r2, -1.0)
+  real_r2 = _radii_sq(real_p, n, k, b_real)
   fake_q, _ = pad_rows(fake, b_real)
   counts, held = _ball_counts(fake_q, real_p, real_r2, m, b_real)
   return jnp.sum(counts) / (k * m), jnp.mean(held[:n])
