@@ -51,16 +51,8 @@ def probe(real, real_class, fake, fake_class, matched: int = 0) -> dict:
   pr = m.precision_recall(real, fake, k=3)
   dc = m.density_coverage(real, fake, k=5)
   # Samples inside the real manifold: within some real point's k-NN ball.
-  real_radius = np.asarray(m.knn_radii(real, 3), np.float64)
-  centre = real.mean(0)
-  r64 = (real - centre).astype(np.float64)
-  f64 = (fake - centre).astype(np.float64)
-  inside = np.zeros(len(fake), bool)
-  for start in range(0, len(fake), 1000):
-    chunk = f64[start:start + 1000]
-    d2 = ((chunk ** 2).sum(1)[:, None] + (r64 ** 2).sum(1)[None]
-          - 2 * chunk @ r64.T)
-    inside[start:start + 1000] = (d2 <= real_radius[None] ** 2).any(1)
+  inside = np.asarray(m.in_manifold(real, fake, k=3))
+  real_radius = np.asarray(m.knn_radii(real, 3))
   on_manifold = fake[inside]
   recall_on = (float(m.precision_recall(real, on_manifold, k=3)["recall"])
                if len(on_manifold) > 3 else float("nan"))

@@ -228,6 +228,13 @@ def test_precision_recall_matches_brute_force_with_blocks():
   radii = np.sort(np.sqrt(((real[:, None] - real[None]) ** 2).sum(-1)), 1)[:, 3]
   np.testing.assert_allclose(metrics.knn_radii(real.astype(np.float32), 3, block=5),
                              radii, rtol=1e-4)
+  # precision's per-sample indicator
+  inside = (np.sqrt(((fake[:, None] - real[None]) ** 2).sum(-1))
+            <= radii[None]).any(1)
+  for block in (7, 1024):
+    np.testing.assert_array_equal(
+        metrics.in_manifold(real.astype(np.float32), fake.astype(np.float32),
+                            k=3, block=block), inside)
 
 
 def test_precision_recall_constructed_cases():

@@ -7,7 +7,8 @@ Building blocks (jitted, batched, memory-bounded):
   * ``kernel_inception_distance``: KID, unbiased MMD^2 over subsets.
   * ``inception_score``: exp E KL(p(y|x) || p(y)) from any classifier's softmax.
   * ``precision_recall``: improved precision and recall (k-NN manifolds);
-    ``density_coverage``: their outlier-robust variants (real balls only).
+    ``density_coverage``: their outlier-robust variants (real balls only);
+    ``in_manifold``: the per-sample indicator precision averages.
   * ``class_coverage``: classes receiving >= 1% of samples, KL to uniform.
   * ``mode_coverage``: modes captured on the toy Gaussian mixtures.
   * ``lpips_distance`` / ``lpips_embedding`` (``ganjax.metrics.lpips``):
@@ -36,8 +37,8 @@ from ganjax.metrics.kid import kernel_inception_distance, mmd2_unbiased
 from ganjax.metrics.mode_coverage import mode_coverage
 from ganjax.metrics.parzen import (parzen_log_likelihood,
                                    parzen_window_evaluation, select_sigma)
-from ganjax.metrics.precision_recall import (density_coverage, knn_radii,
-                                            precision_recall)
+from ganjax.metrics.precision_recall import (density_coverage, in_manifold,
+                                            knn_radii, precision_recall)
 from ganjax.metrics.reference_stats import reference_statistics
 
 __all__ = [
@@ -46,8 +47,8 @@ __all__ = [
     "count_tag", "density_coverage", "evaluate_samples",
     "frechet_distance", "frechet_distance_from_features",
     "gaussian_statistics", "inception_network", "inception_score",
-    "intra_fid", "kernel_inception_distance", "knn_radii", "load_lpips",
-    "lpips_distance", "lpips_embedding", "mean_pairwise_distance",
+    "in_manifold", "intra_fid", "kernel_inception_distance", "knn_radii",
+    "load_lpips", "lpips_distance", "lpips_embedding", "mean_pairwise_distance",
     "mean_pairwise_lpips", "mmd2_unbiased", "mode_coverage",
     "parzen_log_likelihood", "parzen_window_evaluation", "precision_recall",
     "reference_statistics", "select_sigma", "trace_sqrt_product",

@@ -139,17 +139,52 @@ def _precision_recall(real, fake, k, b_real, b_fake):
   # |x|^2 + |y|^2 - 2 x.y.
   shift = jnp.mean(real, axis=0)
   real, fake = real - shift, fake - shift
-  n, m = real.shape[0], fake.shape[0]
-  real_p, _ = pad_rows(real, b_real)
-  fake_p, _ = pad_rows(fake, b_fake)
-  real_r2 = _radii_sq(real_p, n, k, b_real)
-  fake_r2 = _radii_sq(fake_p, m, k, b_fake)
+  return (jnp.mean(_in_manifold(real, fake, k, b_real)),
+          jnp.mean(_in_manifold(fake, real, k, b_fake)))
+
+
+def _in_manifold(ref, query, k, block):
+  """``[Q]`` bool: is each query row inside some ref row's k-NN ball?"""
+  n, q = ref.shape[0], query.shape[0]
+  ref_p, _ = pad_rows(ref, block)
   # Queries are padded to the block size of the balls they are tested against.
-  fake_q, _ = pad_rows(fake, b_real)
-  real_q, _ = pad_rows(real, b_fake)
-  fake_inside = _ball_counts(fake_q, real_p, real_r2, m, b_real)[0][:m] > 0
-  real_inside = _ball_counts(real_q, fake_p, fake_r2, n, b_fake)[0][:n] > 0
-  return jnp.mean(fake_inside), jnp.mean(real_inside)
+  query_p, _ = pad_rows(query, block)
+  counts, _ = _ball_counts(query_p, ref_p, _radii_sq(ref_p, n, k, block), q,
+                           block)
+  return counts[:q] > 0
+
+
+def in_manifold(reference_features: chex.Array, query_features: chex.Array,
+                k: int = 3, block: int = 1024) -> jax.Array:
+  """Whether each query point lies in the reference set's k-NN manifold, ``[Q]`` bool.
+
+  Precision is its mean for generated queries against real references,
+  recall for real queries against generated references; use it to pick out
+  the samples that precision counts (or those it does not).
+
+  Args:
+    reference_features: ``[N, d]``, N > k: the balls, of radius each
+      point's distance to its k-th nearest reference neighbour.
+    query_features: ``[Q, d]``.
+    k: the neighbour that sets each ball's radius.
+    block: points per block of the distance computations.
+  """
+  chex.assert_rank([reference_features, query_features], 2)
+  chex.assert_equal_shape_suffix([reference_features, query_features], 1)
+  n = reference_features.shape[0]
+  if n <= k:
+    raise ValueError(f"in_manifold needs more than k={k} reference points, "
+                     f"got {n}.")
+  dtype = compute_dtype(reference_features, query_features)
+  ref = jnp.asarray(reference_features, dtype)
+  return _in_manifold_jit(ref, jnp.asarray(query_features, dtype), k,
+                          block_size(n, block))
+
+
+@functools.partial(jax.jit, static_argnums=(2, 3))
+def _in_manifold_jit(ref, query, k, block):
+  shift = jnp.mean(ref, axis=0)
+  return _in_manifold(ref - shift, query - shift, k, block)
 
 
 def density_coverage(real_features: chex.Array, fake_features: chex.Array,
