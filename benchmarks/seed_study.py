@@ -123,17 +123,18 @@ def score(population, state, experiment, dataset: str, num: int,
             if experiment.num_classes is not None else None)
   sample = jax.jit(lambda s, i: population.sample(
       s, jax.random.key(0), num, labels=labels, member=i))
+  host_labels = None if labels is None else np.asarray(labels)
+  if samples_out:
+    os.makedirs(samples_out, exist_ok=True)
   scores = []
   for i in range(population.size):
     images = gj.images.to_unit_range(sample(state, i), experiment.value_range)
     if samples_out:
-      os.makedirs(samples_out, exist_ok=True)
       np.savez_compressed(
           os.path.join(samples_out, f"member_{i}.npz"),
           images=np.round(np.asarray(images) * 255).astype(np.uint8),
-          labels=np.asarray(labels) if labels is not None else np.zeros(0))
-    scores.append(evaluator(images, None if labels is None
-                            else np.asarray(labels)))
+          labels=host_labels if labels is not None else np.zeros(0))
+    scores.append(evaluator(images, host_labels))
   return scores
 
 

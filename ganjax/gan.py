@@ -361,7 +361,8 @@ class GAN:
     label_flag = None
     if labels is not None:
       label_flag, labels = self._clip_labels(labels)
-    d_keys, g_key = streams.update_keys(streams.as_key(state.rng), state.step, self.k)
+    d_keys, g_key = streams.update_keys(streams.as_key(state.rng),
+                                        state.step, self.k)
     d_updates = state.step * self.k + jnp.arange(self.k, dtype=jnp.int32)
 
     loop = backend.loop(self._d_loop(

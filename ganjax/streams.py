@@ -51,14 +51,6 @@ from ``split(fold_in(key, EXTRA_SALT), num)``.
 import jax
 import jax.numpy as jnp
 
-def as_key(rng) -> jax.Array:
-  """A typed key from a typed key or uint32 key data (``jax.random.key_data``:
-  how ``state.rng`` and the runner's compiled calls carry keys)."""
-  if jnp.issubdtype(rng.dtype, jax.dtypes.prng_key):
-    return rng
-  return jax.random.wrap_key_data(rng)
-
-
 # Run streams of the seed.
 INIT, FIXED_NOISE, TOY_DATA, REAL_POINTS, EVAL_NOISE, DATA, PBT = range(7)
 
@@ -75,6 +67,14 @@ EXTRA_SALT = 2 ** 31  # no example index reaches it
 # Model calls of an update (``call_key``).
 G_CALL, D_REAL_CALL, D_FAKE_CALL, D_JOINT_CALL = range(4)
 CALL_SALT = 2 ** 31 + 1
+
+
+def as_key(rng) -> jax.Array:
+  """A typed key from a typed key or uint32 key data (``jax.random.key_data``:
+  how ``state.rng`` and the runner's compiled calls carry keys)."""
+  if jnp.issubdtype(rng.dtype, jax.dtypes.prng_key):
+    return rng
+  return jax.random.wrap_key_data(rng)
 
 
 def run_key(seed: int, stream: int) -> jax.Array:
