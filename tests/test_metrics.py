@@ -273,6 +273,25 @@ def test_density_coverage_matches_brute_force_with_blocks():
     assert float(got["coverage"]) == pytest.approx(want_coverage)
 
 
+def test_real_radii_computed_once_give_the_same_metrics():
+  # An evaluator computes the real k-NN radii once (k = 3 and 5 in one pass)
+  # and passes them in; every metric must come out as if computed inside.
+  rng = np.random.default_rng(13)
+  real = rng.normal(size=(300, 8)).astype(np.float32)
+  fake = (rng.normal(size=(200, 8)) * 1.2 + 0.3).astype(np.float32)
+  both = metrics.knn_radii(real, (3, 5), block=64)
+  assert both.shape == (300, 2)
+  np.testing.assert_allclose(both[:, 0], metrics.knn_radii(real, 3), rtol=1e-5)
+  np.testing.assert_allclose(both[:, 1], metrics.knn_radii(real, 5), rtol=1e-5)
+  pr = metrics.precision_recall(real, fake, block=64, real_radii=both[:, 0])
+  dc = metrics.density_coverage(real, fake, block=64, real_radii=both[:, 1])
+  floats = lambda d: {key: float(v) for key, v in d.items()}
+  assert floats(pr) == floats(metrics.precision_recall(real, fake, block=64))
+  assert floats(dc) == floats(metrics.density_coverage(real, fake, block=64))
+  with pytest.raises(ValueError, match=r"real_radii must have shape \(300,\)"):
+    metrics.precision_recall(real, fake, real_radii=both)
+
+
 def test_coverage_is_not_inflated_by_outliers_where_recall_is():
   rng = np.random.default_rng(12)
   real = rng.normal(size=(1000, 2)).astype(np.float32)

@@ -61,6 +61,7 @@ from ganjax.metrics.inception_score import class_coverage, inception_score
 from ganjax.metrics.kid import kernel_inception_distance
 from ganjax.metrics.parzen import parzen_window_evaluation
 from ganjax.metrics.precision_recall import density_coverage
+from ganjax.metrics.precision_recall import knn_radii
 from ganjax.metrics.precision_recall import precision_recall
 from ganjax.metrics.reference_stats import reference_statistics
 from ganjax.metrics.stacked_modes import stacked_modes
@@ -280,8 +281,11 @@ class Evaluator:
         start = time.time()
         ref = reference_statistics(self.source, net, self.reference_split,
                                    None, self.cache_dir, self.data_dir)
-        # On the device once: every evaluation compares against them.
+        # On the device once, with the real k-NN radii of precision/recall
+        # and density/coverage: every evaluation compares against them.
         ref["features"] = jax.device_put(ref["features"])
+        radii = knn_radii(ref["features"], (self.k, self.density_k))
+        ref["pr_radii"], ref["dc_radii"] = radii[:, 0], radii[:, 1]
         self._reference[name] = ref
         if self.verbose and time.time() - start > 5:
           print(f"[ganjax.metrics] {name} reference statistics of "
@@ -372,10 +376,12 @@ class Evaluator:
       score = inception_score(probs, min(self.is_splits, n))
       out[f"is{prefix}"] = float(score["mean"])
       out[f"is{prefix}_std"] = float(score["std"])
-      pr = precision_recall(ref["features"], feats, k=self.k)
+      pr = precision_recall(ref["features"], feats, k=self.k,
+                            real_radii=ref["pr_radii"])
       out[f"precision{prefix}"] = float(pr["precision"])
       out[f"recall{prefix}"] = float(pr["recall"])
-      dc = density_coverage(ref["features"], feats, k=self.density_k)
+      dc = density_coverage(ref["features"], feats, k=self.density_k,
+                            real_radii=ref["dc_radii"])
       out[f"density{prefix}"] = float(dc["density"])
       out[f"coverage{prefix}"] = float(dc["coverage"])
       if name == "cnn":

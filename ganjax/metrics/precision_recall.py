@@ -12,10 +12,14 @@ few bad samples can cover much of the real set; coverage has no generated
 balls and does not reward them.
 
 Distances are computed in blocks of rows and columns (``block`` points at a
-time), so memory is ``O(block^2)`` whatever the number of points.
+time), so memory is ``O(block^2)`` whatever the number of points. The real
+balls depend on the real set only: when one real set is scored against many
+generated sets, compute its radii once with ``knn_radii`` and pass them as
+``real_radii``.
 """
 
 import functools
+from collections.abc import Sequence
 
 import chex
 import jax
@@ -24,14 +28,16 @@ import jax.numpy as jnp
 from ganjax.metrics._blocks import block_size, compute_dtype, pad_rows, squared_distances
 
 
-@functools.partial(jax.jit, static_argnames=("n", "k", "block"))
-def _kth_neighbour_sq(x, n, k, block):
-  """Squared distance of each of the first n rows of x to its k-th nearest
-  neighbour among them (itself excluded)."""
+@functools.partial(jax.jit, static_argnames=("n", "ks", "block"))
+def _kth_neighbours_sq(x, n, ks, block):
+  """``[rows, len(ks)]``: squared distance of each of the first n rows of x
+  to its k-th nearest neighbour among them (itself excluded), for each k in
+  ks, from one pass over the pairs."""
   x_sq = jnp.sum(x * x, axis=1)
   valid = jnp.arange(x.shape[0]) < n
   cols = (x.reshape(-1, block, x.shape[1]), x_sq.reshape(-1, block),
           valid.reshape(-1, block))
+  keep = max(ks) + 1  # the point itself is its own 0-th neighbour
 
   def row_block(args):
     xb, xb_sq = args
@@ -40,16 +46,15 @@ def _kth_neighbour_sq(x, n, k, block):
       cb, cb_sq, cvalid = col
       d2 = jnp.where(cvalid[None, :], squared_distances(xb, xb_sq, cb, cb_sq),
                      jnp.inf)
-      # Keep the k + 1 smallest (the point itself is its own 0-th neighbour).
       merged = jnp.concatenate([best, d2], axis=1)
-      return -jax.lax.top_k(-merged, k + 1)[0], None
+      return -jax.lax.top_k(-merged, keep)[0], None
 
-    init = jnp.full((xb.shape[0], k + 1), jnp.inf, x.dtype)
+    init = jnp.full((xb.shape[0], keep), jnp.inf, x.dtype)
     best, _ = jax.lax.scan(body, init, cols)
-    return best[:, k]
+    return best[:, list(ks)]
 
   rows = (x.reshape(-1, block, x.shape[1]), x_sq.reshape(-1, block))
-  return jax.lax.map(row_block, rows).reshape(-1)
+  return jax.lax.map(row_block, rows).reshape(-1, len(ks))
 
 
 @functools.partial(jax.jit, static_argnames=("num_query", "block"))
@@ -80,26 +85,55 @@ def _ball_counts(query, ref, ref_radius_sq, num_query, block):
   return counts.reshape(-1), jnp.any(held, axis=0)
 
 
-def _radii_sq(x_padded, n, k, block):
-  """``_kth_neighbour_sq`` of the first n rows, -1 for the padded rows (a
-  ball nothing is inside)."""
-  r2 = _kth_neighbour_sq(x_padded, n, k, block)
+def _radii_sq(x_padded, n, k, block, radii=None):
+  """Squared k-NN radii of the first n rows, -1 for the padded rows (a ball
+  nothing is inside); from ``radii [n]`` when given."""
+  if radii is None:
+    r2 = _kth_neighbours_sq(x_padded, n, (k,), block)[:, 0]
+  else:
+    r2, _ = pad_rows(jnp.square(radii.astype(x_padded.dtype)), block)
   return jnp.where(jnp.arange(x_padded.shape[0]) < n, r2, -1.0)
 
 
-def knn_radii(features: chex.Array, k: int = 3, block: int = 1024) -> jax.Array:
-  """Distance of each point to its k-th nearest neighbour in the same set, ``[N, d] -> [N]``."""
+def knn_radii(features: chex.Array, k: int | Sequence[int] = 3,
+              block: int = 1024) -> jax.Array:
+  """Distance of each point to its k-th nearest neighbour in the same set.
+
+  ``[N, d] -> [N]``, or ``[N, len(k)]`` for a sequence of k (one pass for
+  all of them). Of the real features, it is ``real_radii`` for
+  ``precision_recall`` (k = 3) and ``density_coverage`` (k = 5).
+  """
   chex.assert_rank(features, 2)
+  ks = (k,) if isinstance(k, int) else tuple(k)
   n = features.shape[0]
-  if n <= k:
-    raise ValueError(f"k-NN radii need more than k={k} points, got {n}.")
-  b = block_size(n, block)
-  x, _ = pad_rows(jnp.asarray(features, compute_dtype(features)), b)
-  return jnp.sqrt(_kth_neighbour_sq(x, n, k, b)[:n])
+  if n <= max(ks):
+    raise ValueError(f"k-NN radii need more than k={max(ks)} points, got {n}.")
+  radii = _knn_radii(jnp.asarray(features, compute_dtype(features)), ks,
+                     block_size(n, block))
+  return radii[:, 0] if isinstance(k, int) else radii
+
+
+@functools.partial(jax.jit, static_argnums=(1, 2))
+def _knn_radii(x, ks, block):
+  n = x.shape[0]
+  # Centred as precision_recall and density_coverage centre the real set.
+  x, _ = pad_rows(x - jnp.mean(x, axis=0), block)
+  return jnp.sqrt(_kth_neighbours_sq(x, n, ks, block)[:n])
+
+
+def _checked_radii(real_radii, n: int, dtype):
+  if real_radii is None:
+    return None
+  if jnp.shape(real_radii) != (n,):
+    raise ValueError(f"real_radii must have shape ({n},), one radius per "
+                     f"real point (knn_radii(real_features, k)), got "
+                     f"{jnp.shape(real_radii)}.")
+  return jnp.asarray(real_radii, dtype)
 
 
 def precision_recall(real_features: chex.Array, fake_features: chex.Array,
-                     k: int = 3, block: int = 1024) -> dict:
+                     k: int = 3, block: int = 1024,
+                     real_radii: chex.Array | None = None) -> dict:
   """Improved precision and recall of generated features against real ones.
 
   Use to separate sample quality (precision) from coverage of the data
@@ -114,6 +148,8 @@ def precision_recall(real_features: chex.Array, fake_features: chex.Array,
     fake_features: ``[M, d]``.
     k: the neighbour that sets each ball's radius.
     block: points per block of the distance computations.
+    real_radii: ``[N]``, ``knn_radii(real_features, k)`` when already
+      computed (None: computed here).
 
   Returns:
     ``{"precision": scalar, "recall": scalar}``, fractions in [0, 1].
@@ -127,30 +163,31 @@ def precision_recall(real_features: chex.Array, fake_features: chex.Array,
                        f"points, got {count}.")
   dtype = compute_dtype(real_features, fake_features)
   precision, recall = _precision_recall(
-      jnp.asarray(real_features, dtype), jnp.asarray(fake_features, dtype), k,
-      block_size(n, block), block_size(m, block))
+      jnp.asarray(real_features, dtype), jnp.asarray(fake_features, dtype),
+      _checked_radii(real_radii, n, dtype), k, block_size(n, block),
+      block_size(m, block))
   return {"precision": precision, "recall": recall}
 
 
-@functools.partial(jax.jit, static_argnums=(2, 3, 4))
-def _precision_recall(real, fake, k, b_real, b_fake):
+@functools.partial(jax.jit, static_argnums=(3, 4, 5))
+def _precision_recall(real, fake, real_radii, k, b_real, b_fake):
   """``(precision, recall)``: one program, so that a call compiles once."""
   # Centre both sets on the real mean: smaller norms, less cancellation in
   # |x|^2 + |y|^2 - 2 x.y.
   shift = jnp.mean(real, axis=0)
   real, fake = real - shift, fake - shift
-  return (jnp.mean(_in_manifold(real, fake, k, b_real)),
+  return (jnp.mean(_in_manifold(real, fake, k, b_real, real_radii)),
           jnp.mean(_in_manifold(fake, real, k, b_fake)))
 
 
-def _in_manifold(ref, query, k, block):
+def _in_manifold(ref, query, k, block, ref_radii=None):
   """``[Q]`` bool: is each query row inside some ref row's k-NN ball?"""
   n, q = ref.shape[0], query.shape[0]
   ref_p, _ = pad_rows(ref, block)
   # Queries are padded to the block size of the balls they are tested against.
   query_p, _ = pad_rows(query, block)
-  counts, _ = _ball_counts(query_p, ref_p, _radii_sq(ref_p, n, k, block), q,
-                           block)
+  counts, _ = _ball_counts(query_p, ref_p,
+                           _radii_sq(ref_p, n, k, block, ref_radii), q, block)
   return counts[:q] > 0
 
 
@@ -188,7 +225,8 @@ def _in_manifold_jit(ref, query, k, block):
 
 
 def density_coverage(real_features: chex.Array, fake_features: chex.Array,
-                     k: int = 5, block: int = 1024) -> dict:
+                     k: int = 5, block: int = 1024,
+                     real_radii: chex.Array | None = None) -> dict:
   """Density and coverage of generated features against real ones.
 
   Use beside precision and recall when the generated set may hold outliers:
@@ -204,6 +242,8 @@ def density_coverage(real_features: chex.Array, fake_features: chex.Array,
     fake_features: ``[M, d]``.
     k: the neighbour that sets each real ball's radius.
     block: points per block of the distance computations.
+    real_radii: ``[N]``, ``knn_radii(real_features, k)`` when already
+      computed (None: computed here).
 
   Returns:
     ``{"density": scalar, "coverage": scalar}``: density is
@@ -219,18 +259,18 @@ def density_coverage(real_features: chex.Array, fake_features: chex.Array,
                      f"and a generated one, got {n} and {m}.")
   dtype = compute_dtype(real_features, fake_features)
   density, coverage = _density_coverage(
-      jnp.asarray(real_features, dtype), jnp.asarray(fake_features, dtype), k,
-      block_size(n, block))
+      jnp.asarray(real_features, dtype), jnp.asarray(fake_features, dtype),
+      _checked_radii(real_radii, n, dtype), k, block_size(n, block))
   return {"density": density, "coverage": coverage}
 
 
-@functools.partial(jax.jit, static_argnums=(2, 3))
-def _density_coverage(real, fake, k, b_real):
+@functools.partial(jax.jit, static_argnums=(3, 4))
+def _density_coverage(real, fake, real_radii, k, b_real):
   shift = jnp.mean(real, axis=0)
   real, fake = real - shift, fake - shift
   n, m = real.shape[0], fake.shape[0]
   real_p, _ = pad_rows(real, b_real)
-  real_r2 = _radii_sq(real_p, n, k, b_real)
+  real_r2 = _radii_sq(real_p, n, k, b_real, real_radii)
   fake_q, _ = pad_rows(fake, b_real)
   counts, held = _ball_counts(fake_q, real_p, real_r2, m, b_real)
   return jnp.sum(counts) / (k * m), jnp.mean(held[:n])
