@@ -394,12 +394,14 @@ class _Run:
         try:
           if _is_due(step, config.log_every, num_steps):
             self.write(log, step)
-          if (checkpointing and (sampling or scoring) and not exploiting and
-              not stop.signum):
+          if ((scoring or checkpointing and sampling) and not exploiting and
+              not stop.signum and saver.saved_step != step):
             # Saved before the sampling and scoring, which may compile for
             # minutes while a signal waits: a pre-emption whose grace period
-            # ends then loses nothing. (PBT's exploit step changes the
-            # state: that checkpoint is saved after it.)
+            # ends then loses nothing. A scoring step saves first even off
+            # the checkpoint cadence (scoring compiles feature networks and
+            # runs long programs). (PBT's exploit step changes the state:
+            # that checkpoint is saved after it.)
             saver.save(step, placement.unreplicate(state), monitor.pending())
           if sampling and not stop.signum:
             self.write(sampler, step, placement.unreplicate(state), stop.interruptible)

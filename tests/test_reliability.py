@@ -208,6 +208,34 @@ def test_a_signal_as_the_run_finishes_ends_it_normally(tmp_path, monkeypatch):
           "steps and 2 s)") in line
 
 
+def _ended_inside(module, attribute, step, workdir, args, env=None):
+  """Runs the training command with ``module.attribute`` (a method called
+  with the step) replaced: at ``step`` it waits until that step's checkpoint
+  is on disk (compiling, long enough for the write ...), then ends the
+  process abruptly (... then the grace period ends)."""
+  code = (
+      "import os, sys, time\n"
+      "from absl import app\n"
+      "from ganjax import checkpoint\n"
+      f"from experiments import {module}, train\n"
+      f"real = {module}.{attribute}.__call__\n"
+      "def ended(self, step, *args, **kwargs):\n"
+      f"  if step == {step}:\n"
+      f"    ckpt, t = {resume.checkpoint_dir(str(workdir))!r}, time.time()\n"
+      f"    while checkpoint.latest_step(ckpt) != {step} and time.time() - t < 20:\n"
+      "      time.sleep(0.05)\n"
+      "    os._exit(137)\n"
+      "  return real(self, step, *args, **kwargs)\n"
+      f"{module}.{attribute}.__call__ = ended\n"
+      "train.define_flags()\n"
+      "app.run(train.main, flags_parser=train.parse_flags)\n")
+  proc = subprocess.run(
+      [sys.executable, "-c", code, f"--workdir={workdir}", *tt.TINY_ARGS,
+       *args], cwd=tt.REPO, capture_output=True, text=True, timeout=120,
+      env={**os.environ, "PYTHONPATH": tt.REPO, **(env or {})})
+  assert proc.returncode == 137, proc.stderr[-2000:]
+
+
 def test_a_grace_period_that_ends_in_the_evaluation_loses_no_step(tmp_path):
   """At a step that saves and samples, the checkpoint is written first: the
   sampling (and scoring) may compile for minutes, while a signal waits for
@@ -215,29 +243,9 @@ def test_a_grace_period_that_ends_in_the_evaluation_loses_no_step(tmp_path):
   when a pre-emption's grace period ends there: step 4 is on disk, and the
   run resumes from it to the state of an uninterrupted run."""
   workdir = tmp_path / "w"
-  code = (
-      "import os, sys, time\n"
-      "from absl import app\n"
-      "from ganjax import checkpoint\n"
-      "from experiments import grids, train\n"
-      "real = grids.GridWriter.__call__\n"
-      "def ended(self, step, *args, **kwargs):\n"
-      "  if step == 4:  # compiling, long enough for the write ...\n"
-      f"    ckpt, t = {resume.checkpoint_dir(str(workdir))!r}, time.time()\n"
-      "    while checkpoint.latest_step(ckpt) != 4 and time.time() - t < 20:\n"
-      "      time.sleep(0.05)\n"
-      "    os._exit(137)  # ... then the grace period ends\n"
-      "  return real(self, step, *args, **kwargs)\n"
-      "grids.GridWriter.__call__ = ended\n"
-      "train.define_flags()\n"
-      "app.run(train.main, flags_parser=train.parse_flags)\n")
-  args = ("--config.num_steps=6", "--config.checkpoint_every=2",
-          "--config.eval_every=4")
-  proc = subprocess.run(
-      [sys.executable, "-c", code, f"--workdir={workdir}", *tt.TINY_ARGS,
-       *args], cwd=tt.REPO, capture_output=True, text=True, timeout=120,
-      env={**os.environ, "PYTHONPATH": tt.REPO})
-  assert proc.returncode == 137, proc.stderr[-2000:]
+  _ended_inside("grids", "GridWriter", 4, workdir,
+                ("--config.num_steps=6", "--config.checkpoint_every=2",
+                 "--config.eval_every=4"))
   assert steps_on_disk(workdir) == [2, 4]
   c = tt.tiny_config(num_steps=6, checkpoint_every=2, eval_every=4,
                      ema_decay=0.999)
@@ -246,6 +254,22 @@ def test_a_grace_period_that_ends_in_the_evaluation_loses_no_step(tmp_path):
   assert tt.losses_by_step(workdir) == tt.losses_by_step(tmp_path / "ref")
   chex.assert_trees_all_equal(tt.final_state(workdir, c),
                               tt.final_state(tmp_path / "ref", c))
+
+
+def test_a_scoring_step_off_the_checkpoint_cadence_saves_first(tmp_path):
+  """Scoring compiles feature networks and runs long programs, so a scoring
+  step saves before it scores even when it is not a checkpoint step: the
+  process ended inside the scoring of step 3 (checkpoints every 2) has step
+  3 on disk, and the run resumes from it."""
+  workdir = tmp_path / "w"
+  _ended_inside("periodic_eval", "PeriodicEvaluator", 3, workdir,
+                ("--config.num_steps=4", "--config.checkpoint_every=2",
+                 "--config.eval_every=4", "--config.evaluation.every=3"))
+  assert steps_on_disk(workdir) == [2, 3]
+  c = tt.tiny_config(num_steps=4, checkpoint_every=2, eval_every=4,
+                     ema_decay=0.999)
+  assert int(tt.final_state(workdir, c, 3).step) == 3
+  assert tt.run(c, workdir)["steps_run"] == 1  # evaluation off: same state
 
 
 def unwritable(path):

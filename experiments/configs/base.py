@@ -159,6 +159,8 @@ def get_config() -> ml_collections.ConfigDict:
   # when ema_decay > 0) with ganjax.metrics.Evaluator (FID/KID/IS/precision/
   # recall/density/coverage with the data set's CNN; Parzen when `parzen`) or,
   # for toy data, mode coverage; to TensorBoard ("eval/") and metrics.jsonl.
+  # A scoring step first saves a checkpoint (pre-emption safety), also off
+  # the checkpoint_every cadence.
   # The state with the best `best_metric` (fid | kid | parzen_ll | precision |
   # recall | density | coverage | is | modes_captured | high_quality_fraction;
   # "": fid, or modes_captured for toy data; "none": off) is kept in
