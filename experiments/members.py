@@ -365,7 +365,9 @@ class Exploiter:
   writes one more line to ``lineage.jsonl``: the step, each member's score
   and parent (the member it continues; itself when kept) and every
   member's hyper-parameters after the step. A resumed run keeps the lines
-  up to its checkpoint's step and writes the later ones again.
+  up to its checkpoint's step and writes the later ones again. The
+  checkpoint of a PBT step holds the members as they were scored, before
+  the exploit: a run resumed there replays that step's line (``replay``).
   """
 
   def __init__(self, config, workdir: str, resumed_step, metric: str,
@@ -384,12 +386,32 @@ class Exploiter:
   def is_due(self, step: int) -> bool:
     return step % self.every == 0
 
+  def _apply(self, step: int, state, scores):
+    key = jax.random.fold_in(self.key, step)
+    new, parents = self._exploit(key, state, jnp.asarray(scores, jnp.float32))
+    return new, [int(p) for p in np.asarray(parents)]
+
+  def recorded(self, step: int) -> Optional[dict]:
+    """The lineage record of ``step``, None when there is none."""
+    return next((r for r in self.lineage if r["step"] == step), None)
+
+  def replay(self, step: int, state, record: dict):
+    """``state`` (the members scored at ``step``) after the exploit that
+    ``record`` (the lineage's line of ``step``) describes, recomputed from
+    its scores: a checkpoint of a PBT step holds the members before it."""
+    new, parents = self._apply(step, state, record["scores"])
+    if parents != record["parents"]:
+      raise RuntimeError(
+          f"step {step}: replaying population-based training from "
+          f"{self.path} chose parents {parents}, not the recorded "
+          f"{record['parents']}: the checkpoint is not the state that was "
+          "scored.")
+    return new
+
   def __call__(self, step: int, state, scores: list):
     """``state`` after exploit/explore on ``scores`` (``metric``'s value per
     member)."""
-    key = jax.random.fold_in(self.key, step)
-    new, parents = self._exploit(key, state, jnp.asarray(scores, jnp.float32))
-    parents = [int(p) for p in np.asarray(parents)]
+    new, parents = self._apply(step, state, scores)
     self.lineage.append({
         "step": int(step), "metric": self.metric,
         "scores": [float(x) for x in scores],

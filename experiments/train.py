@@ -368,6 +368,9 @@ class _Run:
         self.write(sampler, 0, state, stop.interruptible)
       except guards.Interrupted:
         pass
+    if (exploiter is not None and latest is not None and
+        exploiter.is_due(start_step)):
+      state = self.finish_pbt_step(exploiter, scorer, start_step, state)
     state = placement.put_state(state)
     step = start_step
     try:
@@ -394,14 +397,15 @@ class _Run:
         try:
           if _is_due(step, config.log_every, num_steps):
             self.write(log, step)
-          if ((scoring or checkpointing and sampling) and not exploiting and
-              not stop.signum and saver.saved_step != step):
+          if ((scoring or checkpointing and sampling) and not stop.signum
+              and saver.saved_step != step):
             # Saved before the sampling and scoring, which may compile for
             # minutes while a signal waits: a pre-emption whose grace period
             # ends then loses nothing. A scoring step saves first even off
             # the checkpoint cadence (scoring compiles feature networks and
-            # runs long programs). (PBT's exploit step changes the state:
-            # that checkpoint is saved after it.)
+            # runs long programs). At a PBT step this is the state that is
+            # scored; a run resumed from it redoes the exploit
+            # (``finish_pbt_step``).
             saver.save(step, placement.unreplicate(state), monitor.pending())
           if sampling and not stop.signum:
             self.write(sampler, step, placement.unreplicate(state), stop.interruptible)
@@ -462,6 +466,22 @@ class _Run:
             file=sys.stderr)
       return state
     return exploiter(step, state, scores)
+
+  def finish_pbt_step(self, exploiter, scorer, step, state):
+    """The state a run resumed at PBT step ``step`` continues from: its
+    checkpoint holds the members before the exploit, so the exploit is
+    replayed from the lineage's line of that step, or, when the run ended
+    before writing it (a signal or the end of a grace period in the
+    scoring), the step is scored and exploited as the uninterrupted run
+    does (deterministic: the same scores, and records, again)."""
+    record = exploiter.recorded(step)
+    if record is not None:
+      return exploiter.replay(step, state, record)
+    try:
+      self.write(scorer, step, state, self.stop.interruptible)
+    except guards.Interrupted:  # the checkpoint of `step` stays the newest
+      return state
+    return self.write(self.exploit, exploiter, scorer, step, state)
 
   def agree_on_stop(self) -> None:
     """Every process of a multi-process run stops after the same call."""

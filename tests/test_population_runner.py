@@ -17,6 +17,7 @@ import numpy as np
 import optax
 import pytest
 
+import ganjax as gj
 from ganjax import summary
 from experiments import builders
 from experiments import members
@@ -198,6 +199,24 @@ def test_resume_in_the_middle_of_pbt_is_the_uninterrupted_run(pbt_runs):
   assert [json.loads(l)["step"] for l in lines.splitlines()] == [2, 4, 6]
 
 
+def test_a_run_that_ended_in_the_scoring_of_a_pbt_step_resumes_exactly(
+    pbt_runs, tmp_path):
+  """A signal (or the end of a grace period) in the scoring of PBT step 4
+  leaves the checkpoint of step 4, saved before the scoring, and no lineage
+  line of step 4: the resumed run scores step 4 and exploits before it
+  trains on, to the uninterrupted run's state and lineage."""
+  straight, _ = pbt_runs
+  workdir = tmp_path / "w"
+  tt.run(pbt_config(4), workdir)
+  path = workdir / members.LINEAGE_JSONL
+  lines = path.read_text().splitlines(keepends=True)
+  path.write_text("".join(l for l in lines if json.loads(l)["step"] < 4))
+  tt.run(pbt_config(6), workdir)
+  assert leaves_equal(resume.load(str(workdir), member=0).population_state,
+                      resume.load(str(straight), member=0).population_state)
+  assert path.read_text() == (straight / members.LINEAGE_JSONL).read_text()
+
+
 def test_the_lineage_file_is_what_happened(pbt_runs):
   straight, _ = pbt_runs
   c = pbt_config(6)
@@ -205,7 +224,15 @@ def test_the_lineage_file_is_what_happened(pbt_runs):
   with open(straight / members.LINEAGE_JSONL) as f:
     lineage = [json.loads(l) for l in f]
   for line in lineage:
-    state = tt.final_state(straight, c, line["step"])  # after the exploit
+    # The checkpoint of a PBT step holds the members that were scored; the
+    # exploit of the run is the one its key, scores and fraction give.
+    scored = tt.final_state(straight, c, line["step"])
+    key = jax.random.fold_in(gj.streams.run_key(c.seed, gj.streams.PBT),
+                             line["step"])
+    state, parents = gj.pbt.exploit_explore(
+        key, scored, np.float32(line["scores"]), fraction=0.5,
+        higher_is_better=True)
+    assert [int(p) for p in parents] == line["parents"]
     np.testing.assert_array_equal(
         np.asarray(state.hparams["d_learning_rate"]),
         np.float32(line["hparams"]["d_learning_rate"]))

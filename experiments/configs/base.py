@@ -203,6 +203,8 @@ def get_config() -> ml_collections.ConfigDict:
   # worst `fraction` of the members continue from copies of the best on
   # `metric` ("": evaluation.best_metric's), their hyper-parameters x0.8 or
   # x1.2; lineage.jsonl records who copied whom and every member's values.
+  # The checkpoint of that step holds the members as scored (a resumed run
+  # replays the exploit from lineage.jsonl).
   c.population = ml_collections.ConfigDict(dict(
       size=0, sweep="", shared_data=False, member_map="auto",
       pbt=ml_collections.ConfigDict(dict(every=0, fraction=0.25, metric=""))))
