@@ -473,7 +473,8 @@ class _Run:
     replayed from the lineage's line of that step, or, when the run ended
     before writing it (a signal or the end of a grace period in the
     scoring), the step is scored and exploited as the uninterrupted run
-    does (deterministic: the same scores, and records, again)."""
+    does (deterministic: the same scores; their records are written twice
+    when the run ended between writing them and the lineage's line)."""
     record = exploiter.recorded(step)
     if record is not None:
       return exploiter.replay(step, state, record)
