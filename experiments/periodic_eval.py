@@ -92,7 +92,7 @@ def toy_scores(dataset: str, points: np.ndarray) -> dict:
           "high_quality_fraction": float(coverage["high_quality_fraction"])}
 
 
-def _short_names(metrics: dict) -> dict:
+def short_names(metrics: dict) -> dict:
   """``{"fid": "fid2k_fashion_mnist_cnn", ...}``: the first full name per short one."""
   out = {}
   for name in metrics:
@@ -288,7 +288,7 @@ class PeriodicEvaluator:
     scored_step, per_member = self.member_metrics
     if scored_step != step:
       return None
-    full = _short_names(next((m for m in per_member if m), {})).get(short)
+    full = short_names(next((m for m in per_member if m), {})).get(short)
     return [float(m[full]) if m and full in m else float("nan")
             for m in per_member]
 
@@ -331,7 +331,7 @@ class PeriodicEvaluator:
     member = None
     if per_member is not None:  # the population's record, and its best
       self.member_metrics = (step, per_member)
-      ranked = _short_names(next((m for m in per_member if m), {})).get(
+      ranked = short_names(next((m for m in per_member if m), {})).get(
           self.best_short)
       metrics = members.aggregate(per_member, {
           ranked: LOWER_IS_BETTER[self.best_short]} if ranked else {})
@@ -342,7 +342,7 @@ class PeriodicEvaluator:
       metrics["eval_seconds"] = time.time() - start
       self.writer.scalars(step, metrics, prefix="eval/")
     if self.best_short is not None:
-      name = _short_names(metrics).get(self.best_short)
+      name = short_names(metrics).get(self.best_short)
       candidate = metrics if member is None else dict(
           per_member[int(member)], member=int(member))
       if name is not None and self._improved(name, candidate):
@@ -361,7 +361,7 @@ class PeriodicEvaluator:
           workdir_lib.write_json(self.best_path, self.best)
     if self.enabled:
       shown = {k: v for k, v in metrics.items()
-               if k in _short_names(metrics).values()}
+               if k in short_names(metrics).values()}
       print(f"[eval] step {step}: " + ", ".join(
           f"{k}={v:.4g}" for k, v in shown.items()) +
             f" ({metrics['eval_seconds']:.1f}s)", file=sys.stderr, flush=True)
