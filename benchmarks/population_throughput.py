@@ -9,6 +9,7 @@ members one after another" is measured where it is made.
 
   python -m benchmarks.population_throughput [--members=1,4,8,16,32]
       [--rounds=5] [--models=dcgan_digits,small_mlp] [--peak_tflops=T]
+      [--formulations]
 
 On a GPU, the issue's row (DCGAN 28x28 at batch 64, up to 64 members, with
 model FLOP utilisation against the chip's peak, e.g. 494.7 dense TF32
@@ -96,6 +97,46 @@ def population_runner(pop, pstate, batch):
   return run
 
 
+def formulations(gan, size: int) -> dict:
+  """``--formulations``: other single programs that step ``size`` stacked
+  members (``fn(members, batch) -> members``; no hyper-parameters bound, no
+  freezing), to tell the cost of the map from the cost of holding N steps
+  in one program."""
+  step = lambda state, batch: gan.step(state, batch)[0]
+  member = lambda members, i: jax.tree.map(lambda x: x[i], members)
+
+  def unrolled(members, batch):
+    new = [step(member(members, i), batch) for i in range(size)]
+    return jax.tree.map(lambda *xs: jnp.stack(xs), *new)
+
+  def in_place(members, batch):
+    def body(i, members):
+      new = step(jax.tree.map(lambda x: jax.lax.dynamic_index_in_dim(
+          x, i, keepdims=False), members), batch)
+      return jax.tree.map(lambda x, y: jax.lax.dynamic_update_index_in_dim(
+          x, y, i, 0), members, new)
+    return jax.lax.fori_loop(0, size, body, members)
+
+  return {
+      "one program: lax.map of gan.step": lambda members, batch: jax.lax.map(
+          lambda s: step(s, batch), members),
+      "one program: N steps unrolled": unrolled,
+      "one program: fori_loop, members updated in place": in_place}
+
+
+def program_runner(fn, members, batch):
+  """``run(n)``: n calls of ``fn(members, batch) -> members`` (donated)."""
+  call = jax.jit(fn, donate_argnums=0)
+  holder = [members]
+
+  def run(n):
+    for _ in range(n):
+      holder[0] = call(holder[0], batch)
+    jax.block_until_ready(holder[0])
+
+  return run
+
+
 def synthetic_batch(gan, data_shape):
   """One ``[k, BATCH, *data_shape]`` batch in G's output range."""
   low, high = gan.generator.output_range
@@ -104,7 +145,8 @@ def synthetic_batch(gan, data_shape):
 
 
 def measure(name, gan, batch, flops: float, members: int, rounds: int,
-            min_round_s: float) -> list[dict]:
+            min_round_s: float, with_formulations: bool = False
+            ) -> list[dict]:
   """The candidates at ``members`` members; ``flops``: one member's step."""
   keys = jax.random.split(jax.random.key(0), members)
   auto = gj.Population(gan, size=members)
@@ -124,6 +166,10 @@ def measure(name, gan, batch, flops: float, members: int, rounds: int,
           gj.Population(gan, size=members, member_map=chosen,
                         freeze_nonfinite=False), copy(pstate), batch),
   }
+  if with_formulations:
+    candidates.update({
+        formulation: program_runner(fn, copy(pstate.members), batch)
+        for formulation, fn in formulations(gan, members).items()})
   log(f"{name}: N={members}, auto chooses {chosen}")
   times = interleave(candidates, rounds, min_round_s)
   loop = median(times["members one after another"])
@@ -197,6 +243,9 @@ def main(argv=None):
                       help=f"comma-separated, of {', '.join(MODELS)}")
   parser.add_argument("--peak_tflops", type=float, default=0.0,
                       help="the device's peak TFLOP/s, for an MFU column")
+  parser.add_argument("--formulations", action="store_true",
+                      help="also time other single programs of N member "
+                      "steps (formulations())")
   parser.add_argument("--out", default=RESULTS)
   args = parser.parse_args(argv)
   unknown = set(args.models.split(",")) - set(MODELS)
@@ -213,7 +262,7 @@ def main(argv=None):
     flops = step_flops(gan, gan.init(jax.random.key(0), batch), batch)
     for members in map(int, args.members.split(",")):
       rows += measure(name, gan, batch, flops, members, args.rounds,
-                      args.min_round_s)
+                      args.min_round_s, args.formulations)
   text = render(rows, sys.argv[1:] if argv is None else argv, started,
                 load_start, args.peak_tflops)
   with open(args.out, "w") as f:

@@ -1,6 +1,7 @@
 """``benchmarks/population_throughput.py``: model FLOPs from XLA's count of
 one member's step, the MFU column, and the model choice (no timing here)."""
 
+import chex
 import jax
 import pytest
 
@@ -36,3 +37,19 @@ def test_an_unknown_model_is_refused_with_the_choices(capsys):
     pt.main(["--models=dcgan_digits,resnet"])
   assert "unknown --models resnet; choose from dcgan_digits, small_mlp, " \
          "dcgan28" in capsys.readouterr().err
+
+
+def test_the_other_formulations_step_every_member_as_its_own_step():
+  gan = gj.GAN(*gj.models.toy_mlp(2, hidden=8, depth=1), latent_dim=4)
+  batch = jax.random.normal(jax.random.key(1), (1, 16, 2))
+  keys = jax.random.split(jax.random.key(0), 2)
+  members = jax.vmap(lambda key: gan.init(key, batch))(keys)
+  step = jax.jit(gan.step)
+  want = [step(jax.tree.map(lambda x: x[i], members), batch)[0]
+          for i in range(2)]
+  for name, fn in pt.formulations(gan, 2).items():
+    got = jax.jit(fn)(members, batch)
+    for i in range(2):
+      chex.assert_trees_all_close(
+          jax.tree.map(lambda x: x[i], got), want[i], atol=1e-6,
+          custom_message=name)
