@@ -99,39 +99,43 @@ def population_runner(pop, pstate, batch):
 
 def formulations(gan, size: int) -> dict:
   """``--formulations``: other single programs that step ``size`` stacked
-  members (``fn(members, batch) -> members``; no hyper-parameters bound, no
-  freezing), to tell the cost of the map from the cost of holding N steps
-  in one program."""
-  step = lambda state, batch: gan.step(state, batch)[0]
+  members (``fn(members, batch) -> (members, metrics [N])``; no
+  hyper-parameters bound, no freezing), to tell the cost of the map from
+  the cost of holding N steps in one program."""
   member = lambda members, i: jax.tree.map(lambda x: x[i], members)
+  stack = lambda trees: jax.tree.map(lambda *xs: jnp.stack(xs), *trees)
 
   def unrolled(members, batch):
-    new = [step(member(members, i), batch) for i in range(size)]
-    return jax.tree.map(lambda *xs: jnp.stack(xs), *new)
+    return stack([gan.step(member(members, i), batch) for i in range(size)])
 
   def in_place(members, batch):
-    def body(i, members):
-      new = step(jax.tree.map(lambda x: jax.lax.dynamic_index_in_dim(
-          x, i, keepdims=False), members), batch)
+    metrics = jax.eval_shape(gan.step, member(members, 0), batch)[1]
+    metrics = jax.tree.map(lambda m: jnp.zeros((size,) + m.shape, m.dtype),
+                           metrics)
+
+    def body(i, carry):
+      new = gan.step(jax.tree.map(lambda x: jax.lax.dynamic_index_in_dim(
+          x, i, keepdims=False), carry[0]), batch)
       return jax.tree.map(lambda x, y: jax.lax.dynamic_update_index_in_dim(
-          x, y, i, 0), members, new)
-    return jax.lax.fori_loop(0, size, body, members)
+          x, y, i, 0), carry, new)
+    return jax.lax.fori_loop(0, size, body, (members, metrics))
 
   return {
       "one program: lax.map of gan.step": lambda members, batch: jax.lax.map(
-          lambda s: step(s, batch), members),
+          lambda s: gan.step(s, batch), members),
       "one program: N steps unrolled": unrolled,
       "one program: fori_loop, members updated in place": in_place}
 
 
 def program_runner(fn, members, batch):
-  """``run(n)``: n calls of ``fn(members, batch) -> members`` (donated)."""
+  """``run(n)``: n calls of ``fn(members, batch) -> (members, metrics)``
+  (members donated)."""
   call = jax.jit(fn, donate_argnums=0)
   holder = [members]
 
   def run(n):
     for _ in range(n):
-      holder[0] = call(holder[0], batch)
+      holder[0], _ = call(holder[0], batch)
     jax.block_until_ready(holder[0])
 
   return run

@@ -45,10 +45,10 @@ def test_the_other_formulations_step_every_member_as_its_own_step():
   keys = jax.random.split(jax.random.key(0), 2)
   members = jax.vmap(lambda key: gan.init(key, batch))(keys)
   step = jax.jit(gan.step)
-  want = [step(jax.tree.map(lambda x: x[i], members), batch)[0]
+  want = [step(jax.tree.map(lambda x: x[i], members), batch)
           for i in range(2)]
   for name, fn in pt.formulations(gan, 2).items():
-    got = jax.jit(fn)(members, batch)
+    got = jax.jit(fn)(members, batch)  # (states, metrics), stacked
     for i in range(2):
       chex.assert_trees_all_close(
           jax.tree.map(lambda x: x[i], got), want[i], atol=1e-6,
