@@ -84,19 +84,6 @@ def loop_runner(gan, states, batch):
   return run
 
 
-def population_runner(pop, pstate, batch):
-  """``run(n)``: n population steps (donated)."""
-  step = jax.jit(pop.step, donate_argnums=0)
-  holder = [pstate]
-
-  def run(n):
-    for _ in range(n):
-      holder[0], _ = step(holder[0], batch)
-    jax.block_until_ready(holder[0])
-
-  return run
-
-
 def formulations(gan, size: int) -> dict:
   """``--formulations``: other single programs that step ``size`` stacked
   members (``fn(members, batch) -> (members, metrics [N])``; no
@@ -129,7 +116,7 @@ def formulations(gan, size: int) -> dict:
 
 def program_runner(fn, members, batch):
   """``run(n)``: n calls of ``fn(members, batch) -> (members, metrics)``
-  (members donated)."""
+  (``Population.step``, or a formulation's), the members donated."""
   call = jax.jit(fn, donate_argnums=0)
   holder = [members]
 
@@ -161,14 +148,14 @@ def measure(name, gan, batch, flops: float, members: int, rounds: int,
   candidates = {
       "members one after another": loop_runner(
           gan, [gan.init(key, batch) for key in keys], batch),
-      f"population, auto ({chosen})": population_runner(auto, copy(pstate),
-                                                        batch),
-      f"population, {other}": population_runner(
-          gj.Population(gan, size=members, member_map=other), copy(pstate),
-          batch),
-      f"population, {chosen}, freeze_nonfinite=False": population_runner(
+      f"population, auto ({chosen})": program_runner(auto.step, copy(pstate),
+                                                     batch),
+      f"population, {other}": program_runner(
+          gj.Population(gan, size=members, member_map=other).step,
+          copy(pstate), batch),
+      f"population, {chosen}, freeze_nonfinite=False": program_runner(
           gj.Population(gan, size=members, member_map=chosen,
-                        freeze_nonfinite=False), copy(pstate), batch),
+                        freeze_nonfinite=False).step, copy(pstate), batch),
   }
   if with_formulations:
     candidates.update({

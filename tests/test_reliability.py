@@ -208,7 +208,7 @@ def test_a_signal_as_the_run_finishes_ends_it_normally(tmp_path, monkeypatch):
           "steps and 2 s)") in line
 
 
-def _ended_inside(module, attribute, step, workdir, args, env=None):
+def _ended_inside(module, attribute, step, workdir, args):
   """Runs the training command with ``module.attribute`` (a method called
   with the step) replaced: at ``step`` it waits until that step's checkpoint
   is on disk (compiling, long enough for the write ...), then ends the
@@ -232,7 +232,7 @@ def _ended_inside(module, attribute, step, workdir, args, env=None):
   proc = subprocess.run(
       [sys.executable, "-c", code, f"--workdir={workdir}", *tt.TINY_ARGS,
        *args], cwd=tt.REPO, capture_output=True, text=True, timeout=120,
-      env={**os.environ, "PYTHONPATH": tt.REPO, **(env or {})})
+      env={**os.environ, "PYTHONPATH": tt.REPO})
   assert proc.returncode == 137, proc.stderr[-2000:]
 
 
@@ -269,7 +269,7 @@ def test_a_scoring_step_off_the_checkpoint_cadence_saves_first(tmp_path):
   c = tt.tiny_config(num_steps=4, checkpoint_every=2, eval_every=4,
                      ema_decay=0.999)
   assert int(tt.final_state(workdir, c, 3).step) == 3
-  assert tt.run(c, workdir)["steps_run"] == 1  # evaluation off: same state
+  assert tt.run(c, workdir)["steps_run"] == 1  # resumed (without scoring)
 
 
 def unwritable(path):
