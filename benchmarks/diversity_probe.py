@@ -43,29 +43,35 @@ def features(network, images: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
   return feats, np.argmax(probs, axis=1)
 
 
-def probe(real, real_class, fake, fake_class, matched: int = 0) -> dict:
+def probe(real, real_class, fake, fake_class, matched: int = 0,
+          real_radii=None) -> dict:
   """Every number of the module docstring for one sample set (with
   ``matched``, also recall and coverage of its first ``matched``
-  on-manifold samples: nan when it has fewer)."""
+  on-manifold samples: nan when it has fewer). ``real_radii``:
+  ``knn_radii(real, (3, 5))``, computed once for every sample set (None:
+  computed here)."""
   m = gj.metrics
-  pr = m.precision_recall(real, fake, k=3)
-  dc = m.density_coverage(real, fake, k=5)
+  if real_radii is None:
+    real_radii = m.knn_radii(real, (3, 5))
+  r3, r5 = real_radii[:, 0], real_radii[:, 1]
+  pr = m.precision_recall(real, fake, k=3, real_radii=r3)
+  dc = m.density_coverage(real, fake, k=5, real_radii=r5)
   # Samples inside the real manifold: within some real point's k-NN ball.
   inside = np.asarray(m.in_manifold(real, fake, k=3))
-  real_radius = np.asarray(m.knn_radii(real, 3))
   on_manifold = fake[inside]
-  recall_on = (float(m.precision_recall(real, on_manifold, k=3)["recall"])
+  recall_on = (float(m.precision_recall(real, on_manifold, k=3,
+                                        real_radii=r3)["recall"])
                if len(on_manifold) > 3 else float("nan"))
-  ratio = float(np.median(m.knn_radii(fake, 3)) / np.median(real_radius))
+  ratio = float(np.median(m.knn_radii(fake, 3)) / np.median(r3))
   matched_scores = {}
   if matched:
     few = len(on_manifold) < matched
     subset = on_manifold[:matched]
     matched_scores = {
         "recall_matched": float("nan") if few else float(
-            m.precision_recall(real, subset, k=3)["recall"]),
+            m.precision_recall(real, subset, k=3, real_radii=r3)["recall"]),
         "coverage_matched": float("nan") if few else float(
-            m.density_coverage(real, subset, k=5)["coverage"])}
+            m.density_coverage(real, subset, k=5, real_radii=r5)["coverage"])}
   per_class_recall, per_class_coverage = [], []
   for c in np.unique(real_class):
     r, f = real[real_class == c], fake[fake_class == c]
@@ -96,6 +102,7 @@ def main():
   network = gj.metrics.cnn_network(args.dataset, verbose=False)
   real_images, real_labels = real_data.load_split(args.dataset, "test")
   real, _ = features(network, real_images)
+  real_radii = gj.metrics.knn_radii(real, (3, 5))  # shared by every member
   rows = []
   for folder in args.folders:
     results = []
@@ -104,7 +111,8 @@ def main():
       fake, fake_class = features(network, saved["images"])
       if saved["labels"].size:  # conditional: the requested class
         fake_class = saved["labels"]
-      results.append(probe(real, real_labels, fake, fake_class, args.matched))
+      results.append(probe(real, real_labels, fake, fake_class, args.matched,
+                           real_radii))
     rows.append((folder, len(results), {
         key: gj.population.mean_std([r[key] for r in results])
         for key in results[0]}))

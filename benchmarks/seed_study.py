@@ -133,7 +133,7 @@ def score(population, state, experiment, dataset: str, num: int,
       np.savez_compressed(
           os.path.join(samples_out, f"member_{i}.npz"),
           images=np.round(np.asarray(images) * 255).astype(np.uint8),
-          labels=host_labels if labels is not None else np.zeros(0))
+          labels=host_labels if host_labels is not None else np.zeros(0))
     scores.append(evaluator(images, host_labels))
   return scores
 

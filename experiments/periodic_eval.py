@@ -15,9 +15,9 @@ Images are scored by ``ganjax.metrics.Evaluator`` (FID / KID / IS /
 precision / recall / density / coverage / class coverage with the data set's
 CNN, and the Parzen log-likelihood when ``evaluation.parzen``); the metric
 names carry the protocol (``fid2k_fashion_mnist_cnn``: 2,000 samples,
-Fashion-MNIST CNN features). Toy mixtures are scored by ``ganjax.metrics.mode_coverage``
-(``modes_captured``, ``high_quality_fraction``; 2,500 samples in the usual
-protocol).
+Fashion-MNIST CNN features). Toy mixtures are scored by
+``ganjax.metrics.mode_coverage`` (``modes_captured``,
+``high_quality_fraction``; 2,500 samples in the usual protocol).
 
 Conditional runs (``config.num_classes``) draw the samples for labels that
 cover every class equally (``sample.balanced_labels``)
@@ -31,7 +31,8 @@ docs/lpips_weights.md) the mean pairwise LPIPS of the samples is added
 ``evaluation.best_metric`` is a short name: ``fid``, ``kid``, ``parzen_ll``,
 ``precision``, ``recall``, ``density``, ``coverage``, ``is``,
 ``modes_captured``, ``high_quality_fraction``, and for conditional runs
-``class_accuracy`` and ``intra_fid``, for stacked digits ``modes`` and ``mode_kl``; empty picks
+``class_accuracy`` and ``intra_fid``, for stacked digits ``modes`` and
+``mode_kl``; empty picks
 ``fid`` for images, ``modes_captured`` for toy data and ``modes`` for stacked
 digits; ``none`` keeps no best checkpoint.
 """
