@@ -1,24 +1,51 @@
 """Test configuration: eight fake CPU devices, set before JAX starts any backend.
 
+XLA:CPU compiles the suite's many small programs with its LLVM optimisation
+off and its legacy fusion emitters (``COMPILE_FLAGS``): the suite takes
+about two thirds of the time it takes with XLA's defaults. Under the legacy
+emitters a step inside a loop (``lax.map`` of members, many steps per call)
+can round differently in the last bit from the same step alone, so the
+tests marked ``xla_default_emitters``, which check that different programs
+give bit-identical states, each run in a fresh interpreter with XLA's
+default emitters (``XlaDefaultEmittersTest``).
+
 One persistent XLA compilation cache for the whole run (the pytest-xdist
 workers and the training subprocesses inherit it through the environment):
 many tests compile the same tiny steps. It starts empty and is removed at
-the end, so no run sees another run's executables.
+the end, so no run sees another run's executables (its keys include the
+XLA flags).
 """
 import fcntl
 import os
 import shutil
+import subprocess
+import sys
 import tempfile
+
+EMITTERS_FLAG = "--xla_cpu_use_fusion_emitters=false"
+COMPILE_FLAGS = ("--xla_backend_optimization_level=0", EMITTERS_FLAG)
+
+
+def _xla_accepts(flag: str) -> bool:
+  """Whether this jaxlib's XLA knows ``flag`` (it aborts on unknown flags)."""
+  probe = subprocess.run(
+      [sys.executable, "-c", "import jax; jax.devices('cpu')"],
+      env={**os.environ, "XLA_FLAGS": flag}, capture_output=True, check=False)
+  return probe.returncode == 0
+
 
 os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "3")
 os.environ.setdefault("TF_ENABLE_ONEDNN_OPTS", "0")
-# Tests compile many small programs and run each for a few steps: XLA's CPU
-# backend without its LLVM optimisation compiles them in about half the time
-# (the suite took 15% less wall time), at some cost to the long runs.
-if "--xla_backend_optimization_level" not in os.environ.get("XLA_FLAGS", ""):
-  os.environ["XLA_FLAGS"] = (os.environ.get("XLA_FLAGS", "") +
-                             " --xla_backend_optimization_level=0").strip()
-if "GANJAX_TEST_JAX_CACHE" not in os.environ:  # the controlling process
+# The controlling process sets the flags and the cache; the xdist workers, the
+# commands the tests run and the fresh interpreters inherit them.
+_OWNS_JAX_CACHE = "GANJAX_TEST_JAX_CACHE" not in os.environ
+if _OWNS_JAX_CACHE:
+  _flags = os.environ.get("XLA_FLAGS", "").split()
+  for _flag in COMPILE_FLAGS:
+    if (not any(f.startswith(_flag.split("=")[0]) for f in _flags)
+        and (_flag != EMITTERS_FLAG or _xla_accepts(_flag))):
+      _flags.append(_flag)
+  os.environ["XLA_FLAGS"] = " ".join(_flags)
   os.environ["GANJAX_TEST_JAX_CACHE"] = tempfile.mkdtemp(prefix="ganjax-xla-")
   os.environ["JAX_COMPILATION_CACHE_DIR"] = os.environ["GANJAX_TEST_JAX_CACHE"]
   os.environ.setdefault("JAX_PERSISTENT_CACHE_MIN_COMPILE_TIME_SECS", "0.3")
@@ -48,7 +75,48 @@ def cache_dir(tmp_path_factory):
   return str(path)
 
 
+class XlaDefaultEmittersTest(pytest.Item):
+  """A test marked ``xla_default_emitters``, run by pytest in a fresh
+  interpreter whose XLA keeps its default fusion emitters."""
+
+  def runtest(self):
+    env = {k: v for k, v in os.environ.items() if not k.startswith("PYTEST_")}
+    env["XLA_FLAGS"] = " ".join(f for f in env["XLA_FLAGS"].split()
+                                if f != EMITTERS_FLAG)
+    with tempfile.TemporaryDirectory(prefix="ganjax-emitters-") as basetemp:
+      proc = subprocess.run(
+          [sys.executable, "-m", "pytest", "-q", "-p", "no:cacheprovider",
+           f"--basetemp={basetemp}", self.nodeid],
+          cwd=self.config.rootpath, env=env, capture_output=True, text=True,
+          check=False)
+    if proc.returncode != 0:
+      raise AssertionError(
+          f"{self.nodeid}, run with XLA's default fusion emitters, failed:\n"
+          + proc.stdout[-8000:] + proc.stderr[-2000:])
+
+  def repr_failure(self, excinfo, style=None):
+    return str(excinfo.value)
+
+  def reportinfo(self):
+    return self.path, None, self.name
+
+
+def pytest_configure(config):
+  config.addinivalue_line(
+      "markers", "xla_default_emitters: checks that different programs give "
+      "bit-identical states; runs with XLA's default fusion emitters")
+
+
+def pytest_collection_modifyitems(config, items):
+  del config
+  if EMITTERS_FLAG not in os.environ["XLA_FLAGS"].split():
+    return
+  for i, item in enumerate(items):
+    if item.get_closest_marker("xla_default_emitters"):
+      items[i] = XlaDefaultEmittersTest.from_parent(item.parent, name=item.name)
+
+
 def pytest_unconfigure(config):
-  if not hasattr(config, "workerinput"):  # the controlling process
-    shutil.rmtree(os.environ.get("GANJAX_TEST_JAX_CACHE", ""),
-                  ignore_errors=True)
+  del config
+  if _OWNS_JAX_CACHE:  # the process that made it (pytest's, or xdist's controller)
+    shutil.rmtree(os.environ["GANJAX_TEST_JAX_CACHE"], ignore_errors=True)

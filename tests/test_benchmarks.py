@@ -218,6 +218,7 @@ def test_runner_benchmark_measures_resume_and_renders():
   assert "| defaults | 1.25 | 2.00 | 143 | SIGTERM received" in text
 
 
+@pytest.mark.xla_default_emitters
 def test_population_benchmark_quick_runs_checks_members_and_renders(tmp_path):
   """``benchmarks/population_speed.py --quick`` on a tiny DCGAN: member i of
   each formulation equals the single step of member i (lax.map bit for bit),

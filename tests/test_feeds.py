@@ -27,6 +27,7 @@ def _chunked(**overrides):
   return tt.tiny_config(**defaults)
 
 
+@pytest.mark.xla_default_emitters
 def test_steps_per_call_and_the_data_path_do_not_change_the_run(tmp_path):
   """One step per call, 10 per call, and the split sent in chunks from the
   host: bit-identical parameters on CPU."""

@@ -36,7 +36,7 @@ def reference_state(config, workdir):
 def test_two_processes_train_like_one_process_on_two_devices(tmp_path):
   port = free_port()
   # One CPU device per process; conftest.py's other XLA flags (its faster
-  # compilation without LLVM optimisation) are kept.
+  # compilation) are kept.
   xla_flags = [f for f in os.environ.get("XLA_FLAGS", "").split()
                if not f.startswith("--xla_force_host_platform_device_count")]
   env = {**os.environ, "PYTHONPATH": tt.REPO, "JAX_PLATFORMS": "cpu",

@@ -25,12 +25,13 @@ REPO = pathlib.Path(__file__).resolve().parents[1]
 NOTEBOOKS = sorted((REPO / "notebooks").glob("*.ipynb"))
 KERNEL = "ganjax-notebook-test"
 CELL_TIMEOUT_S = 600
-# conftest.py turns XLA's CPU optimisation off (quicker compiles for the many
-# short tests). Notebooks that run their compiled steps many times are quicker
-# with it on (measured alone, one after the other, on a loaded 2-core host):
-# 05 (1000 DCGAN steps) 69 s instead of 133 s, 03 (vmapped D trainings) 66 s
-# instead of 80 s; 01, 02 and 04 compile more than they run (04: 87 s at
-# level 0, 103 s at the default).
+# conftest.py compiles for speed (XLA's CPU optimisation off, legacy fusion
+# emitters). Notebooks that run their compiled steps many times are quicker
+# with XLA's defaults (measured alone, one after the other, on a loaded 2-core
+# host): 05 (1000 DCGAN steps) 69 s instead of 133 s, 03 (vmapped D trainings)
+# 66 s instead of 80 s (and 26 s instead of 30 s with the default emitters
+# too, two at a time on 2 cores); 01, 02 and 04 compile more than they run
+# (04: 87 s at level 0, 103 s at the default).
 OPTIMISED = {"03_theory", "05_conditional"}
 
 
@@ -57,7 +58,8 @@ def _execute(path, tmp_path, monkeypatch, jupyter_path):
   # conftest.py asks XLA for 8 fake CPU devices; the notebooks want the real one.
   dropped = ["--xla_force_host_platform_device_count"]
   if path.stem in OPTIMISED:
-    dropped.append("--xla_backend_optimization_level")
+    dropped += ["--xla_backend_optimization_level",
+                "--xla_cpu_use_fusion_emitters"]
   flags = [f for f in os.environ.get("XLA_FLAGS", "").split()
            if not any(f.startswith(d) for d in dropped)]
   monkeypatch.setenv("XLA_FLAGS", " ".join(flags))

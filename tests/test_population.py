@@ -102,6 +102,7 @@ def test_init_of_a_dcgan_is_each_members_init():
   assert gj.Population(gan, size=2)._map(pstate.members) == "map"  # pylint: disable=protected-access
 
 
+@pytest.mark.xla_default_emitters
 def test_seeds_mapped_are_their_single_runs_bit_for_bit():
   G, D = gj.models.toy_mlp(1, hidden=8, depth=1)
   gan = gj.GAN(G, D, latent_dim=2, ema_decay=0.9)  # optax.adam, not injected

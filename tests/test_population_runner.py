@@ -101,6 +101,7 @@ def population_and_single_runs(tmp_path_factory):
   return root / "pop", root / "single", single
 
 
+@pytest.mark.xla_default_emitters
 def test_member_i_is_the_single_run_with_seed_s_plus_i(
     population_and_single_runs):
   pop_dir, single_dir, single = population_and_single_runs
