@@ -7,7 +7,9 @@ Builds the GAN of the config (``experiments.builders.build``, the runner's
 models, optimizers, schedules and EMA), starts member i from
 ``gan.init(jax.random.key(seed + i), ...)`` (``gj.Population``), trains every
 member for ``config.num_steps`` steps on its own batches of the in-memory
-training split (drawn with replacement, uniformly, per member and step), then
+training split (drawn with replacement, uniformly, per member and step, from
+its seed alone: a study of seeds 2-4 trains members 2-4 of a study of seeds
+0-4, bit for bit where the population maps its members), then
 scores each member's EMA generator with ``ganjax.metrics.Evaluator`` and
 prints every metric as mean ± std over the members (std with ddof 1), with
 the members' values, as a Markdown table (``--out`` appends it to a file).
@@ -55,8 +57,11 @@ def in_value_range(images: np.ndarray, value_range) -> jnp.ndarray:
   return jnp.asarray(images * (high - low) + low, jnp.float32)
 
 
-def member_batches(images, labels, num_members: int, k: int, batch_size: int):
-  """``key -> [N, k, B, ...]`` batches, each member's drawn with its own key."""
+def member_batches(images, labels, seeds, k: int, batch_size: int):
+  """``key -> [N, k, B, ...]`` batches: member i's drawn from
+  ``fold_in(key, seeds[i])``, so they depend on its seed alone, not on the
+  population's size or first seed (``--seed=2 --seeds=3`` trains members
+  2-4 of ``--seed=0 --seeds=5``)."""
 
   def one(key):
     index = jax.random.randint(key, (k, batch_size), 0, images.shape[0])
@@ -64,7 +69,9 @@ def member_batches(images, labels, num_members: int, k: int, batch_size: int):
       return images[index]
     return {"image": images[index], "label": labels[index]}
 
-  return lambda key: jax.vmap(one)(jax.random.split(key, num_members))
+  seeds = jnp.asarray(seeds)
+  return lambda key: jax.vmap(lambda s: one(jax.random.fold_in(key, s)))(
+      seeds)
 
 
 def load_data(config, experiment):
@@ -83,9 +90,9 @@ def example_batch(images, labels, batch_size: int):
   return {"image": images[:batch_size], "label": labels[:batch_size]}
 
 
-def data_key(seed: int) -> jax.Array:
-  """The key the batches of step s are drawn from, folded with s."""
-  return jax.random.key(seed + 10_000)
+# The key every member's batches are drawn from, folded with the step (by
+# ``gj.loops.scan_steps``) and then with the member's seed.
+DATA_KEY = 10_000
 
 
 def train(config, num_members: int, seed: int, steps_per_call: int):
@@ -94,17 +101,16 @@ def train(config, num_members: int, seed: int, steps_per_call: int):
   images, labels = load_data(config, experiment)
   population = gj.Population(experiment.gan, size=num_members,
                              shared_batch=False)
-  keys = jax.vmap(jax.random.key)(seed + jnp.arange(num_members))
-  state = population.init(keys, example_batch(images, labels,
-                                              config.batch_size))
-  batches = member_batches(images, labels, num_members, config.k,
-                           config.batch_size)
+  seeds = seed + jnp.arange(num_members)
+  state = population.init(jax.vmap(jax.random.key)(seeds),
+                          example_batch(images, labels, config.batch_size))
+  batches = member_batches(images, labels, seeds, config.k, config.batch_size)
   calls, rest = divmod(config.num_steps, steps_per_call)
   runs = {n: gj.loops.scan_steps(population.step, batches, n)
           for n in {steps_per_call, rest} if n}
   start = time.time()
   for n in [steps_per_call] * calls + ([rest] if rest else []):
-    state, metrics = runs[n](state, data_key(seed))
+    state, metrics = runs[n](state, jax.random.key(DATA_KEY))
     print(f"step {int(state.step)}: d_loss "
           f"{gj.population.mean_std(metrics['d_loss'][-1])}, alive "
           f"{int(np.sum(state.alive))}/{num_members}", file=sys.stderr,
