@@ -1,8 +1,8 @@
 """Test configuration: eight fake CPU devices, set before JAX starts any backend.
 
 XLA:CPU compiles the suite's many small programs with its LLVM optimisation
-off and its legacy fusion emitters (``COMPILE_FLAGS``): the suite takes
-about two thirds of the time it takes with XLA's defaults. Under the legacy
+off and its legacy fusion emitters (``COMPILE_FLAGS``): with them 68 tests
+took 99 s instead of 139 s, back to back on 2 cores. Under the legacy
 emitters a step inside a loop (``lax.map`` of members, many steps per call)
 can round differently in the last bit from the same step alone, so the
 tests marked ``xla_default_emitters``, which check that different programs
