@@ -57,7 +57,8 @@ def probe(real, real_class, fake, fake_class, matched: int = 0,
   pr = m.precision_recall(real, fake, k=3, real_radii=r3)
   dc = m.density_coverage(real, fake, k=5, real_radii=r5)
   # Samples inside the real manifold: within some real point's k-NN ball.
-  inside = np.asarray(m.in_manifold(real, fake, k=3))
+  inside = np.asarray(m.in_manifold(real, fake, k=3,
+                                    reference_radii=r3))
   on_manifold = fake[inside]
   recall_on = (float(m.precision_recall(real, on_manifold, k=3,
                                         real_radii=r3)["recall"])

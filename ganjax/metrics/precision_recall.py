@@ -121,14 +121,14 @@ def _knn_radii(x, ks, block):
   return jnp.sqrt(_kth_neighbours_sq(x, n, ks, block)[:n])
 
 
-def _checked_radii(real_radii, n: int, dtype):
-  if real_radii is None:
+def _checked_radii(radii, n: int, dtype, name: str = "real"):
+  if radii is None:
     return None
-  if jnp.shape(real_radii) != (n,):
-    raise ValueError(f"real_radii must have shape ({n},), one radius per "
-                     f"real point (knn_radii(real_features, k)), got "
-                     f"{jnp.shape(real_radii)}.")
-  return jnp.asarray(real_radii, dtype)
+  if jnp.shape(radii) != (n,):
+    raise ValueError(f"{name}_radii must have shape ({n},), one radius per "
+                     f"{name} point (knn_radii({name}_features, k)), got "
+                     f"{jnp.shape(radii)}.")
+  return jnp.asarray(radii, dtype)
 
 
 def precision_recall(real_features: chex.Array, fake_features: chex.Array,
@@ -192,7 +192,8 @@ def _in_manifold(ref, query, k, block, ref_radii=None):
 
 
 def in_manifold(reference_features: chex.Array, query_features: chex.Array,
-                k: int = 3, block: int = 1024) -> jax.Array:
+                k: int = 3, block: int = 1024,
+                reference_radii: chex.Array | None = None) -> jax.Array:
   """Whether each query point lies in the reference set's k-NN manifold, ``[Q]`` bool.
 
   Precision is its mean for generated queries against real references,
@@ -205,6 +206,8 @@ def in_manifold(reference_features: chex.Array, query_features: chex.Array,
     query_features: ``[Q, d]``.
     k: the neighbour that sets each ball's radius.
     block: points per block of the distance computations.
+    reference_radii: ``[N]``, ``knn_radii(reference_features, k)`` when
+      already computed (e.g. once for many query sets); None computes them.
   """
   chex.assert_rank([reference_features, query_features], 2)
   chex.assert_equal_shape_suffix([reference_features, query_features], 1)
@@ -214,14 +217,15 @@ def in_manifold(reference_features: chex.Array, query_features: chex.Array,
                      f"got {n}.")
   dtype = compute_dtype(reference_features, query_features)
   ref = jnp.asarray(reference_features, dtype)
-  return _in_manifold_jit(ref, jnp.asarray(query_features, dtype), k,
+  radii = _checked_radii(reference_radii, n, dtype, "reference")
+  return _in_manifold_jit(ref, jnp.asarray(query_features, dtype), radii, k,
                           block_size(n, block))
 
 
-@functools.partial(jax.jit, static_argnums=(2, 3))
-def _in_manifold_jit(ref, query, k, block):
+@functools.partial(jax.jit, static_argnums=(3, 4))
+def _in_manifold_jit(ref, query, ref_radii, k, block):
   shift = jnp.mean(ref, axis=0)
-  return _in_manifold(ref - shift, query - shift, k, block)
+  return _in_manifold(ref - shift, query - shift, k, block, ref_radii)
 
 
 def density_coverage(real_features: chex.Array, fake_features: chex.Array,
