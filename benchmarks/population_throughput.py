@@ -9,7 +9,12 @@ members one after another" is measured where it is made.
 
   python -m benchmarks.population_throughput [--members=1,4,8,16,32]
       [--rounds=5] [--models=dcgan_digits,small_mlp] [--peak_tflops=T]
-      [--formulations]
+      [--steps_per_call=S] [--formulations]
+
+``--steps_per_call=S`` (S > 1) times calls of S steps, as the runner makes
+them (``config.steps_per_call``, 100 by default): each single run's call is
+``ganjax.loops.fori_steps`` of ``gan.step``, the population's
+``Population.run_steps``; times are per step.
 
 On a GPU, the issue's row (DCGAN 28x28 at batch 64, up to 64 members, with
 model FLOP utilisation against the chip's peak, e.g. 494.7 dense TF32
@@ -38,6 +43,7 @@ from benchmarks.benchmark import interleave, log, median
 from benchmarks import runner
 from benchmarks.machine import cpu_name, load_average
 from experiments import builders
+from experiments import guards
 from experiments.configs import dcgan_digits
 
 RESULTS = os.path.join(os.path.dirname(os.path.abspath(__file__)), "results",
@@ -70,15 +76,34 @@ def step_flops(gan, state, batch) -> float:
   return float((cost or {}).get("flops", 0.0))
 
 
-def loop_runner(gan, states, batch):
-  """``run(n)``: n steps of every member, one member after another."""
-  step = jax.jit(gan.step, donate_argnums=0)
+def many_steps(step, batch, steps_per_call: int):
+  """``state -> (state, metrics)``: ``steps_per_call`` steps of ``step`` on
+  ``batch`` (``step(state, batch)`` itself for one)."""
+  if steps_per_call == 1:
+    return lambda state: step(state, batch)
+  return lambda state: gj.loops.fori_steps(
+      lambda state: step(state, batch), state, steps_per_call, steps_per_call)
+
+
+def population_steps(population, batch, steps_per_call: int):
+  """``pstate -> (pstate, metrics)``: ``steps_per_call`` steps of every
+  member on ``batch`` (``Population.step``, or ``run_steps`` for more)."""
+  if steps_per_call == 1:
+    return lambda pstate: population.step(pstate, batch)
+  return lambda pstate: population.run_steps(
+      pstate, lambda step, member: batch, steps_per_call, steps_per_call)
+
+
+def loop_runner(step, states, batch, steps_per_call: int = 1):
+  """``run(n)``: n calls of ``step`` (e.g. ``gan.step``) for every member,
+  one member after another."""
+  step = jax.jit(many_steps(step, batch, steps_per_call), donate_argnums=0)
   holder = list(states)
 
   def run(n):
     for _ in range(n):
       for i, state in enumerate(holder):
-        holder[i], _ = step(state, batch)
+        holder[i], _ = step(state)
     jax.block_until_ready(holder)
 
   return run
@@ -114,15 +139,15 @@ def formulations(gan, size: int) -> dict:
       "one program: fori_loop, members updated in place": in_place}
 
 
-def program_runner(fn, members, batch):
-  """``run(n)``: n calls of ``fn(members, batch) -> (members, metrics)``
-  (``Population.step``, or a formulation's), the members donated."""
+def program_runner(fn, members):
+  """``run(n)``: n calls of ``fn(members) -> (members, metrics)`` (a
+  population's steps, or a formulation's), the members donated."""
   call = jax.jit(fn, donate_argnums=0)
   holder = [members]
 
   def run(n):
     for _ in range(n):
-      holder[0], _ = call(holder[0], batch)
+      holder[0], _ = call(holder[0])
     jax.block_until_ready(holder[0])
 
   return run
@@ -136,8 +161,8 @@ def synthetic_batch(gan, data_shape):
 
 
 def measure(name, gan, batch, flops: float, members: int, rounds: int,
-            min_round_s: float, with_formulations: bool = False
-            ) -> list[dict]:
+            min_round_s: float, with_formulations: bool = False,
+            steps_per_call: int = 1) -> list[dict]:
   """The candidates at ``members`` members; ``flops``: one member's step."""
   keys = jax.random.split(jax.random.key(0), members)
   auto = gj.Population(gan, size=members)
@@ -145,24 +170,31 @@ def measure(name, gan, batch, flops: float, members: int, rounds: int,
   chosen = auto._map(pstate.members)  # pylint: disable=protected-access
   other = "vmap" if chosen == "map" else "map"
   copy = lambda tree: jax.tree.map(jnp.copy, tree)
+  steps = lambda population: program_runner(
+      population_steps(population, batch, steps_per_call), copy(pstate))
+  singles = lambda step: loop_runner(
+      step, [gan.init(key, batch) for key in keys], batch, steps_per_call)
   candidates = {
-      "members one after another": loop_runner(
-          gan, [gan.init(key, batch) for key in keys], batch),
-      f"population, auto ({chosen})": program_runner(auto.step, copy(pstate),
-                                                     batch),
-      f"population, {other}": program_runner(
-          gj.Population(gan, size=members, member_map=other).step,
-          copy(pstate), batch),
-      f"population, {chosen}, freeze_nonfinite=False": program_runner(
+      "members one after another": singles(gan.step),
+      "members one after another, guarded as the runner's": singles(
+          guards.guard_step(gan.step)),
+      f"population, auto ({chosen})": steps(auto),
+      f"population, {other}": steps(
+          gj.Population(gan, size=members, member_map=other)),
+      f"population, {chosen}, freeze_nonfinite=False": steps(
           gj.Population(gan, size=members, member_map=chosen,
-                        freeze_nonfinite=False).step, copy(pstate), batch),
+                        freeze_nonfinite=False)),
   }
   if with_formulations:
     candidates.update({
-        formulation: program_runner(fn, copy(pstate.members), batch)
+        formulation: program_runner(lambda m, fn=fn: fn(m, batch),
+                                    copy(pstate.members))
         for formulation, fn in formulations(gan, members).items()})
-  log(f"{name}: N={members}, auto chooses {chosen}")
+  log(f"{name}: N={members}, {steps_per_call} steps per call, auto chooses "
+      f"{chosen}")
   times = interleave(candidates, rounds, min_round_s)
+  times = {candidate: [t / steps_per_call for t in seconds]
+           for candidate, seconds in times.items()}
   loop = median(times["members one after another"])
   rows = []
   for candidate, seconds in times.items():
@@ -178,7 +210,7 @@ def measure(name, gan, batch, flops: float, members: int, rounds: int,
 
 
 def render(rows, argv, started: str, load_start: str,
-           peak_tflops: float = 0.0) -> str:
+           peak_tflops: float = 0.0, steps_per_call: int = 1) -> str:
   lines = [
       "# Populations: a population's step against its members one after another",
       "",
@@ -192,9 +224,17 @@ def render(rows, argv, started: str, load_start: str,
       f"{load_average()}",
       "- method: the candidates alternate round by round in one process "
       "(`benchmarks.benchmark.interleave`); medians over rounds, ratios of "
-      "medians. One step per call, states donated, one synthetic batch "
-      "shared by every member. `members one after another`: N states, each "
-      "stepped by the one jitted `gan.step` (compiled once). "
+      "medians. " + ("One step per call" if steps_per_call == 1 else
+                     f"{steps_per_call} steps per call, as the runner makes "
+                     "them (times per step)") +
+      ", states donated, one synthetic batch shared by every member. "
+      "`members one after another`: N states, each stepped by the one "
+      "jitted " + ("`gan.step`" if steps_per_call == 1 else
+                   "`ganjax.loops.fori_steps` of `gan.step`") +
+      " (compiled once); the population: `Population." +
+      ("step`" if steps_per_call == 1 else "run_steps`") + ". "
+      "`guarded as the runner's`: the step with the finiteness flags the "
+      "runner's single runs compute (`experiments.guards.guard_step`). "
       "`freeze_nonfinite=False`: without the check for non-finite members "
       "and the selection of the frozen ones' old state (an extra pass over "
       "the state). The machine is shared: compare ratios within a table.",
@@ -234,11 +274,18 @@ def main(argv=None):
                       help=f"comma-separated, of {', '.join(MODELS)}")
   parser.add_argument("--peak_tflops", type=float, default=0.0,
                       help="the device's peak TFLOP/s, for an MFU column")
+  parser.add_argument("--steps_per_call", type=int, default=1,
+                      help="steps per call (the runner's calls: 100)")
   parser.add_argument("--formulations", action="store_true",
                       help="also time other single programs of N member "
                       "steps (formulations())")
   parser.add_argument("--out", default=RESULTS)
   args = parser.parse_args(argv)
+  if args.steps_per_call < 1:
+    parser.error("--steps_per_call must be at least 1")
+  if args.formulations and args.steps_per_call != 1:
+    parser.error("--formulations times single steps: leave out "
+                 "--steps_per_call")
   unknown = set(args.models.split(",")) - set(MODELS)
   if unknown:
     parser.error(f"unknown --models {', '.join(sorted(unknown))}; "
@@ -253,9 +300,10 @@ def main(argv=None):
     flops = step_flops(gan, gan.init(jax.random.key(0), batch), batch)
     for members in map(int, args.members.split(",")):
       rows += measure(name, gan, batch, flops, members, args.rounds,
-                      args.min_round_s, args.formulations)
+                      args.min_round_s, args.formulations,
+                      args.steps_per_call)
   text = render(rows, sys.argv[1:] if argv is None else argv, started,
-                load_start, args.peak_tflops)
+                load_start, args.peak_tflops, args.steps_per_call)
   with open(args.out, "w") as f:
     f.write(text)
   print(text)

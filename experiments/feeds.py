@@ -52,14 +52,16 @@ class Feed:
 
   Attributes:
     kind: ``"device"``, ``"host"`` or ``"toy"``.
-    batch_at: ``(data, step, axis_name) -> batch``, traced in the call.
+    batch_at: ``(data, step, axis_name, member=None) -> batch``, traced in
+      the call; for a population with its own batches ``[N, ...]``, or
+      member ``member``'s batch alone when it is given.
     data: ``first_step -> data``, placed for the call (on the host path:
       the examples of ``max_steps`` steps from ``first_step``).
     max_steps: the most steps one call runs: ``config.steps_per_call``, and
       on the host path at most ``HOST_CHUNK_BYTES`` of examples.
   """
   kind: str
-  batch_at: Callable[[Any, jax.Array, Optional[str]], Any]
+  batch_at: Callable[..., Any]
   data: Callable[[int], Any]
   max_steps: int
   prefetched: dict = dataclasses.field(default_factory=dict)
@@ -87,11 +89,16 @@ def data_key(config, experiment=None, stream: int = gj.streams.DATA):
   return gj.streams.run_key(config.seed, stream)
 
 
-def _per_key(draw: Callable, key: jax.Array, x=None):
-  """``draw(x)`` (default ``x``: ``key``), or for ``[N]`` keys (a population
-  with its own batches) ``draw`` of each member's ``x`` stacked ``[N, ...]``."""
+def _per_key(draw: Callable, key: jax.Array, x=None, member=None):
+  """``draw(x)`` (default ``x``: ``key``); for ``[N]`` keys (a population
+  with its own batches), ``draw`` of each member's ``x`` stacked ``[N, ...]``,
+  or of member ``member``'s alone when it is given."""
   x = key if x is None else x
-  return jax.vmap(draw)(x) if key.shape else draw(x)
+  if not key.shape:
+    return draw(x)
+  if member is None:
+    return jax.vmap(draw)(x)
+  return draw(jax.tree.map(lambda leaf: leaf[member], x))
 
 
 def _device_budget() -> int:
@@ -138,11 +145,11 @@ def feed(config, experiment: builders.Experiment, placement) -> Feed:
     # key data (a multi-process placement goes through numpy).
     data = placement.put_state((host, jax.random.key_data(key)))
 
-    def batch_at(data, step, axis):
+    def batch_at(data, step, axis, member=None):
       dataset, key_data = data
       draw = lambda key: on_device.batch_at(dataset, key, step, k, batch_size,
                                             axis)
-      return _per_key(draw, gj.streams.as_key(key_data))
+      return _per_key(draw, gj.streams.as_key(key_data), member=member)
 
     return Feed("device", batch_at, lambda first: data, max_steps)
 
@@ -159,11 +166,11 @@ def feed(config, experiment: builders.Experiment, placement) -> Feed:
              jax.tree.map(lambda *xs: np.stack(xs), *map(take, key)))
     return placement.put_state((taken, np.int32(first)))
 
-  def batch_at(data, step, axis):
+  def batch_at(data, step, axis, member=None):
     taken, first = data
     sequential = lambda taken: on_device.sequential_batch_at(
         taken, step - first, k, batch_size, axis)
-    return _per_key(sequential, key, taken)
+    return _per_key(sequential, key, taken, member)
 
   return Feed("host", batch_at, chunk, max_steps)
 
@@ -183,41 +190,36 @@ def _toy_feed(config, experiment, k, batch_size, labelled, max_steps,
               gj.contract.LABEL: y.reshape(shape[:2])}
     return sampler(draw, k * batch_size).reshape(shape)
 
-  def batch_at(key_data, step, axis):
+  def batch_at(key_data, step, axis, member=None):
     """The global batch of ``step`` (the same on every device), sliced."""
     return _per_key(lambda key: gj.parallel.local_slice(
-        global_batch(key, step), axis), gj.streams.as_key(key_data))
+        global_batch(key, step), axis), gj.streams.as_key(key_data),
+                    member=member)
 
   return Feed("toy", batch_at, lambda first: key_data, max_steps)
 
 
-def train_call(step_fn: Callable, feed_: Feed, placement):
+def train_call(steps, feed_: Feed, placement):
   """``call(state, data, num_steps) -> (state, metrics [max_steps])``: the
-  next ``num_steps`` (at most ``feed_.max_steps``) steps of ``step_fn`` in
-  one call, compiled once for every ``num_steps`` and placed by
-  ``placement``; metrics beyond ``num_steps`` are zeros.
+  next ``num_steps`` (at most ``feed_.max_steps``) steps in one call,
+  compiled once for every ``num_steps`` and placed by ``placement``;
+  metrics beyond ``num_steps`` are zeros.
 
+  ``steps`` is a step function ``(state, batch) -> (state, metrics)``, or a
+  ``ganjax.Population``, whose ``run_steps`` orders its members' steps.
   ``num_steps`` is an argument (``placement.put_state(np.int32(n))``), so
   that calls cut at a log step or shortened to bound their time need no
   other compilation.
   """
   axis = placement.axis_name
-  max_steps = feed_.max_steps
 
   def run(state, data, num_steps):
-    def step(state):
-      return step_fn(state, feed_.batch_at(data, state.step, axis))
-
-    def body(i, carry):
-      state, stacked = carry
-      state, metrics = step(state)
-      return state, jax.tree.map(lambda all_, m: all_.at[i].set(m), stacked,
-                                 metrics)
-
-    shapes = jax.eval_shape(step, state)[1]
-    stacked = jax.tree.map(
-        lambda m: jnp.zeros((max_steps,) + m.shape, m.dtype), shapes)
-    return jax.lax.fori_loop(0, num_steps, body, (state, stacked))
+    batch_at = lambda step, member=None: feed_.batch_at(data, step, axis,
+                                                        member)
+    if isinstance(steps, gj.Population):
+      return steps.run_steps(state, batch_at, num_steps, feed_.max_steps)
+    return gj.loops.fori_steps(lambda state: steps(state, batch_at(state.step)),
+                               state, num_steps, feed_.max_steps)
 
   return placement.wrap(run, replicated_args=3)
 

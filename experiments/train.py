@@ -330,17 +330,17 @@ class _Run:
                                          config.sync_batch_norm)
             if placement.axis_name else self.experiment.gan)
     if population is not None:  # it freezes a member that diverges
-      step_fn = dataclasses.replace(population, gan=pgan).step
+      steps = dataclasses.replace(population, gan=pgan)
       monitor = members.PopulationMonitor(
           placement.to_host, population.size, np.asarray(state.alive),
           self.experiment.num_classes, start_step, pending)
     else:
-      step_fn = guards.guard_step(pgan.step, skip)
+      steps = guards.guard_step(pgan.step, skip)
       monitor = guards.MetricsMonitor(
           placement.to_host, skip, int(config.max_consecutive_skipped),
           self.experiment.num_classes,
           last_finite_record(self.workdir, latest), start_step, pending)
-    call = feeds.train_call(step_fn, feed, placement)
+    call = feeds.train_call(steps, feed, placement)
     lengths = CallLengths(config, num_steps, feed.max_steps)
     bar = tqdm.tqdm(total=num_steps, initial=start_step,
                     disable=not self.progress, unit="step", dynamic_ncols=True,

@@ -14,6 +14,7 @@ default convolutions, inside and outside loops.
 from typing import Any, Callable
 
 import jax
+import jax.numpy as jnp
 
 from ganjax.gan import GANState
 
@@ -71,3 +72,32 @@ def scan_steps_at(step_fn: Callable, batch_at: Callable[[jax.Array], Any],
     return jax.lax.scan(body, state, None, length=num_steps)
 
   return run
+
+
+def fori_steps(step: Callable, carry, num_steps, max_steps: int):
+  """``num_steps`` calls of ``step`` in a ``jax.lax.fori_loop``, metrics kept.
+
+  For a call whose step count is an argument: one compilation serves any
+  ``num_steps`` up to ``max_steps``.
+
+  Args:
+    step: ``carry -> (carry, metrics)``.
+    carry: the initial carry (e.g. a ``GANState``).
+    num_steps: int32 scalar, possibly traced, at most ``max_steps``.
+    max_steps: static; the length of the stacked metrics.
+
+  Returns:
+    ``(carry, metrics)``, every metric stacked to ``[max_steps, ...]``; the
+    rows from ``num_steps`` on are zeros.
+  """
+
+  def body(i, loop_carry):
+    carry, stacked = loop_carry
+    carry, metrics = step(carry)
+    return carry, jax.tree.map(lambda all_, m: all_.at[i].set(m), stacked,
+                               metrics)
+
+  shapes = jax.eval_shape(step, carry)[1]
+  stacked = jax.tree.map(lambda m: jnp.zeros((max_steps,) + m.shape, m.dtype),
+                         shapes)
+  return jax.lax.fori_loop(0, num_steps, body, (carry, stacked))

@@ -23,6 +23,13 @@ Hyper-parameters. ``sweepable(gan)`` lists the names a GAN can sweep:
 * ``<term>_<field>``: a float field of a loss term
   (``auxiliary_classifier_weight``, ``feature_matching_weight``).
 
+Many steps in one call (``run_steps``, the runner's calls): with
+``member_map='map'`` the members run one after another, each its steps in a
+row, as its single run's loop does; the population then costs what its
+members cost run one after another (``benchmarks/population_throughput.py
+--steps_per_call=100``), where one step of every member per loop iteration
+pays to read and write every member's state each step.
+
 The values in ``PopulationState.hparams`` are the truth: each step writes them
 into the member's GAN and optimizer states (``bind``), so population-based
 training (``ganjax.pbt``) changes a member's hyper-parameters by changing them.
@@ -46,6 +53,7 @@ import numpy as np
 import optax
 
 from ganjax import backend
+from ganjax import loops
 from ganjax import penalties as penalties_lib
 from ganjax import streams
 from ganjax.gan import GAN, GANState
@@ -455,20 +463,62 @@ class Population:
     if not self.freeze_nonfinite:
       return pstate.replace(members=new), dict(
           metrics, alive=pstate.alive.astype(jnp.float32))
-    # The metrics hold the losses and both gradient norms (non-finite when a
-    # gradient is); the parameters and batch statistics catch an update that
-    # overflows. Optimizer states and the EMA follow from these, so they are
-    # not read again (a pass over them costs as much as a select).
-    finite = lambda x: jnp.all(jnp.isfinite(x), axis=tuple(range(1, x.ndim)))
-    checked = (metrics, new.g_params, new.d_params, new.g_batch_stats,
-               new.d_batch_stats)
-    alive = pstate.alive & jnp.all(jnp.stack([
-        finite(x) for x in jax.tree.leaves(checked)
-        if jnp.issubdtype(x.dtype, jnp.inexact)]), axis=0)
-    keep = lambda n, o: jnp.where(
-        alive.reshape((-1,) + (1,) * (n.ndim - 1)), n, o)
-    members = jax.tree.map(keep, new, members)
-    metrics = dict(metrics, alive=alive.astype(jnp.float32))
+    members, metrics, alive = jax.vmap(_kept)(new, members, metrics,
+                                              pstate.alive)
+    return pstate.replace(members=members, alive=alive), metrics
+
+  def run_steps(self, pstate: PopulationState, batch_at: Callable,
+                num_steps, max_steps: int):
+    """``num_steps`` steps of every member, traced in one call.
+
+    The members' counterpart of ``ganjax.loops.fori_steps`` for a many-step
+    call (``jax.jit`` it, or wrap it with ``ganjax.parallel``). With
+    ``member_map='map'`` the members run one after another, each its
+    ``num_steps`` steps in a row: member i's loop is the loop of its single
+    run, so the population costs what its members cost one after another,
+    and a member's state is read and written once per call, not once per
+    step. With ``'vmap'`` every step steps all members (``step``).
+
+    Args:
+      pstate: a ``PopulationState``.
+      batch_at: ``(step, member) -> batch``: with ``member=None`` the batch
+        ``step`` takes (shared, or ``[N, k, B, ...]`` with
+        ``shared_batch=False``); with an int32 scalar ``member``, that
+        member's ``[k, B, ...]`` (which may ignore ``member`` when shared).
+      num_steps: int32 scalar, possibly traced, at most ``max_steps``.
+      max_steps: static, the length of the stacked metrics.
+
+    Returns:
+      ``(new_pstate, metrics)``: ``step``'s metrics stacked to
+      ``[max_steps, N]``, zeros from ``num_steps`` on. A member freezes as
+      in ``step``, at the step it turned non-finite.
+    """
+    members = pstate.members
+    if self._map(members) == "vmap":
+      return loops.fori_steps(
+          lambda ps: self.step(ps, batch_at(ps.step, None)), pstate,
+          num_steps, max_steps)
+
+    def member_run(args):
+      state, hparams, alive, member = args
+      gan = self.bind(hparams)
+
+      def one(carry):
+        state, alive = carry
+        new, metrics = gan.step(state, batch_at(state.step, member))
+        if not self.freeze_nonfinite:
+          return (new, alive), dict(metrics, alive=alive.astype(jnp.float32))
+        state, metrics, alive = _kept(new, state, metrics, alive)
+        return (state, alive), metrics
+
+      (state, alive), metrics = loops.fori_steps(one, (state, alive),
+                                                 num_steps, max_steps)
+      return state, alive, metrics
+
+    members, alive, metrics = jax.lax.map(member_run, (
+        set_optimizer_hparams(members, pstate.hparams), pstate.hparams,
+        pstate.alive, jnp.arange(self.size, dtype=jnp.int32)))
+    metrics = jax.tree.map(lambda m: jnp.swapaxes(m, 0, 1), metrics)
     return pstate.replace(members=members, alive=alive), metrics
 
   # ----------------------------------------------------------------- sample
@@ -494,6 +544,24 @@ class Population:
     return self._over_members(
         lambda s: self.gan.sample(s, rng, num, labels, use_ema),
         pstate.members)
+
+
+def _kept(new: GANState, old: GANState, metrics: dict, alive: jax.Array):
+  """One member's step outcome: ``(state, metrics, alive)``, frozen at
+  ``old`` (``alive`` False) when it turns non-finite.
+
+  The metrics hold the losses and both gradient norms (non-finite when a
+  gradient is); the parameters and batch statistics catch an update that
+  overflows. Optimizer states and the EMA follow from these, so they are
+  not read again (a pass over them costs as much as a select).
+  """
+  checked = (metrics, new.g_params, new.d_params, new.g_batch_stats,
+             new.d_batch_stats)
+  alive = alive & jnp.all(jnp.stack([
+      jnp.all(jnp.isfinite(x)) for x in jax.tree.leaves(checked)
+      if jnp.issubdtype(x.dtype, jnp.inexact)]))
+  state = jax.tree.map(lambda n, o: jnp.where(alive, n, o), new, old)
+  return state, dict(metrics, alive=alive.astype(jnp.float32)), alive
 
 
 def mean_std(values) -> str:

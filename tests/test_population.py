@@ -164,6 +164,26 @@ def test_members_move_by_their_own_learning_rates(trained):
   np.testing.assert_allclose([moved(0), moved(1)], RATES[:2], rtol=1e-3)
 
 
+def test_run_steps_is_that_many_steps_in_one_call(trained):
+  # The many-step call of the runner: with 'map', each member's steps in a
+  # row (members outer); with 'vmap', every step over all members.
+  pop, _, first, pstate, metrics = trained
+  run = jax.jit(lambda ps, n: pop.run_steps(
+      ps, lambda step, member: _batch(1), n, STEPS + 1))
+  ran, stacked = run(first, STEPS)
+  assert ran.alive.tolist() == [True, True, False]
+  assert ran.members.step.tolist() == pstate.members.step.tolist()
+  assert _max_diff(ran.members, pstate.members) < 1e-6
+  assert stacked["g_loss"].shape == (STEPS + 1, 3)
+  np.testing.assert_allclose(stacked["g_loss"][STEPS - 1, :2],
+                             metrics["g_loss"][:2], rtol=1e-6)
+  np.testing.assert_array_equal(stacked["alive"][STEPS - 1], metrics["alive"])
+  assert not np.any(stacked["g_loss"][STEPS])  # beyond num_steps: zeros
+  frozen = _member(ran, 2)  # frozen at the step it overflowed, as by step
+  assert 0 < frozen.step < STEPS and frozen.step == pstate.members.step[2]
+  assert all(np.all(np.isfinite(x)) for x in jax.tree.leaves(frozen))
+
+
 def test_one_batch_per_member(setup):
   gan, keys, singles = setup
   pop = gj.Population(gan, hparams={"g_learning_rate": RATES[:2]},
@@ -175,6 +195,11 @@ def test_one_batch_per_member(setup):
     pstate, _ = step(pstate, batches)
   assert _max_diff(_member(pstate, 1), singles[1][2]) < 1e-7
   assert not _leaves_equal(_member(pstate, 0), singles[0][2])
+  # run_steps draws member i's batch alone (batch_at(step, i))
+  ran, _ = jax.jit(lambda ps: pop.run_steps(
+      ps, lambda step, member: batches[member], STEPS, STEPS))(
+          pop.init(keys[:2], _batch(1)))
+  assert _max_diff(ran.members, pstate.members) < 1e-7
   with pytest.raises(ValueError, match=r"one batch per member.*shared_batch"):
     pop.step(pstate, _batch(1))
 
