@@ -185,6 +185,10 @@ def measure(name, gan, batch, flops: float, members: int, rounds: int,
           gj.Population(gan, size=members, member_map=chosen,
                         freeze_nonfinite=False)),
   }
+  if steps_per_call > 1 and chosen == "map":  # run_steps' members outer
+    candidates["population, map, steps outer (a step of every member per "
+               "iteration)"] = program_runner(
+                   many_steps(auto.step, batch, steps_per_call), copy(pstate))
   if with_formulations:
     candidates.update({
         formulation: program_runner(lambda m, fn=fn: fn(m, batch),

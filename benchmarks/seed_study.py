@@ -2,6 +2,8 @@
 
   python -m benchmarks.seed_study --config=experiments/configs/dcgan_digits.py \
       --seeds=5 --config.num_steps=2000 [--config.num_classes=-1]
+  python -m benchmarks.seed_study --config=experiments/configs/dcgan_digits.py \
+      --config.population.sweep="d_lr=1e-4,4e-4; g_lr=2e-4,8e-4"
 
 Builds the GAN of the config (``experiments.builders.build``, the runner's
 models, optimizers, schedules and EMA), starts member i from
@@ -13,6 +15,9 @@ its seed alone: a study of seeds 2-4 trains members 2-4 of a study of seeds
 scores each member's EMA generator with ``ganjax.metrics.Evaluator`` and
 prints every metric as mean ± std over the members (std with ddof 1), with
 the members' values, as a Markdown table (``--out`` appends it to a file).
+A config with a population (``config.population.size`` or ``.sweep``, the
+runner's syntax) trains that population instead of ``--seeds`` members, and
+the table gives each member's hyper-parameters.
 
 Data sets: those ``ganjax.metrics.real_data.load_split`` reads into memory
 (``digits``, ``stacked_digits``, ``fashion_mnist`` once prepared). This is the
@@ -21,6 +26,7 @@ member i is not the runner's run with seed s + i (the runner draws its data
 in epochs and its keys from ``experiments.streams``).
 """
 
+import dataclasses
 import os
 import sys
 import time
@@ -58,10 +64,12 @@ def in_value_range(images: np.ndarray, value_range) -> jnp.ndarray:
 
 
 def member_batches(images, labels, seeds, k: int, batch_size: int):
-  """``key -> [N, k, B, ...]`` batches: member i's drawn from
-  ``fold_in(key, seeds[i])``, so they depend on its seed alone, not on the
-  population's size or first seed (``--seed=2 --seeds=3`` trains members
-  2-4 of ``--seed=0 --seeds=5``)."""
+  """``batch_at(step, member=None)``: member i's ``[k, B, ...]`` batch of
+  ``step`` drawn from ``fold_in(fold_in(key(DATA_KEY), step), seeds[i])``,
+  or every member's stacked ``[N, k, B, ...]`` when ``member`` is None
+  (``Population.run_steps``). A member's batches depend on its seed alone,
+  not on the population's size or first seed (``--seed=2 --seeds=3`` trains
+  members 2-4 of ``--seed=0 --seeds=5``)."""
 
   def one(key):
     index = jax.random.randint(key, (k, batch_size), 0, images.shape[0])
@@ -70,8 +78,14 @@ def member_batches(images, labels, seeds, k: int, batch_size: int):
     return {"image": images[index], "label": labels[index]}
 
   seeds = jnp.asarray(seeds)
-  return lambda key: jax.vmap(lambda s: one(jax.random.fold_in(key, s)))(
-      seeds)
+
+  def batch_at(step, member=None):
+    key = jax.random.fold_in(jax.random.key(DATA_KEY), step)
+    if member is None:
+      return jax.vmap(lambda s: one(jax.random.fold_in(key, s)))(seeds)
+    return one(jax.random.fold_in(key, seeds[member]))
+
+  return batch_at
 
 
 def load_data(config, experiment):
@@ -90,8 +104,8 @@ def example_batch(images, labels, batch_size: int):
   return {"image": images[:batch_size], "label": labels[:batch_size]}
 
 
-# The key every member's batches are drawn from, folded with the step (by
-# ``gj.loops.scan_steps``) and then with the member's seed.
+# The key every member's batches are drawn from, folded with the step and
+# then with the member's seed.
 DATA_KEY = 10_000
 
 
@@ -99,20 +113,25 @@ def train(config, num_members: int, seed: int, steps_per_call: int):
   """Returns ``(population, state, experiment, seconds)`` after training."""
   experiment = builders.build(config)
   images, labels = load_data(config, experiment)
-  population = gj.Population(experiment.gan, size=num_members,
-                             shared_batch=False)
+  if experiment.population is not None:  # the config's sweep
+    population = dataclasses.replace(experiment.population, shared_batch=False)
+    num_members = population.size
+  else:
+    population = gj.Population(experiment.gan, size=num_members,
+                               shared_batch=False)
   seeds = seed + jnp.arange(num_members)
   state = population.init(jax.vmap(jax.random.key)(seeds),
                           example_batch(images, labels, config.batch_size))
-  batches = member_batches(images, labels, seeds, config.k, config.batch_size)
+  batch_at = member_batches(images, labels, seeds, config.k,
+                            config.batch_size)
+  run = jax.jit(lambda state, n: population.run_steps(
+      state, batch_at, n, steps_per_call), donate_argnums=0)
   calls, rest = divmod(config.num_steps, steps_per_call)
-  runs = {n: gj.loops.scan_steps(population.step, batches, n)
-          for n in {steps_per_call, rest} if n}
   start = time.time()
   for n in [steps_per_call] * calls + ([rest] if rest else []):
-    state, metrics = runs[n](state, jax.random.key(DATA_KEY))
+    state, metrics = run(state, np.int32(n))
     print(f"step {int(state.step)}: d_loss "
-          f"{gj.population.mean_std(metrics['d_loss'][-1])}, alive "
+          f"{gj.population.mean_std(metrics['d_loss'][n - 1])}, alive "
           f"{int(np.sum(state.alive))}/{num_members}", file=sys.stderr,
           flush=True)
   jax.block_until_ready(state)
@@ -144,8 +163,10 @@ def score(population, state, experiment, dataset: str, num: int,
   return scores
 
 
-def table(name: str, scores: list, seconds: float, config, seed: int) -> str:
-  """Markdown: one row per metric, mean ± std and each member's value."""
+def table(name: str, scores: list, seconds: float, config, seed: int,
+          hparams=None) -> str:
+  """Markdown: one row per metric, mean ± std and each member's value;
+  first one row per swept hyper-parameter (``{name: values}``)."""
   n = len(scores)
   lines = [f"### {name}", "",
            f"{n} members (seeds {seed}-{seed + n - 1}), {config.num_steps} "
@@ -153,6 +174,9 @@ def table(name: str, scores: list, seconds: float, config, seed: int) -> str:
            f"{seconds:.0f} s with compilation ({n * config.num_steps / seconds:.1f}"
            " member-steps/s); EMA generators.", "",
            "| metric | mean ± std | members |", "|---|---:|---|"]
+  for hparam, values in (hparams or {}).items():
+    lines.append(f"| {hparam} | | " + ", ".join(f"{v:.4g}" for v in values)
+                 + " |")
   for metric in scores[0]:
     values = np.array([s[metric] for s in scores])
     lines.append(f"| {metric} | {gj.population.mean_std(values)} | "
@@ -172,7 +196,8 @@ def main(argv):
                  FLAGS.num_samples, FLAGS.samples_out)
   name = FLAGS.name or " ".join([config.dataset] + [
       a for a in sys.argv[1:] if a.startswith("--config.")])
-  text = table(name, scores, seconds, config, FLAGS.seed)
+  text = table(name, scores, seconds, config, FLAGS.seed,
+               population.hparams)
   print(text)
   if FLAGS.out:
     with open(FLAGS.out, "a") as f:

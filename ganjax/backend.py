@@ -15,7 +15,8 @@
   grouped ones, which XLA:CPU runs about half as fast as the members one
   after another (``benchmarks/results/population_speed.md``); MLPs run faster
   vmapped. ``choose_member_map`` picks ``jax.lax.map`` over the members for
-  models with convolutions on CPU, ``jax.vmap`` everywhere else.
+  models with convolutions on CPU and for a population of one (its single
+  run's program), ``jax.vmap`` everywhere else.
 * Initialisation: ``init_variables`` jits ``module.init``, compiled once per
   (equal) module and input shape, from an ``rbg`` key (fast to compile on
   CPU), the same per key under ``jax.vmap``.
@@ -167,7 +168,8 @@ def loop(d_loop: str):
 MEMBER_MAPS = ("auto", "vmap", "map")
 
 
-def choose_member_map(member_map: str, players: Sequence[tuple]) -> str:
+def choose_member_map(member_map: str, players: Sequence[tuple],
+                      size: int = 2) -> str:
   """``'vmap'`` or ``'map'`` for ``Population(member_map=member_map)`` here.
 
   Args:
@@ -175,9 +177,14 @@ def choose_member_map(member_map: str, players: Sequence[tuple]) -> str:
     players: ``(module, params, stats, inputs)`` of each model as the step
       applies it (one member's arrays or avals; inputs as in
       ``choose_d_loop``).
+    size: the number of members; one is mapped: its single run's program
+      (vmapped over one member, the small MLP's runner call ran at 0.84x,
+      ``benchmarks/results/population_throughput_calls.md``).
   """
   if member_map != "auto":
     return member_map
+  if size == 1:
+    return "map"
   convs = (jax.default_backend() == "cpu"
            and any(_has_convs(module, params, stats, _one_example(inputs))
                    for module, params, stats, inputs in players))

@@ -261,7 +261,8 @@ class Population:
       ``'map'`` (``jax.lax.map``: one member after another in one program,
       bit-identical to the members' single steps) or ``'auto'`` (the
       default: ``'map'`` on CPU for models with convolutions, which run as
-      grouped convolutions under ``vmap``, else ``'vmap'``;
+      grouped convolutions under ``vmap``, and for one member, else
+      ``'vmap'``;
       ``ganjax.backend.choose_member_map``).
     shared_batch: True (the default): every member trains on the same batch
       ``[k, B, ...]`` (each with its own noise); False: the batch has a
@@ -392,7 +393,7 @@ class Population:
     return backend.choose_member_map(self.member_map, (
         (gan.generator, g_params, g_stats, z),
         (gan.discriminator, one(members.d_params), one(members.d_batch_stats),
-         (jax.ShapeDtypeStruct(fake.shape, jnp.float32),) + y)))
+         (jax.ShapeDtypeStruct(fake.shape, jnp.float32),) + y)), self.size)
 
   def _over_members(self, fn, members: GANState, *per_member):
     """``fn(member, *xs)`` for every member, stacked: vmapped or mapped."""

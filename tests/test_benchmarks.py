@@ -269,12 +269,11 @@ def test_seed_study_trains_members_scores_each_and_tabulates(cache_dir,
         images, labels, config.batch_size))
     # Seed 6's batches drawn alone: they depend on its seed, not on the
     # population's size or first seed.
-    batches = seed_study.member_batches(images, labels, [6], config.k,
-                                        config.batch_size)
+    batch_at = seed_study.member_batches(images, labels, [6], config.k,
+                                         config.batch_size)
     step = jax.jit(gan.step)
     for s in range(2):
-      batch = batches(jax.random.fold_in(jax.random.key(seed_study.DATA_KEY), s))
-      single, _ = step(single, jax.tree.map(lambda x: x[0], batch))
+      single, _ = step(single, batch_at(s, 0))
   assert int(state.step) == 2 and bool(np.all(state.alive)) and seconds > 0
   chex.assert_trees_all_close(population.member(state, 1), single,
                               atol=1e-6, rtol=1e-6)
@@ -285,3 +284,7 @@ def test_seed_study_trains_members_scores_each_and_tabulates(cache_dir,
   fid = [s["fid20_digits_cnn"] for s in scores]
   assert (f"| fid20_digits_cnn | {gj.population.mean_std(fid)} | "
           f"{fid[0]:.4g}, {fid[1]:.4g} |") in text
+  swept = seed_study.table("tiny", scores, seconds, config, seed=5,
+                           hparams={"d_learning_rate": (1e-4, 4e-4)})
+  assert "| metric | mean ± std | members |\n|---|---:|---|\n" \
+         "| d_learning_rate | | 0.0001, 0.0004 |\n" in swept
