@@ -118,9 +118,13 @@ def test_seeds_mapped_are_their_single_runs_bit_for_bit():
     pstate, _ = step(pstate, _batch(1))
     fast, metrics = fast_step(fast, _batch(1))
     singles = [single_step(state, _batch(1))[0] for state in singles]
+  # run_steps: each member's steps in a row, in one call
+  ran, _ = jax.jit(lambda ps: pop.run_steps(
+      ps, lambda step, member: _batch(1), STEPS, STEPS))(pop.init(keys, _batch(1)))
   for i, single in enumerate(singles):
     assert _leaves_equal(_member(pstate, i), single)
     assert _leaves_equal(_member(fast, i), single)
+    assert _leaves_equal(_member(ran, i), single)
   assert metrics["alive"].tolist() == [1.0, 1.0]
 
 
