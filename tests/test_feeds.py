@@ -99,6 +99,29 @@ def test_host_chunks_are_bounded_in_bytes_whatever_the_call_length(
   assert [lengths.next(s) for s in (2, 5)] == [3, 3]
 
 
+def test_a_member_draws_its_own_batch_alone_on_either_path():
+  """A population with its own batches: ``batch_at(..., member=i)`` (what
+  ``Population.run_steps`` draws) is row i of every member's batches, and
+  the same on the device and the host path."""
+  drawn = []
+  for data_on_device in ("true", "false"):
+    config = _chunked(data_on_device=data_on_device, steps_per_call=3)
+    config.population.size = 3
+    experiment = builders.build(config)
+    feed = feeds.feed(config, experiment, train.check(config, experiment))
+    data = feed.data_for(0)
+    every = jax.jit(lambda d, s, feed=feed: feed.batch_at(d, s, None))
+    alone = jax.jit(lambda d, s, i, feed=feed: feed.batch_at(d, s, None, i))
+    stacked = every(data, np.int32(2))
+    assert stacked.shape[:3] == (3, config.k, config.batch_size)
+    for member in range(3):
+      np.testing.assert_array_equal(
+          alone(data, np.int32(2), np.int32(member)), stacked[member])
+    assert not np.array_equal(stacked[0], stacked[1])
+    drawn.append(np.asarray(stacked))
+  np.testing.assert_array_equal(*drawn)
+
+
 def test_call_lengths_stop_at_every_cadence():
   config = tt.tiny_config(log_every=30, eval_every=50, checkpoint_every=100,
                           steps_per_call=40, num_steps=95)
