@@ -110,7 +110,9 @@ DATA_KEY = 10_000
 
 
 def train(config, num_members: int, seed: int, steps_per_call: int):
-  """Returns ``(population, state, experiment, seconds)`` after training."""
+  """Returns ``(population, state, experiment, seconds)`` after training
+  ``num_members`` seeds from ``seed``, or the config's population (its
+  size and sweep) when it has one."""
   experiment = builders.build(config)
   images, labels = load_data(config, experiment)
   if experiment.population is not None:  # the config's sweep

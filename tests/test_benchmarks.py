@@ -249,6 +249,19 @@ def test_population_benchmark_quick_runs_checks_members_and_renders(tmp_path):
     assert line in text, line
 
 
+def test_seed_study_trains_the_configs_sweep():
+  from benchmarks import seed_study
+  from tests import helpers
+  config = helpers.tiny_config(num_steps=1)
+  config.population.sweep = "d_lr=1e-4,4e-4"
+  population, state, _, _ = seed_study.train(config, num_members=5, seed=0,
+                                             steps_per_call=1)
+  assert population.size == 2 and not population.shared_batch
+  np.testing.assert_array_equal(state.hparams["d_learning_rate"],
+                                np.float32([1e-4, 4e-4]))
+  assert state.members.step.tolist() == [1, 1]
+
+
 def test_seed_study_trains_members_scores_each_and_tabulates(cache_dir,
                                                              monkeypatch):
   """``benchmarks/seed_study.py`` on a tiny conditional DCGAN, 2 members,
