@@ -232,12 +232,6 @@ def diverged_message(step: int, frozen: dict, saved_step,
           "(--config.penalty.name=r1 --config.penalty.weight=...).")
 
 
-def _mean_std(values) -> tuple[float, float]:
-  values = np.asarray(values, np.float64)
-  std = float(values.std(ddof=1)) if values.size > 1 else 0.0
-  return float(values.mean()), std
-
-
 def aggregate(per_member: list, best_of: dict = None) -> dict:
   """The population's record from its members' records (None: a member with
   nothing to report): ``<name>`` the mean, ``<name>_std`` the standard
@@ -250,7 +244,7 @@ def aggregate(per_member: list, best_of: dict = None) -> dict:
   out = {}
   for name in reported[0][1]:
     values = [r[name] for _, r in reported if name in r]
-    out[name], out[f"{name}_std"] = _mean_std(values)
+    out[name], out[f"{name}_std"] = gj.population.spread(values)
   for n, (name, lower) in enumerate((best_of or {}).items()):
     finite = [(r[name], i) for i, r in reported
               if name in r and math.isfinite(r[name])]
@@ -441,7 +435,7 @@ def interval(values) -> tuple[float, float, float]:
   the half-width of the 95% confidence interval of the mean (Student's t
   with n - 1 degrees of freedom); std and half-width are NaN for one value."""
   n = np.size(values)
-  mean, std = _mean_std(values)
+  mean, std = gj.population.spread(values)
   if n < 2:
     return mean, math.nan, math.nan
   t = _T975[n - 2] if n - 1 <= len(_T975) else 1.96

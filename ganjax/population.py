@@ -565,8 +565,15 @@ def _kept(new: GANState, old: GANState, metrics: dict, alive: jax.Array):
   return state, dict(metrics, alive=alive.astype(jnp.float32)), alive
 
 
-def mean_std(values) -> str:
-  """``'mean ± std'`` of per-member values (std over members, ddof 1)."""
+def spread(values) -> tuple[float, float]:
+  """``(mean, std)`` of per-member values (std over members, ddof 1; 0.0 for
+  one member)."""
   values = np.asarray(values, np.float64)
-  std = values.std(ddof=1) if values.size > 1 else 0.0
-  return f"{values.mean():.4g} ± {std:.2g}"
+  std = float(values.std(ddof=1)) if values.size > 1 else 0.0
+  return float(values.mean()), std
+
+
+def mean_std(values) -> str:
+  """``'mean ± std'`` of per-member values (``spread``)."""
+  mean, std = spread(values)
+  return f"{mean:.4g} ± {std:.2g}"
