@@ -8,6 +8,12 @@ phi(x)>``). G's training labels are drawn uniformly over the classes; the
 sample grids show one row per class. For AC-GAN instead of the projection:
 ``--config.model.aux_classifier=True --config.loss_terms.aux_classifier=1``.
 
+At these (Radford et al.) learning rates the conditional model trails the
+unconditional one in recall; ``--config.g_optimizer.learning_rate=8e-4``
+closes that gap and lowers FID (3,000 steps, 4 seeds: recall 0.634 against
+0.587 for ``dcgan_fashion_mnist``, FID 3.0 against 16.9, class accuracy
+0.925; RESULTS.md, "Seed studies").
+
 Offline: `apt-get install -y dataset-fashion-mnist` then
 `python -m experiments.prepare_data fashion_mnist` prepares it for TFDS.
 """
