@@ -26,10 +26,9 @@ step's batch.
 
 import dataclasses
 import sys
-from typing import Any, Callable, Optional
+from typing import Any, Callable
 
 import jax
-import jax.numpy as jnp
 import numpy as np
 
 import ganjax as gj
