@@ -137,20 +137,16 @@ def test_member_i_is_the_single_run_with_seed_s_plus_i(
       abs(m0["d_loss"] - m1["d_loss"]) / np.sqrt(2))
   assert population[-1]["members_alive"] == 2
   assert os.path.exists(pop_dir / "samples" / "step_000004.png")
-
-
-def test_sample_member_draws_what_the_single_run_draws(
-    population_and_single_runs, tmp_path):
-  pop_dir, single_dir, _ = population_and_single_runs
+  # One fixture, run once (in the fresh interpreter): sampling member 1
+  # draws what the single run draws.
+  out = pop_dir.parent / "pop.npy"
   proc = tt.cli("experiments.sample", f"--workdir={pop_dir}", "--member=1",
-                "--num=6", f"--out={tmp_path / 'pop.npy'}", "--grid=0")
+                "--num=6", f"--out={out}", "--grid=0")
   assert proc.returncode == 0, proc.stderr[-2000:]
   assert "member 1" in proc.stdout
   from experiments import sample  # pylint: disable=g-import-not-at-top
-  alone = resume.load(str(single_dir))
-  np.testing.assert_array_equal(
-      np.load(tmp_path / "pop.npy"),
-      sample.draw(alone.experiment, alone.state, 6))
+  np.testing.assert_array_equal(np.load(out),
+                                sample.draw(alone.experiment, alone.state, 6))
   with pytest.raises(builders.ConfigError, match="--member=2: member 2 does "
                      "not exist: the population has members 0-1"):
     resume.load(str(pop_dir), member=2)
